@@ -1,0 +1,52 @@
+/**
+ * The one error type of sy. Every failure a user can see is a SyError with a stable
+ * code; the entry point (src/index.ts) is the only place that turns it into an exit status.
+ * Messages are plain sentences and must never contain a secret value.
+ */
+export type ErrorKind =
+  | 'failed' // the operation failed: a target refused or was unreachable
+  | 'usage' // bad flags or invalid input
+  | 'not_found' // secret, lease or version does not exist
+  | 'store' // the store could not be opened: no key, wrong key, tampered, locked
+  | 'interrupted'; // Ctrl-C or a cancelled prompt
+
+const EXIT_STATUS: Record<ErrorKind, number> = {
+  failed: 1,
+  usage: 2,
+  not_found: 3,
+  store: 4,
+  interrupted: 130,
+};
+
+export class SyError extends Error {
+  readonly kind: ErrorKind;
+  /** Stable machine-readable code, e.g. `secret_not_found`. */
+  readonly code: string;
+  /** Optional second sentence telling the user what to do. */
+  readonly hint?: string;
+
+  constructor(kind: ErrorKind, code: string, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SyError';
+    this.kind = kind;
+    this.code = code;
+    this.hint = options.hint;
+  }
+
+  get exitCode(): number {
+    return EXIT_STATUS[this.kind];
+  }
+}
+
+export const usageError = (code: string, message: string, hint?: string): SyError =>
+  new SyError('usage', code, message, { hint });
+
+export const notFound = (code: string, message: string): SyError => new SyError('not_found', code, message);
+
+export const storeError = (code: string, message: string, hint?: string, cause?: unknown): SyError =>
+  new SyError('store', code, message, { hint, cause });
+
+export const failed = (code: string, message: string, hint?: string, cause?: unknown): SyError =>
+  new SyError('failed', code, message, { hint, cause });
+
+export const interrupted = (): SyError => new SyError('interrupted', 'interrupted', 'Interrupted.');

@@ -1,0 +1,69 @@
+import { interrupted, usageError } from '../errors.js';
+import type { IOStreams } from './streams.js';
+
+/**
+ * Prompts through inquirer, loaded only when a prompt is really shown. Ctrl-C or a closed
+ * terminal becomes the `interrupted` error (exit 130) and nothing is written.
+ */
+type Inquirer = typeof import('inquirer').default;
+
+let loaded: Promise<Inquirer> | undefined;
+const inquirer = (): Promise<Inquirer> => (loaded ??= import('inquirer').then((m) => m.default));
+
+async function ask<T>(question: Record<string, unknown>): Promise<T> {
+  const prompt = await inquirer();
+  try {
+    const answers = (await prompt.prompt([{ ...question, name: 'value' }] as never)) as { value: T };
+    return answers.value;
+  } catch (error) {
+    const name = (error as Error).name;
+    if (name === 'ExitPromptError' || name === 'AbortPromptError') throw interrupted();
+    throw error;
+  }
+}
+
+export function askPassword(message: string): Promise<string> {
+  return ask<string>({ type: 'password', message, mask: '*' });
+}
+
+export function askText(message: string, options: { default?: string; validate?: (v: string) => true | string } = {}): Promise<string> {
+  return ask<string>({ type: 'input', message, ...options });
+}
+
+export function askConfirm(message: string, defaultValue = false): Promise<boolean> {
+  return ask<boolean>({ type: 'confirm', message, default: defaultValue });
+}
+
+export function askSelect<T extends string>(message: string, choices: { name: string; value: T }[]): Promise<T> {
+  return ask<T>({ type: 'select', message, choices });
+}
+
+/** A passphrase prompt for the key sources, or undefined when nothing may prompt. */
+export function passphrasePrompt(io: IOStreams) {
+  if (!io.canPrompt()) return undefined;
+  return async (purpose: 'unlock' | 'new'): Promise<string> => {
+    if (purpose === 'unlock') return askPassword('Passphrase for the sy store:');
+    for (;;) {
+      const first = await askPassword('New passphrase for the sy store (at least 8 characters):');
+      if (first.length < 8) {
+        io.warn('The passphrase must be at least 8 characters long.');
+        continue;
+      }
+      const second = await askPassword('Repeat the passphrase:');
+      if (first === second) return first;
+      io.warn('The two passphrases differ; try again.');
+    }
+  };
+}
+
+/**
+ * Confirms a destructive act: asks on a terminal, and without one requires `--yes`.
+ * Returns false when the user declines.
+ */
+export async function confirmDestructive(io: IOStreams, message: string, yes: boolean | undefined): Promise<boolean> {
+  if (yes) return true;
+  if (!io.canPrompt()) {
+    throw usageError('confirmation_required', `${message.replace(/\?$/, '')}: pass --yes to confirm without a terminal.`);
+  }
+  return askConfirm(message, false);
+}
