@@ -1,0 +1,175 @@
+/**
+ * The store behind sy: secrets with versions and the lease ledger. Everything above this
+ * interface deals in plaintext records; an implementation seals payloads itself. Methods
+ * are asynchronous and each one is atomic on its own, so a shared, networked ledger (a
+ * PostgreSQL-backed one for fleets of daemons) can implement the same interface.
+ */
+import type { AuditHead } from '../audit/log.js';
+import type { SecretRef } from '../secrets/path.js';
+import type { Attributes, SecretData, SecretKind } from '../secrets/validate.js';
+
+export interface Secret {
+  id: string;
+  path: string;
+  version: number;
+  description: string;
+  attributes: Attributes;
+  data: SecretData;
+  created: string;
+  lastModified: string;
+}
+
+export type SecretMetadata = Omit<Secret, 'data'>;
+
+/** What a new version holds. */
+export interface SecretContent {
+  description: string;
+  attributes: Attributes;
+  data: SecretData;
+}
+
+export interface NewSecret extends SecretContent {
+  path: string;
+  kind: SecretKind;
+  /** Canonical path of the base secret a dynamic secret links to. */
+  linkedPath?: string;
+}
+
+export interface SecretSearch {
+  /** Paths containing this text (case-insensitive). */
+  query?: string;
+  /** Only dynamic secrets linked to this base path. */
+  linkedTo?: string;
+  limit: number;
+}
+
+export interface DeleteOptions {
+  /** Delete even while dynamic secrets link to it or its leases are active. */
+  force: boolean;
+}
+
+export interface SecretRepository {
+  get(ref: SecretRef, version?: number): Promise<Secret | undefined>;
+  /** Throws a usage error when the path is taken. */
+  create(secret: NewSecret): Promise<Secret>;
+  /**
+   * Adds version `expectedVersion + 1`. Returns undefined when another writer got there
+   * first, so the caller can re-read and retry.
+   */
+  addVersion(id: string, expectedVersion: number, content: SecretContent & { linkedPath?: string }): Promise<Secret | undefined>;
+  /** Throws a usage error when something depends on the secret and `force` is not set. */
+  delete(id: string, options: DeleteOptions): Promise<void>;
+  search(search: SecretSearch): Promise<SecretMetadata[]>;
+}
+
+export interface Store {
+  readonly home: string;
+  readonly secrets: SecretRepository;
+  readonly leases: LeaseLedger;
+  /** Runs `fn` while holding the store's write lock (the audit log chains its lines under it). */
+  exclusive<T>(fn: () => T): T;
+  /** HMAC-SHA256 under a key derived from the store's data key (the audit chain). */
+  auditMac(text: string): string;
+  /** The hash of the newest audit line; read and written under `exclusive`. */
+  readonly auditHead: AuditHead;
+  close(): void;
+}
+
+/**
+ * The life of a lease. `intent` is written before the user is created, so a crash between
+ * the two leaves something the sweep can find; `revoking` is a claim held by one process;
+ * `failed` waits for a retry with backoff; `irrevocable` after too many attempts (retried
+ * rarely); `revoked` and `forgotten` (revoke --force on an unreachable target) are ended.
+ */
+export type LeaseState = 'intent' | 'active' | 'revoking' | 'failed' | 'irrevocable' | 'revoked' | 'forgotten';
+
+export const ENDED_LEASE_STATES: readonly LeaseState[] = ['revoked', 'forgotten'];
+
+export interface LeaseRecord {
+  id: string;
+  /** The dynamic secret the lease came from (its record_uid). */
+  secretId: string;
+  baseId: string;
+  path: string;
+  pool: string;
+  engine: string;
+  /** `host:port/database`, for listings and the audit log. */
+  target: string;
+  username: string;
+  state: LeaseState;
+  createdAt: number;
+  expiresAt: number;
+  maxExpiresAt: number;
+  attempts: number;
+  nextAttemptAt?: number;
+  lastError?: string;
+  endedAt?: number;
+  /** Sealed in the store: what revocation needs even if the secrets change or go. */
+  revocation: LeaseRevocation;
+}
+
+export interface LeaseRevocation {
+  /** The base secret's connection as it was when the lease was made. */
+  connection: Record<string, unknown>;
+  revocationStatements?: string[];
+}
+
+export interface NewLease extends Omit<LeaseRecord, 'state' | 'attempts' | 'nextAttemptAt' | 'lastError' | 'endedAt'> {
+  ownerPid: number;
+  ownerHost: string;
+}
+
+export interface LeaseQuery {
+  secretId?: string;
+  path?: string;
+  /** Paths that start with this prefix (revoke --prefix). */
+  pathPrefix?: string;
+  /** Also ended leases. */
+  all?: boolean;
+  pool?: string;
+  limit: number;
+  offset?: number;
+}
+
+export interface DueQuery {
+  now: number;
+  limit: number;
+  pool?: string;
+  /** Intents older than this (or whose creating process is gone) count as abandoned. */
+  staleIntentBefore: number;
+  /** Claims of `revoking` leases last this long before another process may take over. */
+  claimMs: number;
+}
+
+export interface LeaseLedger {
+  recordIntent(lease: NewLease): Promise<void>;
+  get(id: string): Promise<LeaseRecord | undefined>;
+  list(query: LeaseQuery): Promise<LeaseRecord[]>;
+  /**
+   * Compare-and-set of a lease's state. Returns the lease after the change, or undefined
+   * when it was not in one of `from` (another process changed it first).
+   */
+  transition(id: string, from: readonly LeaseState[], to: LeaseState, changes?: LeaseChanges): Promise<LeaseRecord | undefined>;
+  /** Claims up to `limit` due leases for revocation (they become `revoking`, owned by `claimant`). */
+  claimDue(query: DueQuery, claimant: string): Promise<LeaseRecord[]>;
+  /** Claims one lease for revocation; undefined when another process holds a live claim or it has ended. */
+  claim(id: string, claimant: string, now: number, claimMs: number): Promise<LeaseRecord | undefined>;
+  /**
+   * Ends or releases claims taken by `claimant`, all in one transaction. Each result is
+   * undefined where the lease was no longer claimed by `claimant`.
+   */
+  settleAll(claimant: string, items: { id: string; to: LeaseState; changes?: LeaseChanges }[]): Promise<(LeaseRecord | undefined)[]>;
+  countByState(pool?: string): Promise<Record<string, number>>;
+  /** The earliest instant something will be due (for the daemon's sleep). */
+  nextDue(pool?: string): Promise<number | undefined>;
+  /** Users the ledger holds as in use or in flight (intent, active, revoking): the reaper leaves them. */
+  liveUsernames(): Promise<Set<string>>;
+}
+
+export interface LeaseChanges {
+  expiresAt?: number;
+  attempts?: number;
+  nextAttemptAt?: number | null;
+  lastError?: string | null;
+  endedAt?: number | null;
+}
