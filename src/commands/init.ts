@@ -1,0 +1,27 @@
+import type { Context, OutputFlags } from '../cli/context.js';
+import { usageError } from '../errors.js';
+import { keyValueTable } from '../io/format.js';
+import { passphrasePrompt } from '../io/prompt.js';
+import { KEY_SOURCES, type KeySourceName } from '../keys/sources.js';
+
+export interface InitOptions extends OutputFlags {
+  keySource?: string;
+}
+
+export function parseKeySource(value: string | undefined, flag: string): KeySourceName | undefined {
+  if (value === undefined) return undefined;
+  if (!(KEY_SOURCES as string[]).includes(value)) {
+    throw usageError('invalid_key_source', `${flag} must be one of ${KEY_SOURCES.join(', ')}.`);
+  }
+  return value as KeySourceName;
+}
+
+/** `sy init`: creates the store in SY_HOME and says where its key lives. */
+export async function initCommand(ctx: Context, options: InitOptions) {
+  const { initStore } = await import('../store/open.js');
+  const result = await initStore(ctx.home(), ctx.env, { source: parseKeySource(options.keySource, '--key-source'), ask: passphrasePrompt(ctx.io) });
+  result.store.close();
+  const summary = { home: result.home, store_id: result.storeId, key_source: result.keySource };
+  await ctx.print({ value: summary, table: () => keyValueTable(summary) }, options);
+  return summary;
+}

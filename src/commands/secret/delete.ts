@@ -1,0 +1,23 @@
+import type { Context } from '../../cli/context.js';
+import { interrupted } from '../../errors.js';
+import { confirmDestructive } from '../../io/prompt.js';
+import { refName, secretRef } from '../../secrets/path.js';
+import { deleteSecret } from '../../secrets/service.js';
+import { pathArgument } from './shared.js';
+
+export interface DeleteOptions {
+  path?: string;
+  force?: boolean;
+  yes?: boolean;
+}
+
+/** `sy secret delete`: refused while something depends on the secret, unless --force. */
+export async function deleteCommand(ctx: Context, positional: string | undefined, options: DeleteOptions): Promise<void> {
+  const ref = secretRef(pathArgument(positional, options.path)!);
+  if (options.force) {
+    const confirmed = await confirmDestructive(ctx.io, `Delete ${refName(ref)} even if dynamic secrets or active leases depend on it?`, options.yes);
+    if (!confirmed) throw interrupted();
+  }
+  const deleted = await ctx.audited({ action: 'secret.delete', path: refName(ref) }, (store) => deleteSecret(store, ref, Boolean(options.force)));
+  ctx.io.notice(`Deleted ${deleted.path}.`);
+}

@@ -1,0 +1,13 @@
+import type { Context, OutputFlags } from '../../cli/context.js';
+import { secretRef } from '../../secrets/path.js';
+import { getSecret, withoutData } from '../../secrets/service.js';
+import type { SecretMetadata } from '../../store/store.js';
+import { metadataPrintable, pathArgument } from './shared.js';
+
+/** `sy secret describe`: everything but the data. */
+export async function describeCommand(ctx: Context, positional: string | undefined, options: OutputFlags & { path?: string }): Promise<SecretMetadata> {
+  const ref = secretRef(pathArgument(positional, options.path)!);
+  const metadata = withoutData(await getSecret(await ctx.store(), ref));
+  await ctx.print(metadataPrintable(metadata), options);
+  return metadata;
+}

@@ -1,0 +1,15 @@
+import type { Context, OutputFlags } from '../../cli/context.js';
+import { refName, secretRef } from '../../secrets/path.js';
+import { rollbackSecret, withoutData } from '../../secrets/service.js';
+import type { SecretMetadata } from '../../store/store.js';
+import { metadataPrintable, parseVersion, pathArgument } from './shared.js';
+
+/** `sy secret rollback`: a new version equal to version N (default: the previous one). */
+export async function rollbackCommand(ctx: Context, positional: string | undefined, options: OutputFlags & { path?: string; version?: string }): Promise<SecretMetadata> {
+  const ref = secretRef(pathArgument(positional, options.path)!);
+  const version = parseVersion(options.version);
+  const secret = await ctx.audited({ action: 'secret.rollback', path: refName(ref) }, (store) => rollbackSecret(store, ref, version));
+  const metadata = withoutData(secret);
+  await ctx.print(metadataPrintable(metadata), options);
+  return metadata;
+}

@@ -1,0 +1,57 @@
+import { usageError } from '../../errors.js';
+import { type Printable, type Table, envName, keyValueTable, scalarText } from '../../io/format.js';
+import { readJsonObject } from '../../io/input.js';
+import { kindOf } from '../../secrets/validate.js';
+import { localTime } from '../../util/time.js';
+import type { Secret, SecretMetadata } from '../../store/store.js';
+
+/** The positional path, or `--path`; exactly one of them. */
+export function pathArgument(positional: string | undefined, flag: string | undefined, required = true): string | undefined {
+  if (positional !== undefined && flag !== undefined && positional !== flag) {
+    throw usageError('conflicting_path', 'Give the path once: as an argument or with --path, not both.');
+  }
+  const path = positional ?? flag;
+  if (path === undefined && required) throw usageError('missing_path', 'A secret path is required (as an argument or with --path).');
+  return path;
+}
+
+export async function optionalJson(value: string | undefined, flag: string, stdin: NodeJS.ReadableStream) {
+  return value === undefined ? undefined : readJsonObject(value, flag, stdin);
+}
+
+export function parseVersion(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw usageError('invalid_version', '--version must be a whole number of 1 or more.');
+  return Number(value);
+}
+
+/** Tables show times in local time; JSON keeps ISO-8601 UTC. */
+function localTimes<T extends { created: string; lastModified: string }>(record: T): T {
+  return { ...record, created: localTime(record.created), lastModified: localTime(record.lastModified) };
+}
+
+export function secretPrintable(secret: Secret): Printable {
+  return {
+    value: secret,
+    table: () => keyValueTable(localTimes(secret)),
+    env: () => {
+      const vars: Record<string, string> = {};
+      for (const [key, value] of Object.entries(secret.data)) vars[envName(key)] = scalarText(value);
+      return vars;
+    },
+  };
+}
+
+export function metadataPrintable(secret: SecretMetadata): Printable {
+  return { value: secret, table: () => keyValueTable(localTimes(secret)) };
+}
+
+export function secretListPrintable(secrets: SecretMetadata[]): Printable {
+  return {
+    value: { data: secrets },
+    table: (): Table => [
+      ['PATH', 'KIND', 'VERSION', 'DESCRIPTION', 'ID'],
+      ...secrets.map((s) => [s.path, kindOf(s.attributes), String(s.version), s.description, s.id]),
+    ],
+  };
+}

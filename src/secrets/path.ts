@@ -1,0 +1,44 @@
+import { usageError } from '../errors.js';
+
+const SEGMENT = /^[A-Za-z0-9@+._-]+$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_PATH_LENGTH = 256;
+
+/** `db/postgresql/root` and `db:postgresql:root` name the same secret; `:` is canonical. */
+export function canonicalPath(input: string): string {
+  if (typeof input !== 'string' || input.length === 0) {
+    throw usageError('invalid_path', 'A secret path is required.');
+  }
+  if (input.length > MAX_PATH_LENGTH) {
+    throw usageError('invalid_path', `A secret path may be at most ${MAX_PATH_LENGTH} characters long.`);
+  }
+  const segments = input.split(/[:/]/);
+  if (segments.some((s) => !SEGMENT.test(s) || /^\.+$/.test(s))) {
+    throw usageError(
+      'invalid_path',
+      `"${printable(input)}" is not a valid secret path: use segments of letters, digits and @+._- (not only dots) joined by ":" or "/".`,
+    );
+  }
+  return segments.join(':');
+}
+
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}
+
+/** A secret is named by its path or by its id (a UUID). */
+export type SecretRef = { id: string } | { path: string };
+
+export function refName(ref: SecretRef): string {
+  return 'id' in ref ? ref.id : ref.path;
+}
+
+export function secretRef(pathOrId: string): SecretRef {
+  return isUuid(pathOrId) ? { id: pathOrId.toLowerCase() } : { path: canonicalPath(pathOrId) };
+}
+
+/** Paths are names, not secrets, but a user may paste anything: keep messages on one line. */
+function printable(value: string): string {
+  const oneLine = value.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return oneLine.length > 80 ? `${oneLine.slice(0, 77)}...` : oneLine;
+}

@@ -1,0 +1,133 @@
+import { notFound, usageError } from '../errors.js';
+import type { Secret, SecretContent, SecretMetadata, Store } from '../store/store.js';
+import { type SecretRef, canonicalPath } from './path.js';
+import {
+  type Attributes,
+  type SecretData,
+  type SecretKind,
+  isObject,
+  kindOf,
+  linkedBasePath,
+  parseBaseConnection,
+  parseDynamicRecipe,
+} from './validate.js';
+import { engineOfType } from '../targets/engines.js';
+
+/** Secret operations: validation, versions and links. They return data and never print. */
+
+export interface Checked {
+  kind: SecretKind;
+  linkedPath?: string;
+}
+
+/** Validates a secret's content by its kind; a dynamic secret's base must exist and be a base. */
+export async function checkContent(store: Store, attributes: Attributes, data: SecretData): Promise<Checked> {
+  const kind = kindOf(attributes);
+  if (kind === 'base') {
+    parseBaseConnection(attributes, data);
+    return { kind };
+  }
+  if (kind === 'dynamic') {
+    const basePath = linkedBasePath(attributes);
+    const base = await store.secrets.get({ path: basePath });
+    if (!base) {
+      throw notFound('linked_secret_not_found', `The linked secret ${basePath} does not exist.`);
+    }
+    const engine = engineOfType(base.attributes.type);
+    if (kindOf(base.attributes) !== 'base' || !engine) {
+      throw usageError('linked_secret_not_base', `The linked secret ${basePath} is not a base secret (it has no database type).`);
+    }
+    parseDynamicRecipe(attributes, data, engine);
+    return { kind, linkedPath: basePath };
+  }
+  return { kind };
+}
+
+export async function createSecret(store: Store, path: string, content: SecretContent): Promise<Secret> {
+  const checked = await checkContent(store, content.attributes, content.data);
+  return store.secrets.create({ ...content, path: canonicalPath(path), ...checked });
+}
+
+export async function getSecret(store: Store, ref: SecretRef, version?: number): Promise<Secret> {
+  const secret = await store.secrets.get(ref, version);
+  if (secret) return secret;
+  const name = 'id' in ref ? ref.id : ref.path;
+  if (version !== undefined && (await store.secrets.get(ref))) {
+    throw notFound('version_not_found', `${name} has no version ${version}.`);
+  }
+  throw notFound('secret_not_found', `No secret at ${name}.`);
+}
+
+export function withoutData(secret: Secret): SecretMetadata {
+  const { data: _data, ...metadata } = secret;
+  return metadata;
+}
+
+export interface SecretChange {
+  description?: string;
+  attributes?: Attributes;
+  data?: SecretData;
+  /** Replace data and attributes instead of merging them. */
+  overwrite: boolean;
+}
+
+/** Adds a version; retried when another process wrote the same secret in between. */
+export async function updateSecret(store: Store, ref: SecretRef, change: SecretChange): Promise<Secret> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const current = await getSecret(store, ref);
+    const next: SecretContent = {
+      description: change.description ?? current.description,
+      attributes: change.attributes === undefined ? current.attributes : change.overwrite ? change.attributes : mergePatch(current.attributes, change.attributes),
+      data: change.data === undefined ? current.data : change.overwrite ? change.data : mergePatch(current.data, change.data),
+    };
+    const written = await writeVersion(store, current, next);
+    if (written) return written;
+  }
+  throw usageError('update_conflict', 'The secret kept changing while it was being updated; try again.');
+}
+
+export async function rollbackSecret(store: Store, ref: SecretRef, version?: number): Promise<Secret> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const current = await getSecret(store, ref);
+    const wanted = version ?? current.version - 1;
+    if (wanted < 1) throw notFound('version_not_found', `${current.path} has no earlier version to roll back to.`);
+    const target = await getSecret(store, { id: current.id }, wanted);
+    const written = await writeVersion(store, current, { description: target.description, attributes: target.attributes, data: target.data });
+    if (written) return written;
+  }
+  throw usageError('update_conflict', 'The secret kept changing while it was being rolled back; try again.');
+}
+
+async function writeVersion(store: Store, current: Secret, next: SecretContent): Promise<Secret | undefined> {
+  const checked = await checkContent(store, next.attributes, next.data);
+  const currentKind = kindOf(current.attributes);
+  if (checked.kind !== currentKind) {
+    throw usageError('kind_change', `${current.path} is a ${currentKind} secret and cannot become a ${checked.kind} one.`, 'Create a new secret instead.');
+  }
+  return store.secrets.addVersion(current.id, current.version, { ...next, linkedPath: checked.linkedPath });
+}
+
+/** RFC 7386 JSON merge patch: objects merge, `null` removes a key, anything else replaces. */
+export function mergePatch(target: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const result: Record<string, unknown> = { ...target };
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete result[key];
+    else if (isObject(value) && isObject(result[key])) result[key] = mergePatch(result[key] as Record<string, unknown>, value);
+    else result[key] = value;
+  }
+  return result;
+}
+
+export async function deleteSecret(store: Store, ref: SecretRef, force: boolean): Promise<Secret> {
+  const secret = await getSecret(store, ref);
+  await store.secrets.delete(secret.id, { force });
+  return secret;
+}
+
+export async function searchSecrets(store: Store, options: { query?: string; searchLinks: boolean; limit: number }): Promise<SecretMetadata[]> {
+  if (options.searchLinks) {
+    if (!options.query) throw usageError('missing_query', '--search-links needs --query <base secret path>.');
+    return store.secrets.search({ linkedTo: canonicalPath(options.query), limit: options.limit });
+  }
+  return store.secrets.search({ query: options.query, limit: options.limit });
+}
