@@ -1,0 +1,390 @@
+/**
+ * PostgreSQL target. Loaded only when a PostgreSQL base secret is used (see connectTarget),
+ * so `pg` is imported here and nowhere else.
+ *
+ * Choices worth knowing:
+ * - The password is sent as a SCRAM-SHA-256 verifier computed here, never in plaintext.
+ * - A user is created inside one transaction, so a failed grant leaves no role behind.
+ * - Grants the admin cannot really hand out (PostgreSQL only warns) are detected by checking
+ *   the new role's effective privileges on the schemas and tables a recipe names explicitly.
+ * - A non-superuser admin (CREATEROLE) first grants itself membership of the roles it
+ *   revokes: PostgreSQL requires it for pg_terminate_backend, REASSIGN OWNED and DROP OWNED.
+ * - renewUser of a role that no longer exists throws `user_not_found` (exit 1), so the
+ *   caller can mark the lease as gone instead of pretending it was extended.
+ */
+import tls from 'node:tls';
+import pg from 'pg';
+import { failed, SyError } from '../errors.js';
+import type { BaseConnection, GrantPermission } from '../secrets/validate.js';
+import { MANAGED_NAME_SQL_PATTERN, parseManagedName } from './names.js';
+import { scramSha256Verifier } from './scram.js';
+import type { ConnectOptions, ManagedUser, NewUser, Target } from './target.js';
+
+const DEFAULT_DATABASE = 'postgres';
+/** Names sy generates; anything else is refused before it reaches SQL. */
+const SAFE_USER_NAME = /^[A-Za-z0-9_]{1,63}$/;
+const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
+const ALL_TABLE_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'];
+/** How long pg_terminate_backend waits for a session to end (PostgreSQL 14+). */
+const TERMINATE_WAIT_MS = 5000;
+
+const ident = (name: string): string => pg.escapeIdentifier(name);
+const literal = (value: string): string => pg.escapeLiteral(value);
+
+interface PgError extends Error {
+  code?: string;
+}
+
+function tlsOptions(ssl: BaseConnection['ssl']): false | tls.ConnectionOptions {
+  if (!ssl) return false;
+  if (ssl === true) return { rejectUnauthorized: true };
+  const options: tls.ConnectionOptions = { rejectUnauthorized: ssl.rejectUnauthorized ?? true };
+  if (ssl.ca !== undefined) options.ca = ssl.ca;
+  if (ssl.cert !== undefined) options.cert = ssl.cert;
+  if (ssl.key !== undefined) options.key = ssl.key;
+  const servername = ssl.servername;
+  if (servername !== undefined) {
+    options.servername = servername;
+    // pg replaces servername with the host when the host is a DNS name; verify against ours.
+    options.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(servername, cert);
+  }
+  return options;
+}
+
+/** A server or driver message, unless it contains one of the secrets. */
+function safeReason(error: unknown, secrets: string[]): string {
+  const err = error as PgError;
+  const message = String(err?.message ?? error).split('\n')[0].replace(/[.\s]+$/, '');
+  if (secrets.some((secret) => secret.length > 0 && message.includes(secret))) {
+    return err?.code ? `server error ${err.code}` : 'server error';
+  }
+  return message.length > 300 ? `${message.slice(0, 297)}...` : message;
+}
+
+const TLS_CODES = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|CERT_|ERR_TLS_|ERR_SSL_|EPROTO)/;
+
+function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number, elapsedMs: number): SyError {
+  const err = error as PgError;
+  const code = err?.code ?? '';
+  const message = String(err?.message ?? '');
+  let kind: 'target_unreachable' | 'target_refused' = 'target_unreachable';
+  let reason: string;
+  if (/timeout expired|connection timeout/i.test(message) || (elapsedMs >= timeoutMs && /terminated/i.test(message))) {
+    reason = `no answer within ${timeoutMs} ms`;
+  } else if (code === 'ECONNREFUSED') {
+    reason = 'connection refused';
+  } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    reason = 'host name not found';
+  } else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+    reason = 'host unreachable';
+  } else if (code === 'ETIMEDOUT') {
+    reason = 'connection timed out';
+  } else if (code === 'ECONNRESET' || /terminated unexpectedly/i.test(message)) {
+    reason = 'the server closed the connection';
+  } else if (TLS_CODES.test(code)) {
+    reason = code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+      ? 'the TLS certificate does not match the host name'
+      : `the TLS certificate was not accepted (${code})`;
+  } else if (/does not support SSL/i.test(message)) {
+    reason = 'the server does not accept TLS connections';
+  } else if (code === '28P01') {
+    kind = 'target_refused';
+    reason = `password authentication failed for user "${conn.username}"`;
+  } else if (code === '28000') {
+    kind = 'target_refused';
+    reason = `the server refused the login of "${conn.username}" (check pg_hba.conf and TLS settings)`;
+  } else if (code === '3D000') {
+    kind = 'target_refused';
+    reason = `database "${conn.database ?? DEFAULT_DATABASE}" does not exist`;
+  } else if (code === '53300') {
+    kind = 'target_refused';
+    reason = 'too many connections';
+  } else if (code.startsWith('57P')) {
+    kind = 'target_refused';
+    reason = 'the server is starting up or shutting down';
+  } else {
+    if (/^[0-9A-Z]{5}$/.test(code)) kind = 'target_refused';
+    reason = safeReason(error, [conn.password]);
+  }
+  return failed(kind, `Could not connect to PostgreSQL at ${conn.host}:${conn.port}: ${reason}.`, undefined, error);
+}
+
+export class PostgresTarget implements Target {
+  readonly address: string;
+
+  private constructor(
+    private readonly client: pg.Client,
+    private readonly conn: BaseConnection,
+    private readonly database: string,
+  ) {
+    this.address = `${conn.host}:${conn.port}`;
+  }
+
+  static async connect(conn: BaseConnection, options: ConnectOptions): Promise<PostgresTarget> {
+    const database = conn.database ?? DEFAULT_DATABASE;
+    const client = new pg.Client({
+      host: conn.host,
+      port: conn.port,
+      user: conn.username,
+      password: conn.password,
+      database,
+      ssl: tlsOptions(conn.ssl),
+      connectionTimeoutMillis: options.connectTimeoutMs,
+      application_name: 'sy',
+    });
+    // A dropped connection surfaces on the next query; without a listener it would crash sy.
+    client.on('error', () => undefined);
+    const started = Date.now();
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw connectFailure(conn, error, options.connectTimeoutMs, Date.now() - started);
+    }
+    return new PostgresTarget(client, conn, database);
+  }
+
+  async createUser(user: NewUser): Promise<void> {
+    const name = checkedName(user.username);
+    const expires = user.expiresAt.toISOString();
+    await this.query('BEGIN', [], 'create user', user.password);
+    try {
+      // GRANTs on the same database, schema or tables from concurrent sessions update the
+      // same catalog rows and fail with "tuple concurrently updated": take turns, for the
+      // length of this transaction, across every sy process granting in this database.
+      await this.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sy:grants:${this.database}`], 'create user', user.password, 'create_user_failed');
+      if (user.creationStatements && user.creationStatements.length > 0) {
+        for (const template of user.creationStatements) {
+          const statement = renderTemplate(template, { name, password: user.password, expiration: expires });
+          await this.query(statement, [], `create user ${name}`, user.password, 'create_user_failed');
+        }
+      } else {
+        await this.query(
+          [
+            `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT PASSWORD ${literal(scramSha256Verifier(user.password))} VALID UNTIL ${literal(expires)}`,
+            `COMMENT ON ROLE ${ident(name)} IS ${literal(`managed by sy; reap after ${parseManagedName(name)?.reapAfter.toISOString() ?? expires}`)}`,
+            `GRANT CONNECT ON DATABASE ${ident(this.database)} TO ${ident(name)}`,
+          ].join('; '),
+          [],
+          `create user ${name}`,
+          user.password,
+          'create_user_failed',
+        );
+        for (const grant of user.grants) await this.grant(name, grant);
+      }
+      await this.query('COMMIT', [], `create user ${name}`, user.password, 'create_user_failed');
+    } catch (error) {
+      await this.client.query('ROLLBACK').catch(() => undefined);
+      // Custom statements may have committed on their own: drop whatever is left.
+      if (user.creationStatements?.length) await this.revokeUsers([name]).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async renewUser(username: string, expiresAt: Date): Promise<void> {
+    const name = checkedName(username);
+    try {
+      await this.client.query(`ALTER ROLE ${ident(name)} VALID UNTIL ${literal(expiresAt.toISOString())}`);
+    } catch (error) {
+      if ((error as PgError).code === '42704') {
+        throw failed('user_not_found', `The user ${name} no longer exists on PostgreSQL at ${this.address}.`);
+      }
+      throw this.queryFailure('renew_failed', `renew user ${name}`, error);
+    }
+  }
+
+  async revokeUsers(usernames: string[], revocationStatements?: string[]): Promise<void> {
+    const names = [...new Set(usernames.map(checkedName))];
+    if (names.length === 0) return;
+    try {
+      await this.revokeBatch(names, revocationStatements);
+      return;
+    } catch {
+      // One stubborn or concurrently dropped role must not block the others: go one by one.
+    }
+    const failures: { name: string; error: unknown }[] = [];
+    for (const name of names) {
+      try {
+        await this.revokeBatch([name], revocationStatements);
+      } catch (error) {
+        failures.push({ name, error });
+      }
+    }
+    if (failures.length > 0) {
+      const first = failures[0];
+      const who = failures.length === 1 ? `user ${first.name}` : `${failures.length} users (${failures.map((f) => f.name).join(', ')})`;
+      throw this.queryFailure('revoke_failed', `revoke ${who}`, first.error);
+    }
+  }
+
+  async listManagedUsers(): Promise<ManagedUser[]> {
+    const { rows } = await this.query<{ rolname: string }>(
+      'SELECT rolname FROM pg_roles WHERE rolname ~ $1 ORDER BY rolname',
+      [MANAGED_NAME_SQL_PATTERN],
+      'list users',
+    );
+    const users: ManagedUser[] = [];
+    for (const { rolname } of rows) {
+      const parsed = parseManagedName(rolname);
+      if (parsed) users.push({ username: rolname, reapAfter: parsed.reapAfter });
+    }
+    return users;
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => undefined);
+  }
+
+  /** Revokes the given roles in a handful of round trips, whatever their number. */
+  private async revokeBatch(names: string[], revocationStatements?: string[]): Promise<void> {
+    // One round trip tells which roles exist, which the admin must join, which can still log
+    // in, and what the server is: no separate query at connect time.
+    const { rows } = await this.client.query<{ rolname: string; usable: boolean; can_login: boolean; superuser: boolean; version: number }>(
+      `SELECT rolname, pg_has_role(oid, 'USAGE') AS usable,
+              rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login,
+              (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+              current_setting('server_version_num')::int AS version
+         FROM pg_roles WHERE rolname = ANY($1::text[])`,
+      [names],
+    );
+    if (rows.length === 0) return;
+    const server = { superuser: rows[0].superuser, version: rows[0].version };
+    const existing = rows.map((r) => r.rolname);
+    const list = existing.map(ident).join(', ');
+    const toJoin = rows.filter((r) => !r.usable).map((r) => ident(r.rolname));
+    const prepare: string[] = [];
+    // A CREATEROLE admin needs the privileges of a role to end its sessions and drop what it owns.
+    if (toJoin.length > 0 && !server.superuser) prepare.push(`GRANT ${toJoin.join(', ')} TO CURRENT_USER`);
+    // An expired role (past VALID UNTIL, as in every sweep) cannot log in already.
+    prepare.push(...rows.filter((r) => r.can_login).map((r) => `ALTER ROLE ${ident(r.rolname)} NOLOGIN`));
+    if (prepare.length > 0) await this.client.query(prepare.join('; '));
+    const terminate = server.version >= 140000 ? `pg_terminate_backend(pid, ${TERMINATE_WAIT_MS})` : 'pg_terminate_backend(pid)';
+    await this.client.query(
+      `SELECT ${terminate} FROM pg_stat_activity WHERE usename = ANY($1::text[]) AND pid <> pg_backend_pid()`,
+      [existing],
+    );
+    if (revocationStatements && revocationStatements.length > 0) {
+      for (const name of existing) {
+        for (const template of revocationStatements) {
+          await this.client.query(renderTemplate(template, { name, password: '', expiration: '' }));
+        }
+      }
+      return;
+    }
+    // One implicit transaction; the advisory lock keeps it from racing concurrent GRANTs (see createUser).
+    await this.client.query(
+      `SELECT pg_advisory_xact_lock(hashtext(${literal(`sy:grants:${this.database}`)})); ` +
+        `REASSIGN OWNED BY ${list} TO CURRENT_USER; DROP OWNED BY ${list}; DROP ROLE IF EXISTS ${list}`,
+    );
+  }
+
+  private async grant(name: string, grant: GrantPermission): Promise<void> {
+    const privileges = grant.privileges.map((p) => {
+      if (!/^[A-Z]+( [A-Z]+)*$/.test(p)) throw failed('grant_failed', `The privilege ${p.slice(0, 40)} cannot be granted on PostgreSQL.`);
+      return p;
+    });
+    const what = privileges.join(', ');
+    const where = `${grant.schema}.${grant.table}`;
+    const description = `grant ${what} on ${where}`;
+    const user = ident(name);
+    let schemas: string[];
+    if (grant.schema === '*') {
+      const { rows } = await this.query<{ nspname: string }>(
+        `SELECT nspname FROM pg_namespace
+          WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+            AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%'
+          ORDER BY nspname`,
+        [],
+        description,
+      );
+      schemas = rows.map((r) => r.nspname);
+    } else {
+      schemas = [grant.schema];
+    }
+    const statements: string[] = [];
+    for (const schema of schemas) {
+      statements.push(`GRANT USAGE ON SCHEMA ${ident(schema)} TO ${user}`);
+      statements.push(
+        grant.table === '*'
+          ? `GRANT ${what} ON ALL TABLES IN SCHEMA ${ident(schema)} TO ${user}`
+          : `GRANT ${what} ON TABLE ${ident(schema)}.${ident(grant.table)} TO ${user}`,
+      );
+    }
+    for (const statement of statements) await this.query(statement, [], description, undefined, 'grant_failed');
+    if (grant.schema !== '*') await this.checkGranted(name, grant, description);
+  }
+
+  /**
+   * GRANT only warns when the admin lacks the grant option; check that the new role really
+   * holds what an explicitly named schema or table promises.
+   */
+  private async checkGranted(name: string, grant: GrantPermission, description: string): Promise<void> {
+    const { rows: usage } = await this.query<{ ok: boolean }>(
+      "SELECT has_schema_privilege($1, $2, 'USAGE') AS ok",
+      [name, grant.schema],
+      description,
+    );
+    let ok = usage[0]?.ok === true;
+    if (ok && grant.table !== '*') {
+      const privileges = grant.privileges.flatMap((p) => (p.startsWith('ALL') ? ALL_TABLE_PRIVILEGES : [p]));
+      const { rows } = await this.query<{ ok: boolean }>(
+        'SELECT bool_and(has_table_privilege($1, $2, p)) AS ok FROM unnest($3::text[]) AS p',
+        [name, `${ident(grant.schema)}.${ident(grant.table)}`, privileges],
+        description,
+      );
+      ok = rows[0]?.ok === true;
+    }
+    if (!ok) {
+      throw failed(
+        'grant_failed',
+        `Could not ${description} at ${this.address}: the admin user ${this.conn.username} does not hold it WITH GRANT OPTION.`,
+      );
+    }
+  }
+
+  private async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values: unknown[],
+    action: string,
+    secret?: string,
+    code = 'target_error',
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.client.query<R>(text, values);
+    } catch (error) {
+      throw this.queryFailure(code, action, error, secret);
+    }
+  }
+
+  private queryFailure(code: string, action: string, error: unknown, secret?: string): SyError {
+    if (error instanceof SyError) return error;
+    const reason = safeReason(error, [this.conn.password, secret ?? '']);
+    // Server errors carry a SQLSTATE; anything else means the connection itself failed.
+    if (!/^[0-9A-Z]{5}$/.test((error as PgError)?.code ?? '')) {
+      return failed('target_unreachable', `Could not ${action} at ${this.address}: the connection to PostgreSQL was lost (${reason}).`);
+    }
+    return failed(code, `Could not ${action} at ${this.address}: ${reason}.`);
+  }
+}
+
+function checkedName(username: string): string {
+  if (!SAFE_USER_NAME.test(username)) {
+    throw failed('invalid_user_name', 'sy refuses to use a PostgreSQL user name that it did not generate.');
+  }
+  return username;
+}
+
+/**
+ * Expands an expert template. `{{name}}` is sy's generated name, which only holds
+ * [A-Za-z0-9_] and is safe both bare and inside "...": templates quote it as in Vault
+ * (`CREATE ROLE "{{name}}" ...`). `{{password}}` is meant for a '...' literal and has its
+ * single quotes doubled.
+ */
+function renderTemplate(template: string, values: { name: string; password: string; expiration: string }): string {
+  return template.replace(PLACEHOLDER, (whole, key: string) => {
+    if (key === 'name') return values.name;
+    if (key === 'password') return values.password.replace(/'/g, "''");
+    if (key === 'expiration') return values.expiration;
+    return whole;
+  });
+}

@@ -1,0 +1,338 @@
+/**
+ * MysqlTarget against the real MariaDB at 127.0.0.1:3306 (root, empty password), which
+ * checks passwords. Everything it creates carries this run's random suffix and is dropped.
+ */
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { jest } from '@jest/globals';
+import mysql from 'mysql2/promise';
+import { SyError } from '../../src/errors.js';
+import type { BaseConnection, GrantPermission } from '../../src/secrets/validate.js';
+import { newPassword, newUserName } from '../../src/targets/names.js';
+import { MysqlTarget, nativePasswordHash } from '../../src/targets/mysql.js';
+import type { NewUser } from '../../src/targets/target.js';
+
+const HOST = '127.0.0.1';
+const PORT = Number(process.env.SY_TEST_MYSQL_PORT ?? 3306);
+const RUN = randomBytes(4).toString('hex');
+const DB = `sy_t_${RUN}`;
+const ADMIN = `sy_admin_${RUN}`;
+const ADMIN_PASSWORD = newPassword();
+const OPTIONS = { connectTimeoutMs: 3000 };
+
+const rootConn: BaseConnection = { engine: 'mysql', host: HOST, port: PORT, username: 'root', password: '' };
+const adminConn: BaseConnection = { ...rootConn, username: ADMIN, password: ADMIN_PASSWORD };
+
+let sql: mysql.Connection; // root, for setup and for checking mysql.user
+let target: MysqlTarget; // root admin
+const created: string[] = [];
+
+type Row = mysql.RowDataPacket;
+
+const grant = (schema: string, table: string, ...privileges: string[]): GrantPermission => ({
+  privileges: privileges.length > 0 ? privileges : ['SELECT'],
+  schema,
+  table,
+});
+
+function newUser(grants: GrantPermission[], ttlSeconds = 3600): NewUser {
+  const expiresAt = new Date(Math.floor(Date.now() / 1000) * 1000 + ttlSeconds * 1000);
+  const username = newUserName('mysql', expiresAt, 'sy_');
+  created.push(username);
+  return { username, password: newPassword(), expiresAt, grants };
+}
+
+async function login(user: string, password: string): Promise<mysql.Connection> {
+  const connection = await mysql.createConnection({ host: HOST, port: PORT, user, password, connectTimeout: 3000 });
+  connection.on('error', () => undefined);
+  return connection;
+}
+
+async function userExists(name: string): Promise<boolean> {
+  const [rows] = await sql.query<Row[]>("SELECT 1 FROM mysql.user WHERE user = ? AND host = '%'", [name]);
+  return rows.length === 1;
+}
+
+async function syError(promise: Promise<unknown>): Promise<SyError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof SyError) return error;
+    throw error;
+  }
+  throw new Error('expected a SyError, but the call succeeded');
+}
+
+function mysqlCode(promise: Promise<unknown>): Promise<string | undefined> {
+  return promise.then(
+    () => 'succeeded',
+    (error: { code?: string }) => error.code,
+  );
+}
+
+/** Resolves once the server has closed the session. */
+async function sessionIsClosed(session: mysql.Connection): Promise<boolean> {
+  const code = await mysqlCode(session.query('SELECT 1'));
+  await session.end().catch(() => session.destroy());
+  return code !== 'succeeded';
+}
+
+beforeAll(async () => {
+  sql = await mysql.createConnection({ host: HOST, port: PORT, user: 'root', password: '', multipleStatements: true });
+  await sql.query(`
+    CREATE DATABASE ${DB};
+    CREATE TABLE ${DB}.items (id INT PRIMARY KEY, name VARCHAR(20));
+    INSERT INTO ${DB}.items VALUES (1, 'one'), (2, 'two');
+    CREATE TABLE ${DB}.secrets (x INT);
+    CREATE TABLE ${DB}.notes (n VARCHAR(20));
+    INSERT INTO ${DB}.notes VALUES ('note');
+    -- The least a non-root admin needs (see docs/admin-privileges.md).
+    CREATE USER '${ADMIN}'@'%' IDENTIFIED BY '${ADMIN_PASSWORD}';
+    GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO '${ADMIN}'@'%';
+    GRANT SELECT ON mysql.user TO '${ADMIN}'@'%';
+    GRANT SELECT ON ${DB}.items TO '${ADMIN}'@'%' WITH GRANT OPTION;
+    GRANT SELECT ON ${DB}.notes TO '${ADMIN}'@'%';
+  `);
+  target = await MysqlTarget.connect(rootConn, OPTIONS);
+});
+
+afterAll(async () => {
+  await target?.close();
+  if (!sql) return;
+  for (const name of [...created, ADMIN]) await sql.query("DROP USER IF EXISTS ?@'%'", [name]);
+  await sql.query(`DROP DATABASE IF EXISTS ${DB}`);
+  await sql.end();
+});
+
+describe('MysqlTarget as root on MariaDB', () => {
+  test('creates a user that logs in with its password only and holds exactly the granted privileges', async () => {
+    const user = newUser([grant(DB, 'items')]);
+    await target.createUser(user);
+
+    const session = await login(user.username, user.password);
+    try {
+      const [rows] = await session.query<Row[]>(`SELECT name FROM ${DB}.items ORDER BY id`);
+      expect(rows.map((r) => r.name)).toEqual(['one', 'two']);
+      expect(await mysqlCode(session.query(`INSERT INTO ${DB}.items VALUES (3, 'three')`))).toBe('ER_TABLEACCESS_DENIED_ERROR');
+      expect(await mysqlCode(session.query(`SELECT * FROM ${DB}.secrets`))).toBe('ER_TABLEACCESS_DENIED_ERROR');
+    } finally {
+      await session.end();
+    }
+    expect(await mysqlCode(login(user.username, `${user.password}x`))).toBe('ER_ACCESS_DENIED_ERROR');
+    // The server got the hash, not the password.
+    const [rows] = await sql.query<Row[]>("SELECT authentication_string AS hash FROM mysql.user WHERE user = ? AND host = '%'", [user.username]);
+    expect(rows[0].hash).toBe(nativePasswordHash(user.password));
+  });
+
+  test('db.* reaches every table of one database, *.* every database', async () => {
+    const oneDb = newUser([grant(DB, '*')]);
+    const all = newUser([grant('*', '*')]);
+    await target.createUser(oneDb);
+    await target.createUser(all);
+    const a = await login(oneDb.username, oneDb.password);
+    const b = await login(all.username, all.password);
+    try {
+      const [notes] = await a.query<Row[]>(`SELECT n FROM ${DB}.notes`);
+      expect(notes.map((r) => r.n)).toEqual(['note']);
+      expect(await mysqlCode(a.query('SELECT * FROM mysql.db LIMIT 1'))).toBe('ER_TABLEACCESS_DENIED_ERROR');
+      expect(await mysqlCode(b.query('SELECT * FROM mysql.db LIMIT 1'))).toBe('succeeded');
+    } finally {
+      await a.end();
+      await b.end();
+    }
+    await target.revokeUsers([oneDb.username, all.username]);
+  });
+
+  test('renew changes nothing but says when the user no longer exists', async () => {
+    const user = newUser([grant(DB, 'items')]);
+    await target.createUser(user);
+    await expect(target.renewUser(user.username, new Date(Date.now() + 7200_000))).resolves.toBeUndefined();
+    await target.revokeUsers([user.username]);
+    const error = await syError(target.renewUser(user.username, new Date(Date.now() + 7200_000)));
+    expect(error.code).toBe('user_not_found');
+    expect(error.message).toContain('no longer exists');
+  });
+
+  test('revoke kills an open session, blocks new logins and drops the user', async () => {
+    const user = newUser([grant(DB, 'items')]);
+    await target.createUser(user);
+    const session = await login(user.username, user.password);
+    await session.query('SELECT 1');
+
+    await target.revokeUsers([user.username]);
+
+    expect(await sessionIsClosed(session)).toBe(true);
+    expect(await mysqlCode(login(user.username, user.password))).toMatch(/^ER_ACCESS_DENIED/);
+    expect(await userExists(user.username)).toBe(false);
+  });
+
+  test('revoking twice, unknown names or nothing succeeds', async () => {
+    const user = newUser([grant(DB, 'items')]);
+    await target.createUser(user);
+    await target.revokeUsers([user.username]);
+    await expect(target.revokeUsers([user.username])).resolves.toBeUndefined();
+    await expect(target.revokeUsers([newUserName('mysql', new Date()), user.username])).resolves.toBeUndefined();
+    await expect(target.revokeUsers([])).resolves.toBeUndefined();
+    expect(await userExists(user.username)).toBe(false);
+  });
+
+  test('revokes three users with open sessions in one call and one DROP USER', async () => {
+    const users = [newUser([grant(DB, 'items')]), newUser([grant(DB, '*')]), newUser([grant(DB, 'notes')])];
+    for (const user of users) await target.createUser(user);
+    const sessions = await Promise.all(users.map((u) => login(u.username, u.password)));
+    const connection = (target as unknown as { connection: mysql.Connection }).connection;
+    const spy = jest.spyOn(connection, 'query');
+    try {
+      await target.revokeUsers(users.map((u) => u.username));
+      const drops = spy.mock.calls.filter(([statement]) => String(statement).startsWith('DROP USER'));
+      expect(drops).toHaveLength(1);
+      // One DROP, one session lookup, one KILL per session, one check that they all ended.
+      expect(spy.mock.calls.length).toBe(3 + sessions.length);
+    } finally {
+      spy.mockRestore();
+    }
+    for (const session of sessions) expect(await sessionIsClosed(session)).toBe(true);
+    for (const user of users) expect(await userExists(user.username)).toBe(false);
+  });
+
+  test('a grant on a missing table or database fails, names it and leaves no user', async () => {
+    const user = newUser([grant(DB, 'items'), grant(DB, 'nope')]);
+    const error = await syError(target.createUser(user));
+    expect(error.code).toBe('grant_failed');
+    expect(error.message).toBe(`Could not grant SELECT on ${DB}.nope at ${HOST}:${PORT}: table "${DB}.nope" does not exist.`);
+    expect(await userExists(user.username)).toBe(false);
+
+    // MariaDB itself accepts a grant on a missing table when CREATE is among the privileges.
+    const withCreate = newUser([grant(DB, 'nope', 'SELECT', 'CREATE')]);
+    expect((await syError(target.createUser(withCreate))).code).toBe('grant_failed');
+    expect(await userExists(withCreate.username)).toBe(false);
+
+    const noDb = newUser([grant(`${DB}_nope`, '*')]);
+    const dbError = await syError(target.createUser(noDb));
+    expect(dbError.message).toBe(`Could not grant SELECT on ${DB}_nope.* at ${HOST}:${PORT}: database "${DB}_nope" does not exist.`);
+    expect(await userExists(noDb.username)).toBe(false);
+  });
+
+  test('listManagedUsers finds the users sy created with their reap-after bound, and nothing else', async () => {
+    const user = newUser([grant(DB, 'items')], 7200);
+    await target.createUser(user);
+    const managed = await target.listManagedUsers();
+    expect(managed.find((m) => m.username === user.username)?.reapAfter.getTime()).toBe(user.expiresAt.getTime());
+    expect(managed.map((m) => m.username)).not.toContain('root');
+    expect(managed.map((m) => m.username)).not.toContain(ADMIN);
+    await target.revokeUsers([user.username]);
+    expect((await target.listManagedUsers()).map((m) => m.username)).not.toContain(user.username);
+  });
+
+  test('custom creation and revocation statements replace the defaults', async () => {
+    const user = newUser([]);
+    user.creationStatements = [
+      "CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'",
+      `GRANT SELECT ON ${DB}.notes TO '{{ name }}'@'%'`,
+    ];
+    await target.createUser(user);
+    const session = await login(user.username, user.password);
+    try {
+      const [rows] = await session.query<Row[]>(`SELECT n FROM ${DB}.notes`);
+      expect(rows.map((r) => r.n)).toEqual(['note']);
+      await target.revokeUsers([user.username], ["DROP USER '{{name}}'@'%'"]);
+    } finally {
+      expect(await sessionIsClosed(session)).toBe(true);
+    }
+    expect(await userExists(user.username)).toBe(false);
+    // Already gone: the custom DROP USER is not run again, so this does not fail.
+    await expect(target.revokeUsers([user.username], ["DROP USER '{{name}}'@'%'"])).resolves.toBeUndefined();
+
+    const broken = newUser([]);
+    broken.creationStatements = ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'", `GRANT SELEKT ON ${DB}.notes TO '{{name}}'@'%'`];
+    const error = await syError(target.createUser(broken));
+    expect(error.code).toBe('create_user_failed');
+    expect(error.message).not.toContain(broken.password);
+    expect(await userExists(broken.username)).toBe(false);
+  });
+});
+
+describe('MysqlTarget as a non-root admin with the minimum privileges', () => {
+  let limited: MysqlTarget;
+  beforeAll(async () => {
+    limited = await MysqlTarget.connect(adminConn, OPTIONS);
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  test('creates, lists, renews and revokes, killing the user session', async () => {
+    const user = newUser([grant(DB, 'items')]);
+    await limited.createUser(user);
+    const session = await login(user.username, user.password);
+    try {
+      const [rows] = await session.query<Row[]>(`SELECT COUNT(*) AS n FROM ${DB}.items`);
+      expect(Number(rows[0].n)).toBe(2);
+      expect((await limited.listManagedUsers()).map((m) => m.username)).toContain(user.username);
+      await expect(limited.renewUser(user.username, new Date(Date.now() + 7200_000))).resolves.toBeUndefined();
+      await limited.revokeUsers([user.username]);
+    } finally {
+      expect(await sessionIsClosed(session)).toBe(true);
+    }
+    expect(await userExists(user.username)).toBe(false);
+  });
+
+  test('a grant it does not hold WITH GRANT OPTION fails and leaves no user', async () => {
+    const user = newUser([grant(DB, 'notes')]);
+    const error = await syError(limited.createUser(user));
+    expect(error.code).toBe('grant_failed');
+    expect(error.message).toMatch(new RegExp(`^Could not grant SELECT on ${DB}\\.notes at ${HOST}:${PORT}: .*denied`));
+    expect(await userExists(user.username)).toBe(false);
+  });
+});
+
+describe('MysqlTarget connection failures', () => {
+  test('a closed port fails fast, naming host and port', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, HOST, () => {
+        const { port: p } = server.address() as net.AddressInfo;
+        server.close(() => resolve(p));
+      });
+    });
+    const started = Date.now();
+    const error = await syError(MysqlTarget.connect({ ...rootConn, port }, OPTIONS));
+    expect(Date.now() - started).toBeLessThan(OPTIONS.connectTimeoutMs);
+    expect(error.code).toBe('target_unreachable');
+    expect(error.message).toBe(`Could not connect to MySQL/MariaDB at ${HOST}:${port}: connection refused.`);
+  });
+
+  test('a server that never answers fails after the timeout', async () => {
+    const sockets: net.Socket[] = [];
+    const server = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+    const { port } = server.address() as net.AddressInfo;
+    try {
+      const started = Date.now();
+      const error = await syError(MysqlTarget.connect({ ...rootConn, port }, { connectTimeoutMs: 500 }));
+      const elapsed = Date.now() - started;
+      expect(elapsed).toBeGreaterThanOrEqual(450);
+      expect(elapsed).toBeLessThan(3000);
+      expect(error.code).toBe('target_unreachable');
+      expect(error.message).toBe(`Could not connect to MySQL/MariaDB at ${HOST}:${port}: no answer within 500 ms.`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
+  });
+
+  test('a wrong admin password is refused without showing the password', async () => {
+    const password = newPassword();
+    const error = await syError(MysqlTarget.connect({ ...adminConn, password }, OPTIONS));
+    expect(error.code).toBe('target_refused');
+    expect(error.message).toBe(`Could not connect to MySQL/MariaDB at ${HOST}:${PORT}: access denied for user "${ADMIN}" (wrong user name or password).`);
+    expect(`${error.message} ${error.hint ?? ''} ${String(error.cause)}`).not.toContain(password);
+  });
+
+  test('asking for TLS from a server without it fails cleanly', async () => {
+    const [rows] = await sql.query<Row[]>("SHOW VARIABLES LIKE 'have_ssl'");
+    if (rows[0]?.Value === 'YES') return; // this server speaks TLS: nothing to show here
+    const error = await syError(MysqlTarget.connect({ ...rootConn, ssl: true }, OPTIONS));
+    expect(error.code).toBe('target_unreachable');
+    expect(error.message).toBe(`Could not connect to MySQL/MariaDB at ${HOST}:${PORT}: the server does not accept TLS connections.`);
+  });
+});
