@@ -1,0 +1,52 @@
+import type { Context, OutputFlags } from '../../../cli/context.js';
+import { failed, interrupted, usageError } from '../../../errors.js';
+import { confirmDestructive } from '../../../io/prompt.js';
+import { CLAIM_MS } from '../../../leases/deps.js';
+import { revokeClaimed, revokeLease } from '../../../leases/revoke.js';
+import { leaseDetails, leaseSummary } from '../../../leases/view.js';
+import { canonicalPath } from '../../../secrets/path.js';
+import type { LeaseRecord } from '../../../store/store.js';
+import { leaseDetailsPrintable, leaseListPrintable } from '../shared.js';
+
+export interface RevokeOptions extends OutputFlags {
+  prefix?: string;
+  force?: boolean;
+  yes?: boolean;
+}
+
+/**
+ * `sy dynamic lease revoke <lease_id> | --prefix P`: drops the users now. Revoking what is
+ * already revoked succeeds. `--force` forgets a lease whose target cannot be reached.
+ */
+export async function revokeLeaseCommand(ctx: Context, leaseId: string | undefined, options: RevokeOptions): Promise<unknown> {
+  if ((leaseId === undefined) === (options.prefix === undefined)) {
+    throw usageError('missing_lease', 'Give a lease id or --prefix <path>, not both.');
+  }
+  const deps = await ctx.leaseDeps();
+  if (leaseId !== undefined) {
+    const lease = await revokeLease(deps, leaseId, { force: options.force });
+    const details = leaseDetails(lease, Date.now());
+    await ctx.print(leaseDetailsPrintable(details), options);
+    return details;
+  }
+
+  const prefix = canonicalPath(options.prefix!);
+  const matching = await deps.store.leases.list({ pathPrefix: prefix, limit: 1_000_000 });
+  if (matching.length > 0) {
+    const confirmed = await confirmDestructive(ctx.io, `Revoke ${matching.length} lease${matching.length === 1 ? '' : 's'} under ${prefix}?`, options.yes);
+    if (!confirmed) throw interrupted();
+  }
+  const claimed: LeaseRecord[] = [];
+  for (const lease of matching) {
+    const mine = await deps.store.leases.claim(lease.id, deps.claimant, deps.now(), CLAIM_MS);
+    if (mine) claimed.push(mine);
+  }
+  const outcomes = await revokeClaimed(deps, claimed, { force: options.force });
+  const summaries = outcomes.map((o) => leaseSummary(o.lease));
+  await ctx.print(leaseListPrintable(summaries, Date.now()), options);
+  const failures = outcomes.filter((o) => !o.revoked && !options.force);
+  if (failures.length > 0) {
+    throw failed('revoke_failed', `${failures.length} of ${outcomes.length} leases could not be revoked: ${failures[0].error}`, 'They are kept and the sweep will retry; `--force` forgets them.');
+  }
+  return summaries;
+}

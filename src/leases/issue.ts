@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { SyError, failed, notFound, usageError } from '../errors.js';
+import { kindOf, MAX_LEASE_SECONDS, parseBaseConnection, parseDynamicRecipe } from '../secrets/validate.js';
+import { canonicalPath } from '../secrets/path.js';
+import type { Secret } from '../store/store.js';
+import { ENGINES, engineOfType } from '../targets/engines.js';
+import { newPassword, newUserName } from '../targets/names.js';
+import type { Target } from '../targets/target.js';
+import { parseDuration } from '../util/duration.js';
+import { isoSeconds } from '../util/time.js';
+import { connectionString, defaultDatabase, targetLabel } from './connection.js';
+import { CONNECT_TIMEOUT_MS, type LeaseDeps, REAP_GRACE_MS } from './deps.js';
+import type { IssuedLease } from './view.js';
+
+/** Checks a requested TTL against the 24-hour ceiling and the secret's maxTtl. */
+export function resolveTtl(requested: string | undefined, defaultTtl: number, maxTtl: number, flag = '--ttl'): number {
+  const ttl = requested === undefined ? defaultTtl : parseDuration(requested, flag);
+  if (ttl > MAX_LEASE_SECONDS) {
+    throw usageError('ttl_too_long', `A TTL of ${ttl} seconds is above the maximum of ${MAX_LEASE_SECONDS} seconds (24 hours).`);
+  }
+  if (ttl > maxTtl) {
+    throw usageError('ttl_too_long', `A TTL of ${ttl} seconds is above this secret's maxTtl of ${maxTtl} seconds.`);
+  }
+  return ttl;
+}
+
+/**
+ * Issues a lease: records an intent, creates the user, then marks the lease active. A crash
+ * between the first two steps leaves an intent that the sweep resolves by dropping the user
+ * if it exists; the user's name carries its reap-after bound for the reaper.
+ */
+export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?: string): Promise<IssuedLease> {
+  const { store } = deps;
+  if (kindOf(secret.attributes) !== 'dynamic') {
+    throw usageError('not_dynamic', `${secret.path} is not a dynamic secret.`);
+  }
+  const link = secret.attributes.linkConfig as { linkedSecret: string };
+  const base = await store.secrets.get({ path: canonicalPath(link.linkedSecret) });
+  if (!base) throw notFound('linked_secret_not_found', `The base secret of ${secret.path} no longer exists.`);
+  const engine = engineOfType(base.attributes.type);
+  if (!engine) throw usageError('linked_secret_not_base', `The linked secret of ${secret.path} is not a base secret.`);
+  const connection = parseBaseConnection(base.attributes, base.data);
+  const recipe = parseDynamicRecipe(secret.attributes, secret.data, engine);
+  const ttl = resolveTtl(requestedTtl, recipe.ttl, recipe.maxTtl);
+
+  const createdAt = deps.now();
+  const expiresAt = createdAt + ttl * 1000;
+  const maxExpiresAt = createdAt + recipe.maxTtl * 1000;
+  const username = newUserName(engine, new Date(maxExpiresAt + REAP_GRACE_MS), recipe.userPrefix);
+  const password = newPassword();
+  const leaseId = randomUUID();
+  const target = targetLabel(connection);
+  const audit = { path: secret.path, lease_id: leaseId, db_user: username, target, ttl };
+
+  await store.leases.recordIntent({
+    id: leaseId,
+    secretId: secret.id,
+    baseId: base.id,
+    path: secret.path,
+    pool: recipe.pool,
+    engine,
+    target,
+    username,
+    createdAt,
+    expiresAt,
+    maxExpiresAt,
+    ownerPid: process.pid,
+    ownerHost: hostname(),
+    revocation: { connection: { ...connection }, revocationStatements: recipe.revocationStatements },
+  });
+
+  let client: Target | undefined;
+  try {
+    deps.progress?.(`Connecting to ${ENGINES[engine].label} at ${connection.host}:${connection.port}`);
+    client = await deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+    deps.progress?.(`Creating ${username}`);
+    await client.createUser({
+      username,
+      password,
+      expiresAt: new Date(expiresAt),
+      grants: recipe.grants,
+      creationStatements: recipe.creationStatements,
+    });
+  } catch (error) {
+    await settleFailedCreate(deps, leaseId, client, username, recipe.revocationStatements, error);
+    deps.audit.append({ action: 'lease.create', ...audit, outcome: 'failure', error: errorText(error) });
+    throw error;
+  } finally {
+    await client?.close().catch(() => undefined);
+  }
+
+  const active = await store.leases.transition(leaseId, ['intent'], 'active');
+  if (!active) {
+    // A sweep decided the intent was abandoned while we worked: the user is being dropped.
+    deps.audit.append({ action: 'lease.create', ...audit, outcome: 'failure', error: 'the intent was swept before it completed' });
+    throw failed('lease_swept', 'The lease was revoked by a concurrent sweep before it was ready; try again.');
+  }
+  deps.audit.append({ action: 'lease.create', ...audit, outcome: 'success' });
+
+  const database = defaultDatabase(connection) ?? firstSchema(recipe.grants) ?? null;
+  return {
+    lease_id: leaseId,
+    record_uid: secret.id,
+    path: secret.path,
+    engine,
+    host: connection.host,
+    port: connection.port,
+    database,
+    username,
+    password,
+    connection_string: connectionString(connection, username, password, database ?? undefined),
+    created_at: isoSeconds(createdAt),
+    expires_at: isoSeconds(expiresAt),
+    lease_duration: ttl,
+    renewable: expiresAt < maxExpiresAt,
+  };
+}
+
+function firstSchema(grants: { schema: string }[]): string | undefined {
+  return grants.find((g) => g.schema !== '*')?.schema;
+}
+
+/**
+ * After a failed create: when the admin connection never opened, no user can exist and the
+ * lease ends at once. Otherwise the target has tried to drop its half-made user; if that is
+ * uncertain the lease is left for the sweep to retry the drop.
+ */
+async function settleFailedCreate(
+  deps: LeaseDeps,
+  leaseId: string,
+  client: Target | undefined,
+  username: string,
+  revocationStatements: string[] | undefined,
+  error: unknown,
+): Promise<void> {
+  const now = deps.now();
+  const reason = errorText(error);
+  if (client) {
+    try {
+      await client.revokeUsers([username], revocationStatements);
+    } catch {
+      await deps.store.leases.transition(leaseId, ['intent'], 'failed', { attempts: 1, nextAttemptAt: now, lastError: reason });
+      return;
+    }
+  }
+  await deps.store.leases.transition(leaseId, ['intent'], 'revoked', { endedAt: now, lastError: reason });
+}
+
+export function errorText(error: unknown): string {
+  if (error instanceof SyError) return error.message;
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,71 @@
+import { failed, notFound } from '../errors.js';
+import { kindOf, MAX_LEASE_SECONDS, parseDynamicRecipe, DEFAULT_LEASE_SECONDS } from '../secrets/validate.js';
+import type { LeaseRecord } from '../store/store.js';
+import type { Engine } from '../targets/engines.js';
+import type { Target } from '../targets/target.js';
+import { revocationConnection } from './connection.js';
+import { CONNECT_TIMEOUT_MS, type LeaseDeps } from './deps.js';
+import { errorText, resolveTtl } from './issue.js';
+
+export interface RenewResult {
+  lease: LeaseRecord;
+  /** True when the increment was cut to the lease's max TTL. */
+  capped: boolean;
+}
+
+/**
+ * Extends a lease from now by `increment` (default: the secret's ttl), capped at the max
+ * TTL fixed when it was issued. The target's expiry moves first (VALID UNTIL), then the
+ * ledger, only if the lease is still active: a concurrent revoke wins.
+ */
+export async function renewLease(deps: LeaseDeps, leaseId: string, increment?: string): Promise<RenewResult> {
+  const lease = await deps.store.leases.get(leaseId);
+  if (!lease) throw notFound('lease_not_found', `No lease with id ${leaseId}.`);
+  if (lease.state !== 'active') {
+    throw failed('lease_not_active', `Lease ${leaseId} is ${lease.state} and cannot be renewed.`);
+  }
+  const seconds = resolveTtl(increment, await defaultIncrement(deps, lease), MAX_LEASE_SECONDS, '--increment');
+  const now = deps.now();
+  if (now >= lease.maxExpiresAt) {
+    throw failed('lease_at_max_ttl', `Lease ${leaseId} has reached its max TTL and cannot be renewed.`);
+  }
+  const wanted = now + seconds * 1000;
+  const expiresAt = Math.min(wanted, lease.maxExpiresAt);
+  const audit = { action: 'lease.renew', path: lease.path, lease_id: lease.id, db_user: lease.username, target: lease.target, ttl: Math.round((expiresAt - now) / 1000) };
+
+  let client: Target | undefined;
+  try {
+    const connection = await revocationConnection(deps.store, lease);
+    deps.progress?.(`Renewing ${lease.username} on ${connection.host}:${connection.port}`);
+    client = await deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+    await client.renewUser(lease.username, new Date(expiresAt));
+  } catch (error) {
+    deps.audit.append({ ...audit, outcome: 'failure', error: errorText(error) });
+    const current = await deps.store.leases.get(leaseId);
+    if (current && current.state !== 'active') {
+      throw failed('lease_not_active', `Lease ${leaseId} was ${current.state} while it was being renewed.`);
+    }
+    throw error;
+  } finally {
+    await client?.close().catch(() => undefined);
+  }
+  const renewed = await deps.store.leases.transition(leaseId, ['active'], 'active', { expiresAt });
+  if (!renewed) {
+    deps.audit.append({ ...audit, outcome: 'failure', error: 'revoked while renewing' });
+    throw failed('lease_not_active', `Lease ${leaseId} was revoked while it was being renewed.`);
+  }
+  deps.audit.append({ ...audit, outcome: 'success' });
+  return { lease: renewed, capped: expiresAt < wanted };
+}
+
+async function defaultIncrement(deps: LeaseDeps, lease: LeaseRecord): Promise<number> {
+  const secret = await deps.store.secrets.get({ id: lease.secretId });
+  if (secret && kindOf(secret.attributes) === 'dynamic') {
+    try {
+      return parseDynamicRecipe(secret.attributes, secret.data, lease.engine as Engine).ttl;
+    } catch {
+      // The secret changed shape; fall back to the default.
+    }
+  }
+  return DEFAULT_LEASE_SECONDS;
+}
