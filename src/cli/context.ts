@@ -1,0 +1,150 @@
+import { resolveHome } from '../config/home.js';
+import { writeFileAtomic } from '../io/output.js';
+import { type Printable, render } from '../io/format.js';
+import { passphrasePrompt } from '../io/prompt.js';
+import type { IOStreams } from '../io/streams.js';
+import type { Store } from '../store/store.js';
+import type { LeaseDeps } from '../leases/deps.js';
+import { createSpinner, type Spinner } from '../io/spinner.js';
+import { randomUUID } from 'node:crypto';
+import type { AuditEvent, AuditLog } from '../audit/log.js';
+import { SyError } from '../errors.js';
+
+/** Output flags shared by every command that prints data. */
+export interface OutputFlags {
+  format?: string;
+  filter?: string;
+  output?: string;
+}
+
+/**
+ * What a command needs from the outside world, each part built on first use (gh's
+ * Factory): a command that never touches the store never opens it.
+ */
+export interface Context {
+  readonly io: IOStreams;
+  readonly env: NodeJS.ProcessEnv;
+  /** Run the revocation sweep when the store is first opened (off with --no-sweep or SY_NO_SWEEP=1). */
+  autoSweep: boolean;
+  home(): string;
+  store(): Promise<Store>;
+  /** Runs a change to the store and records it, success or failure, in the audit log. */
+  audited<T>(event: Omit<AuditEvent, 'outcome' | 'error'>, operation: (store: Store) => Promise<T>): Promise<T>;
+  /** The store, audit log, target connector and spinner that lease operations use. */
+  leaseDeps(): Promise<LeaseDeps>;
+  print(printable: Printable, flags: OutputFlags): Promise<void>;
+  /** Stops the spinner before a child process takes over the terminal. */
+  stopSpinner(): void;
+  /** The status to exit with when a command succeeds but wants another code (`sy run`). */
+  exitCode?: number;
+  close(): void;
+}
+
+/** The sweep before each command: at most this long, with short connect timeouts. */
+export const PRE_SWEEP_BUDGET_MS = 1500;
+export const PRE_SWEEP_CONNECT_TIMEOUT_MS = 1000;
+
+export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
+  let store: Promise<Store> | undefined;
+  let opened: Store | undefined;
+  let spinner: Spinner | undefined;
+  let deps: Promise<LeaseDeps> | undefined;
+
+  let audit: Promise<AuditLog> | undefined;
+  const auditFor = (s: Store): Promise<AuditLog> =>
+    (audit ??= import('../audit/log.js').then(({ AuditLog, defaultActor }) =>
+      new AuditLog(s.home, defaultActor(env), (fn) => s.exclusive(fn), (text) => s.auditMac(text), s.auditHead)));
+
+  const buildDeps = async (s: Store): Promise<LeaseDeps> => {
+    const { connectTarget } = await import('../targets/target.js');
+    spinner ??= createSpinner(io);
+    const progress = spinner;
+    return {
+      store: s,
+      audit: await auditFor(s),
+      connect: connectTarget,
+      now: Date.now,
+      progress: (text: string) => progress.update(text),
+      warn: (text: string) => io.warn(`warning: ${text}`),
+      claimant: `${process.pid}:${randomUUID()}`,
+    };
+  };
+
+  /**
+   * Revokes what is due before the command runs, within a small budget. Nothing due costs
+   * one indexed query and no database connection; an unreachable target costs a one-line
+   * notice, never the user's command.
+   */
+  const preSweep = async (s: Store): Promise<void> => {
+    const due = await s.leases.nextDue();
+    if (due === undefined || due > Date.now()) return;
+    const { sweep } = await import('../leases/sweep.js');
+    deps ??= buildDeps(s);
+    const report = await sweep(await deps, { budgetMs: PRE_SWEEP_BUDGET_MS, connectTimeoutMs: PRE_SWEEP_CONNECT_TIMEOUT_MS });
+    spinner?.stop();
+    if (report.failed > 0) {
+      const first = report.errors[0];
+      io.warn(`sy: ${report.failed} expired lease${report.failed === 1 ? '' : 's'} could not be revoked yet (${first.target}: ${first.error}); retrying later.`);
+    }
+  };
+
+  const ctx: Context = {
+    io,
+    env,
+    autoSweep: env.SY_NO_SWEEP !== '1',
+    home: () => resolveHome(env),
+    store() {
+      store ??= import('../store/open.js')
+        .then(({ openStore }) => openStore(resolveHome(env), env, passphrasePrompt(io)))
+        .then(async (s) => {
+          opened = s;
+          if (ctx.autoSweep) await preSweep(s);
+          return s;
+        });
+      return store;
+    },
+    async audited(event, operation) {
+      const s = await ctx.store();
+      const log = await auditFor(s);
+      try {
+        const result = await operation(s);
+        log.append({ ...event, outcome: 'success' });
+        return result;
+      } catch (error) {
+        if (error instanceof SyError) log.append({ ...event, outcome: 'failure', error: error.message });
+        throw error;
+      }
+    },
+    async leaseDeps() {
+      const s = await ctx.store();
+      deps ??= buildDeps(s);
+      return deps;
+    },
+    async print(printable, flags) {
+      spinner?.stop();
+      const toTerminal = flags.output === undefined && io.stdoutIsTTY;
+      // Preferences matter only to people at a terminal; scripts never pay for reading them.
+      const settings = toTerminal ? await import('../config/settings.js').then((m) => m.readSettings()) : {};
+      const text = await render(printable, {
+        format: flags.format ?? settings.format,
+        filter: flags.filter,
+        toTerminal,
+        color: toTerminal && io.colorEnabled && settings.color !== 'never',
+      });
+      if (flags.output !== undefined) {
+        writeFileAtomic(flags.output, text);
+        io.notice(`Wrote ${flags.output}`);
+      } else {
+        io.stdout.write(text);
+      }
+    },
+    stopSpinner() {
+      spinner?.stop();
+    },
+    close() {
+      spinner?.stop();
+      opened?.close();
+    },
+  };
+  return ctx;
+}

@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { SyError } from './errors.js';
+import { type Paint, paint } from './io/color.js';
+import { processStreams, type IOStreams } from './io/streams.js';
+
+/**
+ * The entry point: parses, runs, and holds the only top-level catch. It is the one place
+ * that turns an error into an exit status; commands only throw.
+ */
+/** Commands that sweep on their own terms. */
+const NO_PRE_SWEEP = new Set(['sweep', 'daemon', 'init']);
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  // Everything sy creates (store, WAL, audit log, --output files) is private to the user.
+  process.umask(0o077);
+  const version = packageVersion();
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(`${version}\n`);
+    return 0;
+  }
+  if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h') && typeof SY_ROOT_HELP === 'string') {
+    process.stdout.write(SY_ROOT_HELP);
+    return 0;
+  }
+  const io = processStreams(env);
+  io.debug = argv.includes('--debug');
+  const { createContext } = await import('./cli/context.js');
+  const ctx = createContext(io, env);
+  try {
+    const { CommanderError } = await import('commander');
+    const { buildProgram } = await import('./cli/program.js');
+    const program = buildProgram(ctx, version, argv);
+    program.hook('preAction', (root, action) => {
+      // Global flags may be given before or after the subcommand; a `--no-*` flag on either
+      // wins (optsWithGlobals would let the root's default `true` override the command's).
+      const flags = [root.opts(), action.opts()];
+      const given = (name: string, value: unknown) => flags.some((f) => f[name] === value);
+      io.quiet = given('quiet', true);
+      io.debug = io.debug || given('debug', true);
+      if (given('color', false)) io.colorEnabled = false;
+      if (given('sweep', false) || NO_PRE_SWEEP.has(action.name())) ctx.autoSweep = false;
+    });
+    try {
+      await program.parseAsync(argv, { from: 'user' });
+    } catch (error) {
+      if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+      throw error;
+    }
+    return ctx.exitCode ?? 0;
+  } catch (error) {
+    return report(error, io, await paint(io.colorEnabled));
+  } finally {
+    ctx.close();
+  }
+}
+
+function report(error: unknown, io: IOStreams, colors: Paint): number {
+  if (error instanceof SyError) {
+    io.warn(`${colors.red('sy:')} ${error.message}${error.hint ? `\n${colors.dim(error.hint)}` : ''}`);
+    if (io.debug && error.cause instanceof Error) io.warn(`cause: ${error.cause.stack ?? error.cause.message}`);
+    if (io.debug) io.warn(error.stack ?? '');
+    return error.exitCode;
+  }
+  // An error sy did not anticipate: a bug. Its message comes from code, not from user data.
+  const message = error instanceof Error ? error.message : String(error);
+  io.warn(`${colors.red('sy:')} unexpected error: ${message}`);
+  if (io.debug && error instanceof Error) io.warn(error.stack ?? '');
+  else io.warn('Run again with --debug for details.');
+  return 1;
+}
+
+/** Set by the bundler (scripts/bundle.mjs); read from package.json when running from tsc's output. */
+declare const SY_VERSION: string | undefined;
+/** `sy --help`, rendered by the bundler from the same command tree. */
+declare const SY_ROOT_HELP: string | undefined;
+
+function packageVersion(): string {
+  if (typeof SY_VERSION === 'string') return SY_VERSION;
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function run(): Promise<void> {
+  process.exitCode = await main(process.argv.slice(2));
+}
