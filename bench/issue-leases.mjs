@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+// Sets up many real, soon-expiring leases for the sweep benchmark, fast. What the sweep
+// then finds is what `sy dynamic lease create --ttl 2` would have left: a ledger row per lease
+// (recorded through sy's store layer, intent then active, revocation snapshot sealed) and a
+// real user on the server, named by sy's own newUserName and created with the statements
+// sy's targets use (PostgreSQL: CREATE ROLE ... LOGIN NOINHERIT PASSWORD <SCRAM verifier>
+// VALID UNTIL, COMMENT, GRANT CONNECT/USAGE/SELECT; MariaDB: CREATE USER ... IDENTIFIED BY
+// PASSWORD <hash>, GRANT SELECT). The only difference: users are created a hundred per
+// transaction/statement instead of one process and one commit each, because creating roles
+// one by one costs ~40 ms each here and the sweep, not the creation, is what is measured.
+//
+//   SY_HOME=... SY_MASTER_KEY=... node bench/issue-leases.mjs --path P --count N [--ttl 2]
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    path: { type: 'string' },
+    count: { type: 'string', default: '1' },
+    ttl: { type: 'string', default: '2' },
+    chunk: { type: 'string', default: '100' },
+  },
+});
+const home = process.env.SY_HOME;
+if (!home || !process.env.SY_MASTER_KEY || !values.path) throw new Error('set SY_HOME, SY_MASTER_KEY and --path');
+const dist = (file) => new URL(`../dist/${file}`, import.meta.url).href;
+const { openStore } = await import(dist('store/open.js'));
+const { parseBaseConnection, parseDynamicRecipe } = await import(dist('secrets/validate.js'));
+const { engineOfType } = await import(dist('targets/engines.js'));
+const { newUserName, newPassword } = await import(dist('targets/names.js'));
+const { targetLabel } = await import(dist('leases/connection.js'));
+const { REAP_GRACE_MS } = await import(dist('leases/deps.js'));
+
+const count = Number(values.count);
+const chunk = Number(values.chunk);
+const started = Date.now();
+const store = await openStore(home, { SY_MASTER_KEY: process.env.SY_MASTER_KEY });
+
+async function inOneTransaction(make) {
+  const pending = [];
+  store.exclusive(() => make(pending));
+  await Promise.all(pending);
+}
+
+let lastExpiry = 0;
+try {
+  const secret = await store.secrets.get({ path: values.path });
+  if (!secret) throw new Error(`no secret at ${values.path}`);
+  const base = await store.secrets.get({ path: secret.attributes.linkConfig.linkedSecret });
+  const engine = engineOfType(base.attributes.type);
+  const connection = parseBaseConnection(base.attributes, base.data);
+  const recipe = parseDynamicRecipe(secret.attributes, secret.data, engine);
+  const createdAt = Date.now();
+  const expiresAt = createdAt + Number(values.ttl) * 1000;
+  const maxExpiresAt = createdAt + recipe.maxTtl * 1000;
+  lastExpiry = expiresAt;
+  const leases = Array.from({ length: count }, () => ({
+    id: randomUUID(),
+    username: newUserName(engine, new Date(maxExpiresAt + REAP_GRACE_MS), recipe.userPrefix),
+    password: newPassword(),
+  }));
+  const target = targetLabel(connection);
+
+  // 1. Intents, as sy records them before a user exists.
+  for (let i = 0; i < count; i += 1000) {
+    await inOneTransaction((pending) => {
+      for (const lease of leases.slice(i, i + 1000)) {
+        pending.push(store.leases.recordIntent({
+          id: lease.id, secretId: secret.id, baseId: base.id, path: secret.path, pool: recipe.pool, engine, target,
+          username: lease.username, createdAt, expiresAt, maxExpiresAt, ownerPid: process.pid, ownerHost: hostname(),
+          revocation: { connection: { ...connection }, revocationStatements: recipe.revocationStatements },
+        }));
+      }
+    });
+  }
+
+  // 2. The users.
+  if (engine === 'postgresql') {
+    const { default: pg } = await import('pg');
+    const { scramSha256Verifier } = await import(dist('targets/scram.js'));
+    const { parseManagedName } = await import(dist('targets/names.js'));
+    const client = new pg.Client({ host: connection.host, port: connection.port, user: connection.username, password: connection.password, database: connection.database ?? 'postgres' });
+    await client.connect();
+    const id = pg.escapeIdentifier;
+    const lit = pg.escapeLiteral;
+    const until = new Date(expiresAt).toISOString();
+    for (let i = 0; i < count; i += chunk) {
+      const statements = ['BEGIN'];
+      for (const { username, password } of leases.slice(i, i + chunk)) {
+        const name = id(username);
+        statements.push(
+          `CREATE ROLE ${name} WITH LOGIN NOINHERIT PASSWORD ${lit(scramSha256Verifier(password))} VALID UNTIL ${lit(until)}`,
+          `COMMENT ON ROLE ${name} IS ${lit(`managed by sy; reap after ${parseManagedName(username).reapAfter.toISOString()}`)}`,
+          `GRANT CONNECT ON DATABASE ${id(connection.database ?? 'postgres')} TO ${name}`,
+        );
+        for (const grant of recipe.grants) {
+          statements.push(`GRANT USAGE ON SCHEMA ${id(grant.schema)} TO ${name}`);
+          statements.push(grant.table === '*'
+            ? `GRANT ${grant.privileges.join(', ')} ON ALL TABLES IN SCHEMA ${id(grant.schema)} TO ${name}`
+            : `GRANT ${grant.privileges.join(', ')} ON TABLE ${id(grant.schema)}.${id(grant.table)} TO ${name}`);
+        }
+      }
+      statements.push('COMMIT');
+      await client.query(statements.join(';\n'));
+    }
+    await client.end();
+  } else {
+    const { default: mysql } = await import('mysql2/promise');
+    const { nativePasswordHash } = await import(dist('targets/mysql.js'));
+    const conn = await mysql.createConnection({ host: connection.host, port: connection.port, user: connection.username, password: connection.password, database: connection.database });
+    for (let i = 0; i < count; i += chunk) {
+      const some = leases.slice(i, i + chunk);
+      await conn.query(`CREATE USER ${some.map((l) => `${mysql.escape(l.username)}@'%' IDENTIFIED BY PASSWORD ${mysql.escape(nativePasswordHash(l.password))}`).join(', ')}`);
+      for (const grant of recipe.grants) {
+        const on = grant.schema === '*' ? '*.*' : `${mysql.escapeId(grant.schema)}.${grant.table === '*' ? '*' : mysql.escapeId(grant.table)}`;
+        await conn.query(`GRANT ${grant.privileges.join(', ')} ON ${on} TO ${some.map((l) => `${mysql.escape(l.username)}@'%'`).join(', ')}`);
+      }
+    }
+    await conn.end();
+  }
+
+  // 3. Active, as sy marks them once the user exists.
+  for (let i = 0; i < count; i += 1000) {
+    await inOneTransaction((pending) => {
+      for (const lease of leases.slice(i, i + 1000)) pending.push(store.leases.transition(lease.id, ['intent'], 'active'));
+    });
+  }
+} finally {
+  store.close();
+}
+process.stdout.write(`${JSON.stringify({ issued: count, lastExpiry, ms: Date.now() - started })}\n`);
