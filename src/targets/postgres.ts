@@ -271,11 +271,32 @@ export class PostgresTarget implements Target {
       }
       return;
     }
-    // One implicit transaction; the advisory lock keeps it from racing concurrent GRANTs (see createUser).
-    await this.client.query(
-      `SELECT pg_advisory_xact_lock(hashtext(${literal(`sy:grants:${this.database}`)})); ` +
-        `REASSIGN OWNED BY ${list} TO CURRENT_USER; DROP OWNED BY ${list}; DROP ROLE IF EXISTS ${list}`,
-    );
+    // The advisory lock keeps the drop from racing concurrent GRANTs (see createUser).
+    const lock = `SELECT pg_advisory_xact_lock(hashtext(${literal(`sy:grants:${this.database}`)}))`;
+    const drop = `REASSIGN OWNED BY ${list} TO CURRENT_USER; DROP OWNED BY ${list}; DROP ROLE IF EXISTS ${list}`;
+    if (existing.length === 1) {
+      await this.client.query(`${lock}; ${drop}`); // one implicit transaction, one round trip
+      return;
+    }
+    // DROP OWNED takes the roles out of each object's ACL one role at a time, rewriting the ACL
+    // each time: a batch of roles that share a table is quadratic (1,000 took 1.1 s here).
+    // One REVOKE per kind of object naming the whole batch rewrites each ACL once; DROP OWNED
+    // then only finds what those could not remove (other grantors, column privileges, ...).
+    try {
+      const results = (await this.client.query(`BEGIN; ${lock}; ${aclObjectsQuery(existing)}`)) as unknown as pg.QueryResult<AclObject>[];
+      const revokes = bulkRevokes(results[results.length - 1].rows, list);
+      if (revokes.length > 0) {
+        try {
+          await this.client.query(`SAVEPOINT sy_bulk_revoke; ${revokes.join('; ')}; RELEASE SAVEPOINT sy_bulk_revoke`);
+        } catch {
+          await this.client.query('ROLLBACK TO SAVEPOINT sy_bulk_revoke');
+        }
+      }
+      await this.client.query(`${drop}; COMMIT`);
+    } catch (error) {
+      await this.client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
   }
 
   private async grant(name: string, grant: GrantPermission): Promise<void> {
@@ -365,6 +386,36 @@ export class PostgresTarget implements Target {
     }
     return failed(code, `Could not ${action} at ${this.address}: ${reason}.`);
   }
+}
+
+interface AclObject {
+  kind: 'TABLE' | 'SEQUENCE' | 'SCHEMA' | 'DATABASE';
+  name: string;
+}
+
+/** The tables, sequences, schemas and databases on which the roles hold privileges. */
+function aclObjectsQuery(roles: string[]): string {
+  return `SELECT DISTINCT o.kind, o.name FROM pg_shdepend d
+      CROSS JOIN LATERAL (
+        SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+        UNION ALL
+        SELECT 'SCHEMA', quote_ident(nspname) FROM pg_namespace WHERE d.classid = 'pg_namespace'::regclass AND oid = d.objid
+        UNION ALL
+        SELECT 'DATABASE', quote_ident(datname) FROM pg_database WHERE d.classid = 'pg_database'::regclass AND oid = d.objid
+      ) AS o(kind, name)
+     WHERE d.deptype = 'a' AND d.objsubid = 0 AND d.refclassid = 'pg_authid'::regclass
+       AND d.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY(ARRAY[${roles.map(literal).join(', ')}]::text[]))
+       AND d.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+     ORDER BY 1, 2`;
+}
+
+/** One REVOKE per kind of object, naming every object of that kind and every role. */
+function bulkRevokes(objects: AclObject[], roleList: string): string[] {
+  const byKind = new Map<string, string[]>();
+  for (const { kind, name } of objects) byKind.set(kind, [...(byKind.get(kind) ?? []), name]);
+  return [...byKind].map(([kind, names]) => `REVOKE ALL ON ${kind} ${names.join(', ')} FROM ${roleList}`);
 }
 
 function checkedName(username: string): string {
