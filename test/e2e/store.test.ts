@@ -376,8 +376,11 @@ setInterval(() => {}, 1000);
             reject: false,
             stdin: 'ignore',
           });
-          // Spread over start-up, store opening and the write itself.
-          const timer = setTimeout(() => child.kill('SIGKILL'), 120 + i * 18 + Math.floor(Math.random() * 80));
+          // Spread from 0 to ~200 ms: over start-up (the first few are always killed before a
+          // command can finish), store opening and the write itself (~100-150 ms in). The last
+          // batch is left to finish, writing after the crashes.
+          const delay = i < total - 4 ? i * 10 + Math.floor(Math.random() * 10) : 60_000;
+          const timer = setTimeout(() => child.kill('SIGKILL'), delay);
           const result = await child;
           clearTimeout(timer);
           if (result.exitCode === 0) {
@@ -392,6 +395,8 @@ setInterval(() => {}, 1000);
       );
     }
     expect(outcomes).toContain('killed');
+    expect(outcomes.slice(-4)).toEqual(Array(4).fill('created'));
+    console.info(`killed ${outcomes.filter((o) => o === 'killed').length} of ${total - 4}`);
 
     const found = await ok(sy, ['secret', 'search', 'kill:', '--limit', '1000']);
     const present = found.data.map((s: { path: string }) => s.path);
