@@ -19,13 +19,13 @@ import { createHash } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { failed, SyError } from '../errors.js';
 import type { BaseConnection, GrantPermission } from '../secrets/validate.js';
+import { ENGINES } from './engines.js';
 import { MANAGED_NAME_SQL_PATTERN, parseManagedName } from './names.js';
+import { checkedUserName, networkReason, renderTemplate, safeReason } from './shared.js';
 import type { ConnectOptions, ManagedUser, NewUser, Target } from './target.js';
 
 const LABEL = 'MySQL/MariaDB';
 /** Names sy generates; anything else is refused before it reaches SQL. */
-const SAFE_USER_NAME = /^[A-Za-z0-9_]{1,32}$/;
-const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
 const ER_NO_SUCH_THREAD = 1094;
 
 interface MysqlError extends Error {
@@ -59,36 +59,23 @@ function tlsOptions(ssl: BaseConnection['ssl']): mysql.SslOptions | undefined {
 }
 
 /** A server or driver message, unless it contains one of the secrets. */
-function safeReason(error: unknown, secrets: string[]): string {
+function reasonOf(error: unknown, secrets: string[]): string {
   const err = error as MysqlError;
-  const message = String(err?.sqlMessage ?? err?.message ?? error).split('\n')[0].replace(/[.\s]+$/, '');
-  if (secrets.some((secret) => secret.length > 0 && message.includes(secret))) {
-    return err?.code ? `server error ${err.code}` : 'server error';
-  }
-  return message.length > 300 ? `${message.slice(0, 297)}...` : message;
+  return safeReason(String(err?.sqlMessage ?? err?.message ?? error), err?.code, secrets);
 }
-
-const TLS_CODES = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|CERT_|ERR_TLS_|ERR_SSL_|EPROTO)/;
 
 function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number): SyError {
   const err = error as MysqlError;
   const code = err?.code ?? '';
   let kind: 'target_unreachable' | 'target_refused' = 'target_unreachable';
+  const network = networkReason(code);
   let reason: string;
   if (code === 'ETIMEDOUT') {
     reason = `no answer within ${timeoutMs} ms`;
-  } else if (code === 'ECONNREFUSED') {
-    reason = 'connection refused';
-  } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    reason = 'host name not found';
-  } else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-    reason = 'host unreachable';
-  } else if (code === 'ECONNRESET' || code === 'PROTOCOL_CONNECTION_LOST') {
+  } else if (network !== undefined) {
+    reason = network;
+  } else if (code === 'PROTOCOL_CONNECTION_LOST') {
     reason = 'the server closed the connection';
-  } else if (TLS_CODES.test(code)) {
-    reason = code === 'ERR_TLS_CERT_ALTNAME_INVALID'
-      ? 'the TLS certificate does not match the host name'
-      : `the TLS certificate was not accepted (${code})`;
   } else if (code === 'HANDSHAKE_NO_SSL_SUPPORT') {
     reason = 'the server does not accept TLS connections';
   } else if (code === 'ER_ACCESS_DENIED_ERROR' || code === 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR') {
@@ -108,7 +95,7 @@ function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number)
     reason = 'too many connections';
   } else {
     if (err?.errno !== undefined && err.sqlState) kind = 'target_refused';
-    reason = safeReason(error, [conn.password]);
+    reason = reasonOf(error, [conn.password]);
   }
   return failed(kind, `Could not connect to ${LABEL} at ${conn.host}:${conn.port}: ${reason}.`);
 }
@@ -157,7 +144,7 @@ export class MysqlTarget implements Target {
     try {
       if (user.creationStatements && user.creationStatements.length > 0) {
         for (const template of user.creationStatements) {
-          const statement = renderTemplate(template, { name, password: user.password, expiration: user.expiresAt.toISOString() });
+          const statement = renderTemplate(template, { name, password: user.password, expiration: user.expiresAt.toISOString() }, escapePasswordLiteral);
           await this.run(statement, [], `create user ${name}`, 'create_user_failed', user.password);
         }
       } else {
@@ -181,14 +168,14 @@ export class MysqlTarget implements Target {
   }
 
   async revokeUsers(usernames: string[], revocationStatements?: string[]): Promise<void> {
-    const names = [...new Set(usernames.map(checkedName))];
+    const names = [...new Set(usernames.map((name) => checkedName(name)))];
     if (names.length === 0) return;
     const who = names.length === 1 ? `user ${names[0]}` : `${names.length} users`;
     if (revocationStatements && revocationStatements.length > 0) {
       const [rows] = await this.run<Row[]>("SELECT user AS name FROM mysql.user WHERE host = '%' AND user IN (?)", [names], `revoke ${who}`);
       for (const name of rows.map(userName)) {
         for (const template of revocationStatements) {
-          await this.run(renderTemplate(template, { name, password: '', expiration: '' }), [], `revoke user ${name}`, 'revoke_failed');
+          await this.run(renderTemplate(template, { name, password: '', expiration: '' }, escapePasswordLiteral), [], `revoke user ${name}`, 'revoke_failed');
         }
       }
     } else {
@@ -295,7 +282,7 @@ export class MysqlTarget implements Target {
   private queryFailure(code: string, action: string, error: unknown, secret?: string): SyError {
     if (error instanceof SyError) return error;
     const err = error as MysqlError;
-    const reason = safeReason(error, [this.conn.password, secret ?? '']);
+    const reason = reasonOf(error, [this.conn.password, secret ?? '']);
     if (err?.errno === undefined || !err.sqlState) {
       return failed('target_unreachable', `Could not ${action} at ${this.address}: the connection to ${LABEL} was lost (${reason}).`);
     }
@@ -309,22 +296,8 @@ function userName(row: Row): string {
 }
 
 function checkedName(username: string): string {
-  if (!SAFE_USER_NAME.test(username)) {
-    throw failed('invalid_user_name', `sy refuses to use a ${LABEL} user name that it did not generate.`);
-  }
-  return username;
+  return checkedUserName(username, ENGINES.mysql.maxUserName, LABEL);
 }
 
-/**
- * Expands an expert template. `{{name}}` is sy's generated name, which only holds
- * [A-Za-z0-9_] and is safe inside '...' (`CREATE USER '{{name}}'@'%' ...`, as in Vault).
- * `{{password}}` is meant for a '...' literal and has quotes and backslashes escaped.
- */
-function renderTemplate(template: string, values: { name: string; password: string; expiration: string }): string {
-  return template.replace(PLACEHOLDER, (whole, key: string) => {
-    if (key === 'name') return values.name;
-    if (key === 'password') return values.password.replace(/\\/g, '\\\\').replace(/'/g, "''");
-    if (key === 'expiration') return values.expiration;
-    return whole;
-  });
-}
+/** A '...' literal in MySQL's default SQL mode: backslashes and quotes escaped. */
+const escapePasswordLiteral = (password: string): string => password.replace(/\\/g, '\\\\').replace(/'/g, "''");

@@ -16,14 +16,14 @@ import tls from 'node:tls';
 import pg from 'pg';
 import { failed, SyError } from '../errors.js';
 import type { BaseConnection, GrantPermission } from '../secrets/validate.js';
+import { ENGINES } from './engines.js';
 import { MANAGED_NAME_SQL_PATTERN, parseManagedName } from './names.js';
 import { scramSha256Verifier } from './scram.js';
+import { checkedUserName, networkReason, renderTemplate, safeReason } from './shared.js';
 import type { ConnectOptions, ManagedUser, NewUser, Target } from './target.js';
 
 const DEFAULT_DATABASE = 'postgres';
 /** Names sy generates; anything else is refused before it reaches SQL. */
-const SAFE_USER_NAME = /^[A-Za-z0-9_]{1,63}$/;
-const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
 const ALL_TABLE_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'];
 /** How long pg_terminate_backend waits for a session to end (PostgreSQL 14+). */
 const TERMINATE_WAIT_MS = 5000;
@@ -52,39 +52,26 @@ function tlsOptions(ssl: BaseConnection['ssl']): false | tls.ConnectionOptions {
 }
 
 /** A server or driver message, unless it contains one of the secrets. */
-function safeReason(error: unknown, secrets: string[]): string {
+function reasonOf(error: unknown, secrets: string[]): string {
   const err = error as PgError;
-  const message = String(err?.message ?? error).split('\n')[0].replace(/[.\s]+$/, '');
-  if (secrets.some((secret) => secret.length > 0 && message.includes(secret))) {
-    return err?.code ? `server error ${err.code}` : 'server error';
-  }
-  return message.length > 300 ? `${message.slice(0, 297)}...` : message;
+  return safeReason(String(err?.message ?? error), err?.code, secrets);
 }
-
-const TLS_CODES = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|CERT_|ERR_TLS_|ERR_SSL_|EPROTO)/;
 
 function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number, elapsedMs: number): SyError {
   const err = error as PgError;
   const code = err?.code ?? '';
   const message = String(err?.message ?? '');
   let kind: 'target_unreachable' | 'target_refused' = 'target_unreachable';
+  const network = networkReason(code);
   let reason: string;
   if (/timeout expired|connection timeout/i.test(message) || (elapsedMs >= timeoutMs && /terminated/i.test(message))) {
     reason = `no answer within ${timeoutMs} ms`;
-  } else if (code === 'ECONNREFUSED') {
-    reason = 'connection refused';
-  } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    reason = 'host name not found';
-  } else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-    reason = 'host unreachable';
+  } else if (network !== undefined) {
+    reason = network;
   } else if (code === 'ETIMEDOUT') {
     reason = 'connection timed out';
-  } else if (code === 'ECONNRESET' || /terminated unexpectedly/i.test(message)) {
+  } else if (/terminated unexpectedly/i.test(message)) {
     reason = 'the server closed the connection';
-  } else if (TLS_CODES.test(code)) {
-    reason = code === 'ERR_TLS_CERT_ALTNAME_INVALID'
-      ? 'the TLS certificate does not match the host name'
-      : `the TLS certificate was not accepted (${code})`;
   } else if (/does not support SSL/i.test(message)) {
     reason = 'the server does not accept TLS connections';
   } else if (code === '28P01') {
@@ -104,7 +91,7 @@ function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number,
     reason = 'the server is starting up or shutting down';
   } else {
     if (/^[0-9A-Z]{5}$/.test(code)) kind = 'target_refused';
-    reason = safeReason(error, [conn.password]);
+    reason = reasonOf(error, [conn.password]);
   }
   return failed(kind, `Could not connect to PostgreSQL at ${conn.host}:${conn.port}: ${reason}.`, undefined, error);
 }
@@ -155,7 +142,7 @@ export class PostgresTarget implements Target {
       await this.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sy:grants:${this.database}`], 'create user', user.password, 'create_user_failed');
       if (user.creationStatements && user.creationStatements.length > 0) {
         for (const template of user.creationStatements) {
-          const statement = renderTemplate(template, { name, password: user.password, expiration: expires });
+          const statement = renderTemplate(template, { name, password: user.password, expiration: expires }, escapePasswordLiteral);
           await this.query(statement, [], `create user ${name}`, user.password, 'create_user_failed');
         }
       } else {
@@ -194,7 +181,7 @@ export class PostgresTarget implements Target {
   }
 
   async revokeUsers(usernames: string[], revocationStatements?: string[]): Promise<void> {
-    const names = [...new Set(usernames.map(checkedName))];
+    const names = [...new Set(usernames.map((name) => checkedName(name)))];
     if (names.length === 0) return;
     try {
       await this.revokeBatch(names, revocationStatements);
@@ -266,7 +253,7 @@ export class PostgresTarget implements Target {
     if (revocationStatements && revocationStatements.length > 0) {
       for (const name of existing) {
         for (const template of revocationStatements) {
-          await this.client.query(renderTemplate(template, { name, password: '', expiration: '' }));
+          await this.client.query(renderTemplate(template, { name, password: '', expiration: '' }, escapePasswordLiteral));
         }
       }
       return;
@@ -379,7 +366,7 @@ export class PostgresTarget implements Target {
 
   private queryFailure(code: string, action: string, error: unknown, secret?: string): SyError {
     if (error instanceof SyError) return error;
-    const reason = safeReason(error, [this.conn.password, secret ?? '']);
+    const reason = reasonOf(error, [this.conn.password, secret ?? '']);
     // Server errors carry a SQLSTATE; anything else means the connection itself failed.
     if (!/^[0-9A-Z]{5}$/.test((error as PgError)?.code ?? '')) {
       return failed('target_unreachable', `Could not ${action} at ${this.address}: the connection to PostgreSQL was lost (${reason}).`);
@@ -419,23 +406,8 @@ function bulkRevokes(objects: AclObject[], roleList: string): string[] {
 }
 
 function checkedName(username: string): string {
-  if (!SAFE_USER_NAME.test(username)) {
-    throw failed('invalid_user_name', 'sy refuses to use a PostgreSQL user name that it did not generate.');
-  }
-  return username;
+  return checkedUserName(username, ENGINES.postgresql.maxUserName, 'PostgreSQL');
 }
 
-/**
- * Expands an expert template. `{{name}}` is sy's generated name, which only holds
- * [A-Za-z0-9_] and is safe both bare and inside "...": templates quote it as in Vault
- * (`CREATE ROLE "{{name}}" ...`). `{{password}}` is meant for a '...' literal and has its
- * single quotes doubled.
- */
-function renderTemplate(template: string, values: { name: string; password: string; expiration: string }): string {
-  return template.replace(PLACEHOLDER, (whole, key: string) => {
-    if (key === 'name') return values.name;
-    if (key === 'password') return values.password.replace(/'/g, "''");
-    if (key === 'expiration') return values.expiration;
-    return whole;
-  });
-}
+/** A '...' literal with standard_conforming_strings on (the default since 9.1): quotes doubled. */
+const escapePasswordLiteral = (password: string): string => password.replace(/'/g, "''");
