@@ -132,9 +132,13 @@ export function createSchema(db: Database): void {
 }
 
 export function readMeta(db: Database, key: string): string | undefined {
+  return runRead(() => (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value);
+}
+
+/** Runs a read, reporting SQLite's errors in sy's words (a busy or corrupt store is exit 4). */
+function runRead<T>(fn: () => T): T {
   try {
-    const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
-    return row?.value;
+    return fn();
   } catch (error) {
     throw translateSqliteError(error);
   }
@@ -220,7 +224,7 @@ class SqliteSecretRepository implements SecretRepository {
   private readonly sql: (text: string) => BetterSqlite3.Statement;
 
   async get(ref: SecretRef, version?: number): Promise<Secret | undefined> {
-    return this.read(() => {
+    return runRead(() => {
       const row = this.findRow(ref);
       if (!row) return undefined;
       const wanted = version ?? row.current_version;
@@ -285,7 +289,7 @@ class SqliteSecretRepository implements SecretRepository {
   }
 
   async search(search: SecretSearch): Promise<SecretMetadata[]> {
-    return this.read(() => {
+    return runRead(() => {
       let rows: SecretRow[];
       if (search.linkedTo !== undefined) {
         rows = this.sql("SELECT * FROM secrets WHERE linked_path = ? AND kind = 'dynamic' ORDER BY path LIMIT ?")
@@ -328,14 +332,6 @@ class SqliteSecretRepository implements SecretRepository {
       created: payload.created,
       lastModified: row.last_modified,
     };
-  }
-
-  private read<T>(fn: () => T): T {
-    try {
-      return fn();
-    } catch (error) {
-      throw translateSqliteError(error);
-    }
   }
 }
 
@@ -394,7 +390,7 @@ class SqliteLeaseLedger implements LeaseLedger {
   }
 
   async get(id: string): Promise<LeaseRecord | undefined> {
-    const row = this.read(() => this.sql('SELECT * FROM leases WHERE id = ?').get(id) as LeaseRow | undefined);
+    const row = runRead(() => this.sql('SELECT * FROM leases WHERE id = ?').get(id) as LeaseRow | undefined);
     return row && this.toRecord(row);
   }
 
@@ -419,7 +415,7 @@ class SqliteLeaseLedger implements LeaseLedger {
       params.push(query.pool);
     }
     const sql = `SELECT * FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT ? OFFSET ?`;
-    const rows = this.read(() => this.sql(sql).all(...params, query.limit, query.offset ?? 0) as LeaseRow[]);
+    const rows = runRead(() => this.sql(sql).all(...params, query.limit, query.offset ?? 0) as LeaseRow[]);
     return rows.map((row) => this.toRecord(row));
   }
 
@@ -470,7 +466,7 @@ class SqliteLeaseLedger implements LeaseLedger {
   }
 
   async countByState(pool?: string): Promise<Record<string, number>> {
-    const rows = this.read(() =>
+    const rows = runRead(() =>
       (pool === undefined
         ? this.sql('SELECT state, count(*) AS n FROM leases GROUP BY state').all()
         : this.sql('SELECT state, count(*) AS n FROM leases WHERE pool = ? GROUP BY state').all(pool)) as { state: string; n: number }[],
@@ -481,7 +477,7 @@ class SqliteLeaseLedger implements LeaseLedger {
   async nextDue(pool?: string): Promise<number | undefined> {
     const poolSql = pool === undefined ? '' : ' AND pool = ?';
     const params = pool === undefined ? [] : [pool];
-    return this.read(() => {
+    return runRead(() => {
       const times = [
         this.sql(`SELECT min(expires_at) AS t FROM leases WHERE state = 'active'${poolSql}`).get(...params),
         this.sql(`SELECT min(next_attempt_at) AS t FROM leases WHERE state IN ('failed', 'irrevocable')${poolSql}`).get(...params),
@@ -495,7 +491,7 @@ class SqliteLeaseLedger implements LeaseLedger {
   }
 
   async liveUsernames(): Promise<Set<string>> {
-    const rows = this.read(() => this.sql("SELECT username FROM leases WHERE state IN ('intent', 'active', 'revoking')").all() as { username: string }[]);
+    const rows = runRead(() => this.sql("SELECT username FROM leases WHERE state IN ('intent', 'active', 'revoking')").all() as { username: string }[]);
     return new Set(rows.map((r) => r.username));
   }
 
@@ -540,14 +536,6 @@ class SqliteLeaseLedger implements LeaseLedger {
       endedAt: row.ended_at ?? undefined,
       revocation,
     };
-  }
-
-  private read<T>(fn: () => T): T {
-    try {
-      return fn();
-    } catch (error) {
-      throw translateSqliteError(error);
-    }
   }
 }
 

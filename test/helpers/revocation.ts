@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
+import type { AuditEntry } from '../../src/audit/log.js';
 import { SY_BIN, type SyHome } from './cli.js';
 import { MARIADB, myAdminQuery } from './db.js';
 
@@ -171,21 +172,8 @@ export async function leaseStates(sy: SyHome): Promise<Map<string, string>> {
 
 // ---------------------------------------------------------------- audit log and ledger
 
-export interface AuditLine {
-  time: string;
-  actor: string;
-  action: string;
-  path?: string;
-  lease_id?: string;
-  db_user?: string;
-  target?: string;
-  ttl?: number;
-  outcome: 'success' | 'failure';
-  error?: string;
-  detail?: Record<string, unknown>;
-  prev: string;
-  hash: string;
-}
+/** One line of the audit log as sy writes it. */
+export type AuditLine = AuditEntry;
 
 export const auditFile = (sy: SyHome): string => join(sy.env.SY_HOME, 'audit.log');
 
