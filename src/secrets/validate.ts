@@ -110,11 +110,11 @@ export function parseBaseConnection(attributes: Attributes, data: SecretData): B
     username: data.username,
     password: data.password,
     database: data.database as string | undefined,
-    ssl: parseSsl(data.ssl),
+    ssl: parseSsl(data.ssl, engine),
   };
 }
 
-function parseSsl(value: unknown): BaseConnection['ssl'] {
+function parseSsl(value: unknown, engine: Engine): BaseConnection['ssl'] {
   if (value === undefined || value === false || value === null) return undefined;
   if (value === true) return true;
   if (!isObject(value)) {
@@ -125,6 +125,9 @@ function parseSsl(value: unknown): BaseConnection['ssl'] {
     if (key === 'rejectUnauthorized') {
       if (typeof v !== 'boolean') throw usageError('invalid_secret', 'data.ssl.rejectUnauthorized must be true or false.');
       ssl.rejectUnauthorized = v;
+    } else if (key === 'servername' && engine === 'mysql') {
+      // mysql2 checks the certificate against the host it connects to, and nothing else.
+      throw usageError('invalid_secret', 'data.ssl.servername is for PostgreSQL only: for MySQL/MariaDB, write the name the certificate carries as data.host.');
     } else if (key === 'ca' || key === 'cert' || key === 'key' || key === 'servername') {
       if (typeof v !== 'string') throw usageError('invalid_secret', `data.ssl.${key} must be a string.`);
       ssl[key] = v;

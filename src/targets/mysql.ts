@@ -16,6 +16,8 @@
  *   host is a DNS name and the certificate is checked against `ca` in every case.
  */
 import { createHash } from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
 import mysql from 'mysql2/promise';
 import { failed, SyError } from '../errors.js';
 import type { BaseConnection, GrantPermission } from '../secrets/validate.js';
@@ -58,6 +60,18 @@ function tlsOptions(ssl: BaseConnection['ssl']): mysql.SslOptions | undefined {
   return options;
 }
 
+/**
+ * mysql2 checks a certificate's identity against a host name only: for an IP address Node
+ * falls back to checking it against "localhost". sy checks the address itself as soon as
+ * the connection is up, before it sends any statement.
+ */
+function identityMatches(connection: mysql.Connection, conn: BaseConnection): boolean {
+  if (!tlsOptions(conn.ssl)?.verifyIdentity || net.isIP(conn.host) === 0) return true;
+  const socket = (connection as unknown as { connection?: { stream?: Partial<tls.TLSSocket> } }).connection?.stream;
+  const cert = socket?.getPeerCertificate?.();
+  return cert?.raw !== undefined && tls.checkServerIdentity(conn.host, cert) === undefined;
+}
+
 /** A server or driver message, unless it contains one of the secrets. */
 function reasonOf(error: unknown, secrets: string[]): string {
   const err = error as MysqlError;
@@ -76,6 +90,12 @@ function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number)
     reason = network;
   } else if (code === 'PROTOCOL_CONNECTION_LOST') {
     reason = 'the server closed the connection';
+  } else if (code === 'HANDSHAKE_SSL_ERROR') {
+    // mysql2 replaces Node's TLS error code with its own; Node's message says what was wrong.
+    const message = reasonOf(error, [conn.password]);
+    reason = /altname|does not match/i.test(message)
+      ? 'the TLS certificate does not match the host name'
+      : `the TLS certificate was not accepted (${message})`;
   } else if (code === 'HANDSHAKE_NO_SSL_SUPPORT') {
     reason = 'the server does not accept TLS connections';
   } else if (code === 'ER_ACCESS_DENIED_ERROR' || code === 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR') {
@@ -130,6 +150,10 @@ export class MysqlTarget implements Target {
     }
     // A dropped connection surfaces on the next query; without a listener it would crash sy.
     connection.on('error', () => undefined);
+    if (!identityMatches(connection, conn)) {
+      connection.destroy();
+      throw failed('target_unreachable', `Could not connect to ${LABEL} at ${conn.host}:${conn.port}: the TLS certificate does not match the host name.`);
+    }
     return new MysqlTarget(connection, conn);
   }
 

@@ -8,8 +8,8 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import { join } from 'node:path';
 
 export const PG_BIN = process.env.SY_TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -34,7 +34,10 @@ function asPostgres(command: string, args: string[]): string {
   return execFileSync('runuser', ['-u', 'postgres', '--', command, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-function portIsFree(port: number): Promise<boolean> {
+// Shared with the throwaway MariaDB (mariadb-tls.ts). This file imports no sibling: the jest
+// global setup loads it through require(), where the .js-to-.ts mapping does not apply.
+
+export function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.once('error', () => resolve(false));
@@ -42,13 +45,26 @@ function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** A self-signed certificate for `localhost` (CN and SAN) in `dir`, owned by the server's OS user. */
+export function localhostCertificate(dir: string, uid: number, gid: number): { certFile: string; keyFile: string } {
+  const certFile = join(dir, 'server.crt');
+  const keyFile = join(dir, 'server.key');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost', '-keyout', keyFile, '-out', certFile,
+  ], { stdio: 'ignore' });
+  chownSync(certFile, uid, gid);
+  chownSync(keyFile, uid, gid);
+  return { certFile, keyFile };
 }
 
 /** Stops the cluster (immediately: it is throwaway) and deletes its directory. */
@@ -107,14 +123,7 @@ export async function startCluster(): Promise<PgCluster> {
     ]);
     rmSync(pwfile);
 
-    const certFile = join(dir, 'server.crt');
-    const keyFile = join(dir, 'server.key');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost', '-keyout', keyFile, '-out', certFile,
-    ], { stdio: 'ignore' });
-    chownSync(certFile, uid, gid);
-    chownSync(keyFile, uid, gid);
+    const { certFile, keyFile } = localhostCertificate(dir, uid, gid);
 
     writeFileSync(
       join(data, 'pg_hba.conf'),

@@ -50,6 +50,12 @@ describe('base secrets', () => {
     expect(usageMessage(() => parseBaseConnection({ type: 'postgresql' }, { ...seedData, port: 70000 }))).toMatch(/data\.port/);
     expect(usageMessage(() => parseBaseConnection({ type: 'postgresql' }, { ...seedData, ssl: { verify: 1 } }))).toMatch(/data\.ssl\.verify/);
   });
+  it('takes ssl.servername for PostgreSQL only', () => {
+    expect(parseBaseConnection({ type: 'postgresql' }, { ...seedData, ssl: { servername: 'db.internal' } }).ssl).toEqual({ servername: 'db.internal' });
+    expect(usageMessage(() => parseBaseConnection({ type: 'mariadb' }, { ...seedData, ssl: { servername: 'db.internal' } }))).toBe(
+      'data.ssl.servername is for PostgreSQL only: for MySQL/MariaDB, write the name the certificate carries as data.host.',
+    );
+  });
   it('never puts the password in a message', () => {
     const message = usageMessage(() => parseBaseConnection({ type: 'postgresql' }, { ...seedData, host: 'bad host' }));
     expect(message).not.toContain('P@ssword!');
