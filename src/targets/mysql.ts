@@ -65,11 +65,11 @@ function tlsOptions(ssl: BaseConnection['ssl']): mysql.SslOptions | undefined {
  * falls back to checking it against "localhost". sy checks the address itself as soon as
  * the connection is up, before it sends any statement.
  */
-function identityMatches(connection: mysql.Connection, conn: BaseConnection): boolean {
-  if (!tlsOptions(conn.ssl)?.verifyIdentity || net.isIP(conn.host) === 0) return true;
+function identityMatches(connection: mysql.Connection, host: string): boolean {
+  if (net.isIP(host) === 0) return true;
   const socket = (connection as unknown as { connection?: { stream?: Partial<tls.TLSSocket> } }).connection?.stream;
   const cert = socket?.getPeerCertificate?.();
-  return cert?.raw !== undefined && tls.checkServerIdentity(conn.host, cert) === undefined;
+  return cert?.raw !== undefined && tls.checkServerIdentity(host, cert) === undefined;
 }
 
 /** A server or driver message, unless it contains one of the secrets. */
@@ -133,6 +133,7 @@ export class MysqlTarget implements Target {
   }
 
   static async connect(conn: BaseConnection, options: ConnectOptions): Promise<MysqlTarget> {
+    const ssl = tlsOptions(conn.ssl);
     let connection: mysql.Connection;
     try {
       connection = await mysql.createConnection({
@@ -141,7 +142,7 @@ export class MysqlTarget implements Target {
         user: conn.username,
         password: conn.password,
         database: conn.database,
-        ssl: tlsOptions(conn.ssl),
+        ssl,
         connectTimeout: options.connectTimeoutMs,
         multipleStatements: false,
       });
@@ -150,7 +151,7 @@ export class MysqlTarget implements Target {
     }
     // A dropped connection surfaces on the next query; without a listener it would crash sy.
     connection.on('error', () => undefined);
-    if (!identityMatches(connection, conn)) {
+    if (ssl?.verifyIdentity && !identityMatches(connection, conn.host)) {
       connection.destroy();
       throw failed('target_unreachable', `Could not connect to ${LABEL} at ${conn.host}:${conn.port}: the TLS certificate does not match the host name.`);
     }

@@ -16,23 +16,13 @@ import { execa } from 'execa';
 import pg from 'pg';
 import { parseAllDocuments } from 'yaml';
 import { makeHome, ROOT, runSy, type SyHome } from '../helpers/cli.js';
-import { pgConnect, tag } from '../helpers/db.js';
+import { LOCAL_PG, localPgQuery, pgConnect, tag } from '../helpers/db.js';
 
 const T = tag();
 const DB = `sy_e2e_ctr_${T}`;
 const PREFIX = `k${T}_`;
-const LOCAL = { host: '127.0.0.1', port: 5432, user: 'postgres' };
 const CLIENT_ID = `myapp/db-credential-refresh-${T}`;
 const asRoot = process.getuid?.() === 0;
-
-async function localQuery<R extends pg.QueryResultRow = any>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<R[]> {
-  const client = await pgConnect({ ...LOCAL, database });
-  try {
-    return (await client.query<R>(sql, params)).rows;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 /** A uid with no passwd entry, like an arbitrary `runAsUser`. */
 function unknownUid(): number {
@@ -83,12 +73,12 @@ async function container(script: string, env: Record<string, string>) {
 }
 
 beforeAll(async () => {
-  await localQuery(`CREATE DATABASE ${pg.escapeIdentifier(DB)}`);
-  await localQuery('CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2), (3)', [], DB);
+  await localPgQuery(`CREATE DATABASE ${pg.escapeIdentifier(DB)}`);
+  await localPgQuery('CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2), (3)', [], DB);
   // The store, prepared "on the admin's machine".
   sy = await makeHome();
   for (const [path, attributes, data] of [
-    ['db:postgresql:root', { type: 'postgresql' }, { host: LOCAL.host, port: LOCAL.port, username: LOCAL.user, password: 'unused-trust', database: DB }],
+    ['db:postgresql:root', { type: 'postgresql' }, { host: LOCAL_PG.host, port: LOCAL_PG.port, username: LOCAL_PG.user, password: 'unused-trust', database: DB }],
     ['db:postgresql:app', { linkConfig: { linkType: 'dynamic', linkedSecret: 'db:postgresql:root' }, grantPermissions: { what: 'SELECT', where: '*.*' }, ttl: 600, userPrefix: PREFIX }, {}],
   ] as const) {
     const created = await sy.run(['secret', 'create', path, '--attributes', JSON.stringify(attributes), '--data', JSON.stringify(data)]);
@@ -119,12 +109,12 @@ afterAll(async () => {
     for (const dir of readOnlyDirs) chmodSync(dir, 0o755);
     rmSync(base, { recursive: true, force: true });
   }
-  const left = await localQuery<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)', [PREFIX]);
+  const left = await localPgQuery<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)', [PREFIX]);
   for (const { rolname } of left) {
-    await localQuery(`DROP OWNED BY ${pg.escapeIdentifier(rolname)}`, [], DB).catch(() => undefined);
-    await localQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(rolname)}`).catch(() => undefined);
+    await localPgQuery(`DROP OWNED BY ${pg.escapeIdentifier(rolname)}`, [], DB).catch(() => undefined);
+    await localPgQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(rolname)}`).catch(() => undefined);
   }
-  await localQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(DB)} WITH (FORCE)`);
+  await localPgQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(DB)} WITH (FORCE)`);
 });
 
 /** Checks a creds file: 0600, owned by the container's user, and a lease that logs in. */

@@ -7,8 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { IssuedLease } from '../../src/leases/view.js';
-import { makeHome, type SyHome, type SyResult, recordingRunner } from '../helpers/cli.js';
+import { makeHome, type Lease, type SyHome, type SyResult, leaseRunner } from '../helpers/cli.js';
 import {
   createPgDatabase,
   dropPgDatabase,
@@ -35,27 +34,14 @@ const ADMIN_PASSWORD = `Adm1n#${tag(12)}@:?`;
 const CLOSED_PASSWORD = `Cl0sed-${tag(12)}!`;
 const WRONG_PASSWORD = `Wr0ng-${tag(12)}!`;
 
-/** Every lease these tests issue names a database. */
-type Lease = IssuedLease & { database: string };
 
 const cluster = scramCluster();
 const TARGET = `127.0.0.1:${cluster.port}`;
 const CLOSED = /127\.0\.0\.1:1(?!\d)/;
 let sy: SyHome;
-const issued: Lease[] = [];
 const failedCreateUsers: string[] = [];
 
-const { run, ok, stderrs } = recordingRunner(() => sy);
-
-async function create(path: string, extra: string[] = []): Promise<Lease> {
-  const lease = await ok<Lease>(['dynamic', 'lease', 'create', '--path', path, ...extra]);
-  issued.push(lease);
-  return lease;
-}
-
-async function listed(args: string[] = []): Promise<{ lease_id: string; username: string; state: string }[]> {
-  return (await ok<{ data: any[] }>(['dynamic', 'lease', 'list', ...args])).data;
-}
+const { run, ok, stderrs, issued, create, listed } = leaseRunner(() => sy);
 
 async function base(path: string, data: Record<string, unknown>): Promise<void> {
   await ok(['secret', 'create', path, '--attributes', '{"type": "postgresql"}', '--data', '-'], {

@@ -5,16 +5,13 @@
  * went over TLS for the admin connection.
  */
 import mysql from 'mysql2/promise';
-import type { IssuedLease } from '../../src/leases/view.js';
-import { makeHome, recordingRunner, type SyHome } from '../helpers/cli.js';
+import { type Lease, makeHome, recordingRunner, type SyHome } from '../helpers/cli.js';
 import { expectExit, tag } from '../helpers/db.js';
 import { startTlsMariadb, type TlsMariadb } from '../helpers/mariadb-tls.js';
 
 const T = tag();
 const DB = `sy_tls_${T}`;
 const PREFIX = `t${T}_`;
-
-type Lease = IssuedLease & { database: string };
 
 let server: TlsMariadb;
 let sy: SyHome;

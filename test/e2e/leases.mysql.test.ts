@@ -7,8 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import type { IssuedLease } from '../../src/leases/view.js';
-import { makeHome, SY_BIN, type SyHome, recordingRunner, LEASE_KEYS } from '../helpers/cli.js';
+import { makeHome, SY_BIN, type Lease, type SyHome, leaseRunner, LEASE_KEYS } from '../helpers/cli.js';
 import {
   createMyDatabase,
   dropMyDatabase,
@@ -34,29 +33,11 @@ const CONC_PREFIX = `c${T}_`;
 const KILL_PREFIX = `k${T}_`;
 const PREFIXES = [PREFIX, CONC_PREFIX, KILL_PREFIX];
 
-/** Every lease these tests issue names a database. */
-type Lease = IssuedLease & { database: string };
 
 let sy: SyHome;
-const issued: Lease[] = [];
-const passwords: string[] = [];
 const ids: Record<string, string> = {};
 
-const { run, ok, stderrs } = recordingRunner(() => sy);
-
-function remember(lease: Lease): Lease {
-  issued.push(lease);
-  passwords.push(lease.password);
-  return lease;
-}
-
-async function create(path: string, extra: string[] = []): Promise<Lease> {
-  return remember(await ok<Lease>(['dynamic', 'lease', 'create', '--path', path, ...extra]));
-}
-
-async function listed(args: string[] = []): Promise<{ lease_id: string; username: string; state: string }[]> {
-  return (await ok<{ data: any[] }>(['dynamic', 'lease', 'list', ...args])).data;
-}
+const { run, ok, stderrs, issued, passwords, remember, create, listed } = leaseRunner(() => sy);
 
 const dynamicAttributes = (extra: Record<string, unknown>) =>
   JSON.stringify({ linkConfig: { linkType: 'dynamic', linkedSecret: 'db:mariadb:root' }, grantPermissions: { what: 'SELECT', where: `${DB}.*` }, ...extra });

@@ -8,8 +8,7 @@ import { lstatSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { SEED_DYNAMIC } from '../helpers/seeds.js';
-import type { IssuedLease } from '../../src/leases/view.js';
-import { makeHome, SY_BIN, type SyHome, recordingRunner, LEASE_KEYS } from '../helpers/cli.js';
+import { makeHome, SY_BIN, type Lease, type SyHome, leaseRunner, LEASE_KEYS } from '../helpers/cli.js';
 import {
   createPgDatabase,
   dropPgDatabase,
@@ -37,31 +36,13 @@ const KILL_PREFIX = `k${T}_`;
 const PREFIXES = [PREFIX, CONC_PREFIX, KILL_PREFIX];
 
 
-/** Every lease these tests issue names a database. */
-type Lease = IssuedLease & { database: string };
 
 const admin = scramCluster();
 let sy: SyHome;
-/** Every lease printed in this file (their passwords must never reach the audit log or stderr). */
-const issued: Lease[] = [];
-const passwords: string[] = [];
 const ids: Record<string, string> = {};
 
-const { run, ok, stderrs } = recordingRunner(() => sy);
-
-function remember(lease: Lease): Lease {
-  issued.push(lease);
-  passwords.push(lease.password);
-  return lease;
-}
-
-async function create(path: string, extra: string[] = []): Promise<Lease> {
-  return remember(await ok<Lease>(['dynamic', 'lease', 'create', '--path', path, ...extra]));
-}
-
-async function listed(args: string[] = []): Promise<{ lease_id: string; username: string; state: string; path: string }[]> {
-  return (await ok<{ data: any[] }>(['dynamic', 'lease', 'list', ...args])).data;
-}
+/** Every lease printed in this file (their passwords must never reach the audit log or stderr). */
+const { run, ok, stderrs, issued, passwords, remember, create, listed } = leaseRunner(() => sy);
 
 const dynamicAttributes = (extra: Record<string, unknown>) =>
   JSON.stringify({ linkConfig: { linkType: 'dynamic', linkedSecret: 'db:postgresql:root' }, grantPermissions: { what: 'SELECT', where: '*.*' }, ...extra });

@@ -11,7 +11,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { makeHome, ROOT, runSy, type SyHome } from '../helpers/cli.js';
-import { pgConnect, tag } from '../helpers/db.js';
+import { LOCAL_PG, localPgQuery, pgConnect, tag } from '../helpers/db.js';
 import { ESC, hasSpinnerFrame, Pane, shq } from '../helpers/tmux.js';
 
 const T = tag();
@@ -24,21 +24,11 @@ const DYN = `db:postgresql:termdyn${T}`;
 /** A base whose connections go through a proxy that holds them 1.5 s: the spinner has time to spin. */
 const SLOW_BASE = `db:postgresql:slow${T}`;
 const SLOW_DYN = `db:postgresql:slowdyn${T}`;
-const LOCAL = { host: '127.0.0.1', port: 5432, user: 'postgres' };
 /** Local time zone of the pane (UTC+05:30 all year), so local times differ from UTC. */
 const TZ = 'Asia/Kolkata';
 const TZ_OFFSET_MS = 330 * 60_000;
 
-async function localQuery<R extends pg.QueryResultRow = any>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<R[]> {
-  const client = await pgConnect({ ...LOCAL, database });
-  try {
-    return (await client.query<R>(sql, params)).rows;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-const roleExists = async (name: string) => (await localQuery('SELECT 1 FROM pg_roles WHERE rolname = $1', [name])).length === 1;
+const roleExists = async (name: string) => (await localPgQuery('SELECT 1 FROM pg_roles WHERE rolname = $1', [name])).length === 1;
 
 /** `2026-04-06T12:00:00Z` as the pane's local time, the way tables print it. */
 const paneLocal = (iso: string) => new Date(Date.parse(iso) + TZ_OFFSET_MS).toISOString().slice(0, 19).replace('T', ' ');
@@ -62,14 +52,14 @@ const proxied = new Set<Socket>();
 const syPlain = (args: string[], env: Record<string, string | undefined> = {}) => sy.run(args, { env });
 
 beforeAll(async () => {
-  await localQuery(`CREATE DATABASE ${pg.escapeIdentifier(DB)}`);
-  await localQuery('CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2)', [], DB);
+  await localPgQuery(`CREATE DATABASE ${pg.escapeIdentifier(DB)}`);
+  await localPgQuery('CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2)', [], DB);
   proxy = createServer((client) => {
     proxied.add(client);
     client.on('error', () => undefined);
     client.pause();
     setTimeout(() => {
-      const upstream = connect(LOCAL.port, LOCAL.host);
+      const upstream = connect(LOCAL_PG.port, LOCAL_PG.host);
       proxied.add(upstream);
       upstream.on('error', () => client.destroy());
       client.on('close', () => upstream.destroy());
@@ -112,12 +102,12 @@ afterAll(async () => {
   }
   for (const socket of proxied) socket.destroy();
   await new Promise((resolve) => proxy?.close(resolve));
-  const left = await localQuery<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)', [PREFIX]);
+  const left = await localPgQuery<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)', [PREFIX]);
   for (const { rolname } of left) {
-    await localQuery(`DROP OWNED BY ${pg.escapeIdentifier(rolname)}`, [], DB).catch(() => undefined);
-    await localQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(rolname)}`).catch(() => undefined);
+    await localPgQuery(`DROP OWNED BY ${pg.escapeIdentifier(rolname)}`, [], DB).catch(() => undefined);
+    await localPgQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(rolname)}`).catch(() => undefined);
   }
-  await localQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(DB)} WITH (FORCE)`);
+  await localPgQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(DB)} WITH (FORCE)`);
 });
 
 describe('the secret wizard, then a lease, in one terminal', () => {
@@ -214,7 +204,7 @@ describe('the secret wizard, then a lease, in one terminal', () => {
     expect(coloured.split('\n').find((line) => line.includes('lease_id'))).not.toContain(`${ESC}1m`);
     // The user exists with the recipe's grant.
     expect(await roleExists(rows.username)).toBe(true);
-    const client = await pgConnect({ ...LOCAL, user: rows.username, password: rows.password, database: DB });
+    const client = await pgConnect({ ...LOCAL_PG, user: rows.username, password: rows.password, database: DB });
     try {
       expect((await client.query('SELECT count(*)::int AS n FROM t')).rows[0].n).toBe(2);
       await expect(client.query('INSERT INTO t VALUES (3)')).rejects.toMatchObject({ code: '42501' });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type Options } from 'execa';
+import type { IssuedLease } from '../../src/leases/view.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const SY_BIN = join(ROOT, 'bin', 'sy');
@@ -80,6 +81,36 @@ export function recordingRunner(home: () => SyHome) {
     return JSON.parse(result.stdout) as T;
   };
   return { run, ok, stderrs };
+}
+
+/** A lease as `lease create` prints it; the lease tests always name a database. */
+export type Lease = IssuedLease & { database: string };
+export interface ListedLease {
+  lease_id: string;
+  username: string;
+  state: string;
+  path: string;
+}
+
+/**
+ * recordingRunner plus the lease helpers of the lease test files: `create` issues a lease by
+ * path and remembers it, so a file can drop every user it made and check that no password
+ * it was given ever reached stderr or the audit log.
+ */
+export function leaseRunner(home: () => SyHome) {
+  const runner = recordingRunner(home);
+  const issued: Lease[] = [];
+  const passwords: string[] = [];
+  const remember = (lease: Lease): Lease => {
+    issued.push(lease);
+    passwords.push(lease.password);
+    return lease;
+  };
+  const create = async (path: string, extra: string[] = []): Promise<Lease> =>
+    remember(await runner.ok<Lease>(['dynamic', 'lease', 'create', '--path', path, ...extra]));
+  const listed = async (args: string[] = []): Promise<ListedLease[]> =>
+    (await runner.ok<{ data: ListedLease[] }>(['dynamic', 'lease', 'list', ...args])).data;
+  return { ...runner, issued, passwords, remember, create, listed };
 }
 
 /** The keys of the lease JSON of PRODUCT.md, sorted. */

@@ -45,6 +45,19 @@ export async function pgConnect(config: pg.ClientConfig | string): Promise<pg.Cl
   return client;
 }
 
+/** The machine's own PostgreSQL: trusts 127.0.0.1, so good for setup, never for password checks. */
+export const LOCAL_PG = { host: '127.0.0.1', port: 5432, user: 'postgres' };
+
+/** One query on the machine's own PostgreSQL as `postgres`, in `database` (default postgres). */
+export async function localPgQuery<R extends pg.QueryResultRow = any>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<R[]> {
+  const client = await pgConnect({ ...LOCAL_PG, database });
+  try {
+    return (await client.query<R>(sql, params)).rows;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** One query as the cluster's superuser, in `database` (default postgres). */
 export async function pgAdminQuery<R extends pg.QueryResultRow = any>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<R[]> {
   const admin = scramCluster();

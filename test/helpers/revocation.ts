@@ -10,7 +10,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import type { AuditEntry } from '../../src/audit/log.js';
 import { SY_BIN, type SyHome } from './cli.js';
-import { MARIADB, myAdminQuery } from './db.js';
+import { localPgQuery, MARIADB, myAdminQuery } from './db.js';
 
 export const PG5432 = { host: '127.0.0.1', port: 5432, user: 'postgres', password: 'unused-trust-auth' };
 
@@ -29,35 +29,24 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
 
 // ---------------------------------------------------------------- PostgreSQL 5432
 
-export async function pgq<R extends pg.QueryResultRow = any>(sql: string, params: unknown[] = []): Promise<R[]> {
-  const client = new pg.Client({ ...PG5432, database: 'postgres', connectionTimeoutMillis: 10_000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return (await client.query<R>(sql, params)).rows;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
 /** Every role whose name starts with `prefix` (sy-marked or not). */
 export async function pgUsers(prefix: string): Promise<string[]> {
-  return (await pgq<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY 1', [prefix])).map((r) => r.rolname);
+  return (await localPgQuery<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY 1', [prefix])).map((r) => r.rolname);
 }
 
 export async function pgExists(name: string): Promise<boolean> {
-  return (await pgq('SELECT 1 FROM pg_roles WHERE rolname = $1', [name])).length === 1;
+  return (await localPgQuery('SELECT 1 FROM pg_roles WHERE rolname = $1', [name])).length === 1;
 }
 
 export async function pgCreateRole(name: string): Promise<void> {
-  await pgq(`CREATE ROLE ${pg.escapeIdentifier(name)} LOGIN`);
+  await localPgQuery(`CREATE ROLE ${pg.escapeIdentifier(name)} LOGIN`);
 }
 
 /** Drops every role starting with `prefix` (grants live in the `postgres` database). */
 export async function dropPgPrefix(prefix: string): Promise<void> {
   for (const name of await pgUsers(prefix)) {
-    await pgq(`DROP OWNED BY ${pg.escapeIdentifier(name)}`).catch(() => undefined);
-    await pgq(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(name)}`).catch(() => undefined);
+    await localPgQuery(`DROP OWNED BY ${pg.escapeIdentifier(name)}`).catch(() => undefined);
+    await localPgQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(name)}`).catch(() => undefined);
   }
 }
 
