@@ -24,22 +24,40 @@ export interface EngineProfile {
   urlScheme: string;
 }
 
-const POSTGRES_TABLE_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'ALL', 'ALL PRIVILEGES'];
+/**
+ * PostgreSQL table privileges a lease may hold. TRIGGER is not among them: a trigger runs its
+ * function as whoever writes the table, so a lease holding it could run its own code as the
+ * admin. MAINTAIN (PostgreSQL 17) is administration, not data.
+ */
+export const POSTGRES_DATA_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES'];
 
-// Database- and table-level privileges plus a few harmless global ones. Privileges that let
-// a temporary user escalate (SUPER, FILE, CREATE USER, GRANT OPTION, SHUTDOWN...) are refused.
-const MYSQL_PRIVILEGES = [
-  'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'INDEX', 'ALTER', 'REFERENCES', 'TRIGGER',
-  'CREATE TEMPORARY TABLES', 'LOCK TABLES', 'EXECUTE', 'CREATE VIEW', 'SHOW VIEW', 'CREATE ROUTINE',
-  'ALTER ROUTINE', 'EVENT', 'PROCESS', 'SHOW DATABASES', 'REPLICATION CLIENT', 'ALL', 'ALL PRIVILEGES',
+/**
+ * MySQL/MariaDB privileges a lease may hold: data privileges at the database or table level
+ * only. Global and administrative ones (SUPER, FILE, PROCESS, CREATE USER, GRANT OPTION,
+ * SHUTDOWN, SHOW DATABASES, REPLICATION ...) are refused.
+ */
+export const MYSQL_TABLE_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'INDEX', 'ALTER', 'REFERENCES', 'TRIGGER', 'CREATE VIEW', 'SHOW VIEW'];
+export const MYSQL_DATABASE_PRIVILEGES = [
+  ...MYSQL_TABLE_PRIVILEGES,
+  'CREATE TEMPORARY TABLES', 'LOCK TABLES', 'EXECUTE', 'CREATE ROUTINE', 'ALTER ROUTINE', 'EVENT',
 ];
+
+/** `ALL` never means more than the data privileges of the level named. */
+export const ALL_PRIVILEGES = new Set(['ALL', 'ALL PRIVILEGES']);
+
+/** Schemas (PostgreSQL) or databases (MySQL) a lease never reaches, compared in lower case. */
+export function isSystemSchema(engine: Engine, name: string): boolean {
+  const lower = name.toLowerCase();
+  if (engine === 'postgresql') return lower.startsWith('pg_') || lower === 'information_schema';
+  return ['mysql', 'sys', 'performance_schema', 'information_schema'].includes(lower);
+}
 
 export const ENGINES: Record<Engine, EngineProfile> = {
   postgresql: {
     engine: 'postgresql',
     label: 'PostgreSQL',
     maxUserName: 63,
-    privileges: new Set(POSTGRES_TABLE_PRIVILEGES),
+    privileges: new Set([...POSTGRES_DATA_PRIVILEGES, ...ALL_PRIVILEGES]),
     defaultPort: 5432,
     urlScheme: 'postgresql',
   },
@@ -47,7 +65,7 @@ export const ENGINES: Record<Engine, EngineProfile> = {
     engine: 'mysql',
     label: 'MySQL/MariaDB',
     maxUserName: 32,
-    privileges: new Set(MYSQL_PRIVILEGES),
+    privileges: new Set([...MYSQL_DATABASE_PRIVILEGES, ...ALL_PRIVILEGES]),
     defaultPort: 3306,
     urlScheme: 'mysql',
   },

@@ -10,7 +10,9 @@ import { SyError } from '../../src/errors.js';
 import type { BaseConnection, GrantPermission } from '../../src/secrets/validate.js';
 import { newPassword, newUserName } from '../../src/targets/names.js';
 import { MysqlTarget, nativePasswordHash } from '../../src/targets/mysql.js';
-import type { NewUser } from '../../src/targets/target.js';
+import { DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, type NewUser } from '../../src/targets/target.js';
+import { dropMyUsers, freezableRelay, myUserHosts } from '../helpers/db.js';
+import { waitFor } from '../helpers/revocation.js';
 
 const HOST = '127.0.0.1';
 const PORT = Number(process.env.SY_TEST_MYSQL_PORT ?? 3306);
@@ -86,10 +88,13 @@ beforeAll(async () => {
     CREATE TABLE ${DB}.secrets (x INT);
     CREATE TABLE ${DB}.notes (n VARCHAR(20));
     INSERT INTO ${DB}.notes VALUES ('note');
-    -- The least a non-root admin needs (see docs/admin-privileges.md).
+    -- The least a non-root admin needs (see the README).
     CREATE USER '${ADMIN}'@'%' IDENTIFIED BY '${ADMIN_PASSWORD}';
     GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO '${ADMIN}'@'%';
     GRANT SELECT ON mysql.user TO '${ADMIN}'@'%';
+    -- Where the users to revoke could have defined routines, events, triggers or views.
+    GRANT SELECT ON mysql.db TO '${ADMIN}'@'%';
+    GRANT SELECT ON mysql.tables_priv TO '${ADMIN}'@'%';
     GRANT SELECT ON ${DB}.items TO '${ADMIN}'@'%' WITH GRANT OPTION;
     GRANT SELECT ON ${DB}.notes TO '${ADMIN}'@'%';
   `);
@@ -135,19 +140,23 @@ describe('MysqlTarget as root on MariaDB', () => {
       const [notes] = await a.query<Row[]>(`SELECT n FROM ${DB}.notes`);
       expect(notes.map((r) => r.n)).toEqual(['note']);
       expect(await mysqlCode(a.query('SELECT * FROM mysql.db LIMIT 1'))).toBe('ER_TABLEACCESS_DENIED_ERROR');
-      expect(await mysqlCode(b.query('SELECT * FROM mysql.db LIMIT 1'))).toBe('succeeded');
+      const [items] = await b.query<Row[]>(`SELECT name FROM ${DB}.items ORDER BY id`);
+      expect(items.map((r) => r.name)).toEqual(['one', 'two']);
+      // *.* is every database but the system ones.
+      expect(await mysqlCode(b.query('SELECT * FROM mysql.db LIMIT 1'))).toBe('ER_TABLEACCESS_DENIED_ERROR');
     } finally {
       await a.end();
       await b.end();
     }
-    await target.revokeUsers([oneDb.username, all.username]);
+    const result = await target.revokeUsers([oneDb.username, all.username]);
+    expect(result).toEqual({ dropped: [oneDb.username, all.username], absent: [], failed: [] });
   });
 
   test('renew changes nothing but says when the user no longer exists', async () => {
     const user = newUser([grant(DB, 'items')]);
     await target.createUser(user);
     await expect(target.renewUser(user.username, new Date(Date.now() + 7200_000))).resolves.toBeUndefined();
-    await target.revokeUsers([user.username]);
+    expect((await target.revokeUsers([user.username])).dropped).toEqual([user.username]);
     const error = await syError(target.renewUser(user.username, new Date(Date.now() + 7200_000)));
     expect(error.code).toBe('user_not_found');
     expect(error.message).toContain('no longer exists');
@@ -159,7 +168,7 @@ describe('MysqlTarget as root on MariaDB', () => {
     const session = await login(user.username, user.password);
     await session.query('SELECT 1');
 
-    await target.revokeUsers([user.username]);
+    expect(await target.revokeUsers([user.username])).toEqual({ dropped: [user.username], absent: [], failed: [] });
 
     expect(await sessionIsClosed(session)).toBe(true);
     expect(await mysqlCode(login(user.username, user.password))).toMatch(/^ER_ACCESS_DENIED/);
@@ -170,9 +179,10 @@ describe('MysqlTarget as root on MariaDB', () => {
     const user = newUser([grant(DB, 'items')]);
     await target.createUser(user);
     await target.revokeUsers([user.username]);
-    await expect(target.revokeUsers([user.username])).resolves.toBeUndefined();
-    await expect(target.revokeUsers([newUserName('mysql', new Date()), user.username])).resolves.toBeUndefined();
-    await expect(target.revokeUsers([])).resolves.toBeUndefined();
+    await expect(target.revokeUsers([user.username])).resolves.toEqual({ dropped: [], absent: [user.username], failed: [] });
+    const unknown = newUserName('mysql', new Date());
+    await expect(target.revokeUsers([unknown, user.username])).resolves.toEqual({ dropped: [], absent: [unknown, user.username], failed: [] });
+    await expect(target.revokeUsers([])).resolves.toEqual({ dropped: [], absent: [], failed: [] });
     expect(await userExists(user.username)).toBe(false);
   });
 
@@ -184,10 +194,15 @@ describe('MysqlTarget as root on MariaDB', () => {
     const spy = jest.spyOn(connection, 'query');
     try {
       await target.revokeUsers(users.map((u) => u.username));
-      const drops = spy.mock.calls.filter(([statement]) => String(statement).startsWith('DROP USER'));
-      expect(drops).toHaveLength(1);
-      // One DROP, one session lookup, one KILL per session, one check that they all ended.
-      expect(spy.mock.calls.length).toBe(3 + sessions.length);
+      const statements = spy.mock.calls.map(([statement]) => String(statement));
+      const kind = (sql: string) => (/processlist/.test(sql) ? 'session lookup' : /^(DROP USER|ALTER USER|KILL)/.exec(sql)?.[0] ?? 'user lookup');
+      const counts: Record<string, number> = {};
+      for (const sql of statements) counts[kind(sql)] = (counts[kind(sql)] ?? 0) + 1;
+      // One look at the users before and one after, one ACCOUNT LOCK, one KILL per session,
+      // session lookups until all have ended, one DROP USER; no search for what they
+      // defined, as their grants let them define nothing.
+      expect({ ...counts, 'session lookup': undefined }).toEqual({ 'user lookup': 2, 'ALTER USER': 1, KILL: sessions.length, 'DROP USER': 1, 'session lookup': undefined });
+      expect(counts['session lookup']).toBeGreaterThanOrEqual(2);
     } finally {
       spy.mockRestore();
     }
@@ -216,12 +231,12 @@ describe('MysqlTarget as root on MariaDB', () => {
   test('listManagedUsers finds the users sy created with their reap-after bound, and nothing else', async () => {
     const user = newUser([grant(DB, 'items')], 7200);
     await target.createUser(user);
-    const managed = await target.listManagedUsers();
+    const managed = (await target.listManagedUsers()).users;
     expect(managed.find((m) => m.username === user.username)?.reapAfter.getTime()).toBe(user.expiresAt.getTime());
     expect(managed.map((m) => m.username)).not.toContain('root');
     expect(managed.map((m) => m.username)).not.toContain(ADMIN);
     await target.revokeUsers([user.username]);
-    expect((await target.listManagedUsers()).map((m) => m.username)).not.toContain(user.username);
+    expect((await target.listManagedUsers()).users.map((m) => m.username)).not.toContain(user.username);
   });
 
   test('custom creation and revocation statements replace the defaults', async () => {
@@ -235,13 +250,18 @@ describe('MysqlTarget as root on MariaDB', () => {
     try {
       const [rows] = await session.query<Row[]>(`SELECT n FROM ${DB}.notes`);
       expect(rows.map((r) => r.n)).toEqual(['note']);
-      await target.revokeUsers([user.username], ["DROP USER '{{name}}'@'%'"]);
+      const result = await target.revokeUsers([user.username], { revocationStatements: ["DROP USER '{{name}}'@'%'"] });
+      expect(result).toEqual({ dropped: [user.username], absent: [], failed: [] });
     } finally {
       expect(await sessionIsClosed(session)).toBe(true);
     }
     expect(await userExists(user.username)).toBe(false);
     // Already gone: the custom DROP USER is not run again, so this does not fail.
-    await expect(target.revokeUsers([user.username], ["DROP USER '{{name}}'@'%'"])).resolves.toBeUndefined();
+    await expect(target.revokeUsers([user.username], { revocationStatements: ["DROP USER '{{name}}'@'%'"] })).resolves.toEqual({
+      dropped: [],
+      absent: [user.username],
+      failed: [],
+    });
 
     const broken = newUser([]);
     broken.creationStatements = ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'", `GRANT SELEKT ON ${DB}.notes TO '{{name}}'@'%'`];
@@ -249,6 +269,99 @@ describe('MysqlTarget as root on MariaDB', () => {
     expect(error.code).toBe('create_user_failed');
     expect(error.message).not.toContain(broken.password);
     expect(await userExists(broken.username)).toBe(false);
+  });
+});
+
+describe('MysqlTarget results, clock and bounds', () => {
+  /** The admin session's own connection, to look at its settings. */
+  const sessionOf = (t: MysqlTarget) => (t as unknown as { connection: mysql.Connection }).connection;
+
+  test('a revocation template that fails for one user does not stop the others', async () => {
+    const fine = newUser([grant(DB, 'items')]);
+    await target.createUser(fine);
+    // Only a 'localhost' variant: the template's DROP USER ...@'%' fails for it.
+    const odd = newUser([]);
+    await sql.query("CREATE USER ?@'localhost' IDENTIFIED BY 'x'", [odd.username]);
+    try {
+      const result = await target.revokeUsers([odd.username, fine.username], { revocationStatements: ["DROP USER '{{name}}'@'%'"] });
+      expect(result.dropped).toEqual([fine.username]);
+      expect(result.absent).toEqual([]);
+      expect(result.failed.map((f) => [f.username, f.error.code, f.error.message])).toEqual([
+        [odd.username, 'revoke_failed', `Could not revoke user ${odd.username} at ${HOST}:${PORT}: Operation DROP USER failed for '${odd.username}'@'%'.`],
+      ]);
+      expect(await myUserHosts(odd.username)).toEqual(['localhost']);
+    } finally {
+      await dropMyUsers([odd.username]);
+    }
+  });
+
+  test('listManagedUsers reads the time from the server', async () => {
+    // A session may set its own clock; sy must report that one, not the machine's.
+    await sessionOf(target).query('SET SESSION timestamp = 1700000000.25');
+    try {
+      expect((await target.listManagedUsers()).serverNow.toISOString()).toBe('2023-11-14T22:13:20.250Z');
+    } finally {
+      await sessionOf(target).query('SET SESSION timestamp = DEFAULT');
+    }
+  });
+
+  test('the admin session waits for locks and statements only as long as asked, 5 s and 10 s by default', async () => {
+    const bounds = async (t: MysqlTarget) => {
+      const [rows] = await sessionOf(t).query<Row[]>('SELECT @@lock_wait_timeout AS l, @@innodb_lock_wait_timeout AS i, @@max_statement_time AS s');
+      return { lock: Number(rows[0].l), innodb: Number(rows[0].i), statement: Number(rows[0].s) };
+    };
+    const seconds = DEFAULT_LOCK_TIMEOUT_MS / 1000;
+    expect(await bounds(target)).toEqual({ lock: seconds, innodb: seconds, statement: DEFAULT_STATEMENT_TIMEOUT_MS / 1000 });
+    const custom = await MysqlTarget.connect(rootConn, { ...OPTIONS, lockTimeoutMs: 1500, statementTimeoutMs: 2500 });
+    try {
+      // Lock timeouts are whole seconds, rounded up.
+      expect(await bounds(custom)).toEqual({ lock: 2, innodb: 2, statement: 2.5 });
+    } finally {
+      await custom.close();
+    }
+  });
+
+  test('close ends the connection at once, abandoning a statement the server never answers', async () => {
+    const relay = await freezableRelay();
+    try {
+      const stuck = await MysqlTarget.connect({ ...rootConn, port: relay.port }, OPTIONS);
+      const id = sessionOf(stuck).threadId;
+      relay.freeze();
+      const pending = syError(stuck.listManagedUsers());
+      await stuck.close();
+      const error = await pending;
+      expect(error.code).toBe('target_unreachable');
+      expect(error.message).toBe(`Could not list users at ${HOST}:${relay.port}: the connection was closed before the server answered.`);
+      // The socket is gone, so the server ends the session too.
+      await waitFor('the session to end', async () => (await sql.query<Row[]>('SELECT 1 FROM information_schema.processlist WHERE id = ?', [id]))[0].length === 0);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  test('aborting the signal ends the connection, after connecting and while connecting', async () => {
+    const relay = await freezableRelay();
+    try {
+      const controller = new AbortController();
+      const stuck = await MysqlTarget.connect({ ...rootConn, port: relay.port }, { ...OPTIONS, signal: controller.signal });
+      relay.freeze();
+      const pending = syError(stuck.revokeUsers([newUserName('mysql', new Date())]));
+      controller.abort();
+      expect((await pending).code).toBe('target_unreachable');
+      await stuck.close();
+
+      // A server that accepts the connection but never greets: only the abort ends the wait.
+      const late = new AbortController();
+      const connecting = syError(MysqlTarget.connect({ ...rootConn, port: relay.port }, { connectTimeoutMs: 60_000, signal: late.signal }));
+      setTimeout(() => late.abort(), 50);
+      const started = Date.now();
+      const error = await connecting;
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(error.code).toBe('target_unreachable');
+      expect(error.message).toBe(`Could not connect to MySQL/MariaDB at ${HOST}:${relay.port}: the attempt was cancelled.`);
+    } finally {
+      await relay.close();
+    }
   });
 });
 
@@ -268,9 +381,9 @@ describe('MysqlTarget as a non-root admin with the minimum privileges', () => {
     try {
       const [rows] = await session.query<Row[]>(`SELECT COUNT(*) AS n FROM ${DB}.items`);
       expect(Number(rows[0].n)).toBe(2);
-      expect((await limited.listManagedUsers()).map((m) => m.username)).toContain(user.username);
+      expect((await limited.listManagedUsers()).users.map((m) => m.username)).toContain(user.username);
       await expect(limited.renewUser(user.username, new Date(Date.now() + 7200_000))).resolves.toBeUndefined();
-      await limited.revokeUsers([user.username]);
+      expect(await limited.revokeUsers([user.username])).toEqual({ dropped: [user.username], absent: [], failed: [] });
     } finally {
       expect(await sessionIsClosed(session)).toBe(true);
     }
