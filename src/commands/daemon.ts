@@ -53,6 +53,8 @@ function textLine(e: DaemonEvent): string {
     case 'reaped':
       return `${time} reaped ${e.count} orphaned user(s)`;
     case 'reap_failed':
-      return `${time} orphan reaper could not reach ${e.target}: ${e.error}`;
+      return e.unreachable
+        ? `${time} orphan reaper could not reach ${e.target}: ${e.error}`
+        : `${time} orphan reaper could not drop ${e.db_user ?? 'orphans'} on ${e.target}: ${e.error}`;
   }
 }

@@ -1,6 +1,5 @@
 import { notFound } from '../errors.js';
 import { ENGINES } from '../targets/engines.js';
-import type { IssuedLease } from './view.js';
 import { type BaseConnection, kindOf, parseBaseConnection } from '../secrets/validate.js';
 import type { LeaseRecord, Store } from '../store/store.js';
 
@@ -36,40 +35,32 @@ function tlsQuery(base: BaseConnection): string {
   return `?ssl-mode=${verify ? 'VERIFY_IDENTITY' : 'REQUIRED'}`;
 }
 
-/** The variables clients of the engine read, plus DATABASE_URL. */
-export function engineEnv(lease: IssuedLease): Record<string, string> {
-  const database = lease.database ?? '';
-  if (lease.engine === 'postgresql') {
-    return {
-      PGHOST: lease.host,
-      PGPORT: String(lease.port),
-      PGDATABASE: database,
-      PGUSER: lease.username,
-      PGPASSWORD: lease.password,
-      DATABASE_URL: lease.connection_string,
-    };
-  }
-  return {
-    MYSQL_HOST: lease.host,
-    MYSQL_TCP_PORT: String(lease.port),
-    MYSQL_DATABASE: database,
-    MYSQL_USER: lease.username,
-    MYSQL_PWD: lease.password,
-    DATABASE_URL: lease.connection_string,
-  };
+/** Engine, host, port and database: the place a user lives, whatever the credentials. */
+export function sameTarget(a: BaseConnection, b: BaseConnection): boolean {
+  return a.engine === b.engine && a.host.toLowerCase() === b.host.toLowerCase() && a.port === b.port && defaultDatabase(a) === defaultDatabase(b);
 }
 
-/** The admin connection for revoking: the base secret as it is now, or as it was when the lease was made. */
+/**
+ * The admin connection for revoking or renewing: always the server and database sealed with
+ * the lease, where its user was created. The base secret's current credentials are used
+ * while it still points there (passwords rotate); once it points elsewhere, the sealed ones.
+ */
 export async function revocationConnection(store: Store, lease: LeaseRecord): Promise<BaseConnection> {
+  const sealed = lease.revocation.connection as unknown as BaseConnection;
+  if (!sealed?.engine) throw notFound('base_not_found', `The base secret of lease ${lease.id} no longer exists.`);
   const base = await store.secrets.get({ id: lease.baseId });
   if (base && kindOf(base.attributes) === 'base') {
     try {
-      return parseBaseConnection(base.attributes, base.data);
+      const current = parseBaseConnection(base.attributes, base.data);
+      if (sameTarget(current, sealed)) return current;
     } catch {
-      // fall back to the snapshot
+      // A base secret that no longer parses: the sealed connection still works.
     }
   }
-  const snapshot = lease.revocation.connection as unknown as BaseConnection;
-  if (!snapshot?.engine) throw notFound('base_not_found', `The base secret of lease ${lease.id} no longer exists.`);
-  return snapshot;
+  return sealed;
+}
+
+/** The user a lease created, as sealed with it (leases issued before it was sealed: the ledger's). */
+export function sealedUsername(lease: LeaseRecord): string {
+  return lease.revocation.username ?? lease.username;
 }

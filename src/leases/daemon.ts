@@ -17,6 +17,7 @@ export interface DaemonOptions {
 
 export interface DaemonEvent {
   event: 'start' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'stop';
+  unreachable?: boolean;
   lease_id?: string;
   path?: string;
   db_user?: string;
@@ -30,12 +31,24 @@ export interface DaemonEvent {
 /**
  * `sy daemon`: revokes leases on time until stopped. It sleeps until the next lease is due
  * (capped by the interval) and wakes early when another process writes the store. On abort
- * it finishes the batch in flight and returns.
+ * it finishes the batch in flight and returns. The orphan reaper runs beside the sweeps,
+ * never in front of them: a slow or unreachable server delays no revocation that is due.
  */
 export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (event: DaemonEvent) => void): Promise<void> {
   log({ event: 'start', pool: options.pool });
   const waker = new Waker(options.watchDir);
   let nextReap = 0;
+  let reaping: Promise<void> | undefined;
+  const reap = async () => {
+    const report = await reapOrphans(deps, { budgetMs: REAP_BUDGET_MS }).catch((error: unknown) => {
+      log({ event: 'reap_failed', error: error instanceof Error ? error.message : String(error) });
+      return undefined;
+    });
+    if (report && report.reaped > 0) log({ event: 'reaped', count: report.reaped });
+    for (const e of report?.errors ?? []) log({ event: 'reap_failed', target: e.target, db_user: e.db_user, error: e.error, unreachable: e.unreachable });
+    nextReap = deps.now() + options.reapEveryMs;
+    reaping = undefined;
+  };
   try {
     while (!options.signal.aborted) {
       const due = await deps.store.leases.nextDue(options.pool);
@@ -55,11 +68,10 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
             }),
         });
       }
-      if (!options.signal.aborted && deps.now() >= nextReap) {
-        const report = await reapOrphans(deps);
-        if (report.reaped > 0) log({ event: 'reaped', count: report.reaped });
-        for (const e of report.errors) log({ event: 'reap_failed', target: e.target, error: e.error });
-        nextReap = deps.now() + options.reapEveryMs;
+      if (!options.signal.aborted && !reaping && deps.now() >= nextReap) {
+        nextReap = Infinity; // until this pass ends
+        reaping = reap();
+        if (options.once) await reaping;
       }
       if (options.once) break;
       const next = await deps.store.leases.nextDue(options.pool);
@@ -67,10 +79,14 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
       await waker.sleep(Math.max(wait, 10), options.signal);
     }
   } finally {
+    await reaping;
     waker.close();
     log({ event: 'stop' });
   }
 }
+
+/** A reaper pass gives up on servers that have not answered by then. */
+const REAP_BUDGET_MS = 60_000;
 
 class Waker {
   private watcher?: FSWatcher;

@@ -24,6 +24,11 @@ export const CLAIM_MS = 60_000;
 export const STALE_INTENT_MS = 120_000;
 /** Clock-skew allowance added to the reap-after bound carried in user names. */
 export const REAP_GRACE_MS = 10_000;
+/**
+ * A PostgreSQL role past its VALID UNTIL by this much, and not live in this ledger, is an
+ * orphan: renew moves VALID UNTIL before the ledger, so no store's live lease is behind it.
+ */
+export const VALID_UNTIL_GRACE_MS = 60_000;
 export const MAX_ATTEMPTS = 8;
 
 /** Exponential backoff: 5 s, 10 s, 20 s ... capped at an hour; after MAX_ATTEMPTS, every 6 hours. */

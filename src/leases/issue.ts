@@ -6,7 +6,7 @@ import { canonicalPath } from '../secrets/path.js';
 import type { Secret } from '../store/store.js';
 import { ENGINES, engineOfType } from '../targets/engines.js';
 import { newPassword, newUserName } from '../targets/names.js';
-import type { Target } from '../targets/target.js';
+import type { RevokeOptions, Target } from '../targets/target.js';
 import { parseDuration } from '../util/duration.js';
 import { isoSeconds } from '../util/time.js';
 import { connectionString, defaultDatabase, targetLabel } from './connection.js';
@@ -67,7 +67,7 @@ export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?:
     maxExpiresAt,
     ownerPid: process.pid,
     ownerHost: hostname(),
-    revocation: { connection: { ...connection }, revocationStatements: recipe.revocationStatements },
+    revocation: { connection: { ...connection }, username, revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo },
   });
 
   let client: Target | undefined;
@@ -81,9 +81,10 @@ export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?:
       expiresAt: new Date(expiresAt),
       grants: recipe.grants,
       creationStatements: recipe.creationStatements,
+      reassignTo: recipe.reassignTo,
     });
   } catch (error) {
-    await settleFailedCreate(deps, leaseId, client, username, recipe.revocationStatements, error);
+    await settleFailedCreate(deps, leaseId, client, username, { revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo }, error);
     deps.audit.append({ action: 'lease.create', ...audit, outcome: 'failure', error: errorText(error) });
     throw error;
   } finally {
@@ -131,15 +132,19 @@ async function settleFailedCreate(
   leaseId: string,
   client: Target | undefined,
   username: string,
-  revocationStatements: string[] | undefined,
+  revokeOptions: RevokeOptions,
   error: unknown,
 ): Promise<void> {
   const now = deps.now();
   const reason = errorText(error);
   if (client) {
+    let gone = false;
     try {
-      await client.revokeUsers([username], revocationStatements);
+      gone = (await client.revokeUsers([username], revokeOptions)).failed.length === 0;
     } catch {
+      gone = false;
+    }
+    if (!gone) {
       await deps.store.leases.transition(leaseId, ['intent'], 'failed', { attempts: 1, nextAttemptAt: now, lastError: reason });
       return;
     }

@@ -1,7 +1,7 @@
 import { failed, notFound } from '../errors.js';
 import { ENDED_LEASE_STATES, type LeaseRecord } from '../store/store.js';
-import type { Target } from '../targets/target.js';
-import { revocationConnection } from './connection.js';
+import type { RevokeResult, Target } from '../targets/target.js';
+import { revocationConnection, sealedUsername } from './connection.js';
 import { CLAIM_MS, CONNECT_TIMEOUT_MS, type LeaseDeps, MAX_ATTEMPTS, retryDelayMs } from './deps.js';
 import { errorText } from './issue.js';
 
@@ -11,19 +11,26 @@ export interface RevokeOutcome {
   error?: string;
 }
 
+export interface RevokeRunOptions {
+  force?: boolean;
+  connectTimeoutMs?: number;
+  action?: string;
+  /** Give up on the server at this instant (the pre-command sweep's budget): the leases are retried later. */
+  deadline?: number;
+}
+
 /**
  * Revokes leases this process has claimed, one admin connection and one batched
- * revocation per target and recipe. Each lease is settled on its own: revoked, or back to
- * `failed` with a backoff (`irrevocable` after MAX_ATTEMPTS), or `forgotten` with `force`.
+ * revocation per target and recipe. Each lease is settled on its own from what the target
+ * saw afterwards: revoked only when its user is gone, otherwise back to `failed` with a
+ * backoff (`irrevocable` after MAX_ATTEMPTS), or `forgotten` with `force`.
  */
-export async function revokeClaimed(
-  deps: LeaseDeps,
-  claimed: LeaseRecord[],
-  options: { force?: boolean; connectTimeoutMs?: number; action?: string } = {},
-): Promise<RevokeOutcome[]> {
+export async function revokeClaimed(deps: LeaseDeps, claimed: LeaseRecord[], options: RevokeRunOptions = {}): Promise<RevokeOutcome[]> {
   const groups = new Map<string, LeaseRecord[]>();
   for (const lease of claimed) {
-    const key = `${lease.baseId}\u0000${JSON.stringify(lease.revocation.revocationStatements ?? null)}`;
+    const { connection, revocationStatements, reassignTo } = lease.revocation;
+    const where = [connection.engine, connection.host, connection.port, connection.database];
+    const key = JSON.stringify([where, revocationStatements ?? null, reassignTo ?? null]);
     const group = groups.get(key);
     if (group) group.push(lease);
     else groups.set(key, [lease]);
@@ -31,26 +38,54 @@ export async function revokeClaimed(
   // Targets are revoked in parallel (a few at a time), so one that hangs until its connect
   // timeout delays the others by nothing and the sweep's budget holds.
   const perGroup = await mapConcurrently([...groups.values()], PARALLEL_TARGETS, async (leases) => {
-    let client: Target | undefined;
-    let error: unknown;
-    try {
-      const connection = await revocationConnection(deps.store, leases[0]);
-      deps.progress?.(`Revoking ${leases.length === 1 ? leases[0].username : `${leases.length} users`} on ${connection.host}:${connection.port}`);
-      client = await deps.connect(connection, { connectTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS });
-      await client.revokeUsers(leases.map((l) => l.username), leases[0].revocation.revocationStatements);
-    } catch (caught) {
-      error = caught;
-    } finally {
-      await client?.close().catch(() => undefined);
-    }
-    return settleGroup(deps, leases, error, options);
+    const errors = await revokeGroup(deps, leases, options);
+    return settleGroup(deps, leases, errors, options);
   });
   return perGroup.flat();
 }
 
+/** One revocation on one server; the error of each lease whose user is not seen gone. */
+async function revokeGroup(deps: LeaseDeps, leases: LeaseRecord[], options: RevokeRunOptions): Promise<Map<string, unknown>> {
+  const controller = new AbortController();
+  const timer = options.deadline === undefined ? undefined : setTimeout(() => controller.abort(), Math.max(0, options.deadline - deps.now()));
+  let client: Target | undefined;
+  const errors = new Map<string, unknown>();
+  try {
+    const connection = await revocationConnection(deps.store, leases[0]);
+    const usernames = leases.map(sealedUsername);
+    deps.progress?.(`Revoking ${usernames.length === 1 ? usernames[0] : `${usernames.length} users`} on ${connection.host}:${connection.port}`);
+    const work = (async (): Promise<RevokeResult> => {
+      client = await deps.connect(connection, { connectTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS, signal: controller.signal });
+      const { revocationStatements, reassignTo } = leases[0].revocation;
+      return client.revokeUsers(usernames, { revocationStatements, reassignTo });
+    })();
+    work.catch(() => undefined); // once the budget has run out, its late failure is of no interest
+    const result = await Promise.race([work, aborted(controller.signal, connection.host, connection.port)]);
+    const byUser = new Map(result.failed.map((f) => [f.username, f.error]));
+    for (const lease of leases) {
+      const error = byUser.get(sealedUsername(lease));
+      if (error !== undefined) errors.set(lease.id, error);
+    }
+  } catch (error) {
+    for (const lease of leases) errors.set(lease.id, error);
+  } finally {
+    if (timer) clearTimeout(timer);
+    await client?.close().catch(() => undefined);
+  }
+  return errors;
+}
+
+function aborted(signal: AbortSignal, host: string, port: number): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    const fail = () => reject(failed('revoke_timeout', `The revocation on ${host}:${port} did not finish within this command's budget; it is retried later.`));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
+}
+
 const PARALLEL_TARGETS = 8;
 
-async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {
@@ -67,19 +102,20 @@ async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item: T) =>
  * Settles a group that shared one revocation attempt: one ledger transaction and one audit
  * append for the whole group, so a sweep of thousands of leases is not a thousand fsyncs.
  */
-async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], error: unknown, options: { force?: boolean; action?: string }): Promise<RevokeOutcome[]> {
+async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], errors: Map<string, unknown>, options: RevokeRunOptions): Promise<RevokeOutcome[]> {
   const now = deps.now();
-  const message = error === undefined ? undefined : errorText(error);
   const plans = leases.map((lease) => {
-    if (message === undefined) {
+    const caught = errors.get(lease.id);
+    if (caught === undefined) {
       return { lease, to: 'revoked' as const, changes: { endedAt: now, lastError: null, nextAttemptAt: null }, outcome: 'success' as const };
     }
+    const message = errorText(caught);
     if (options.force) {
-      return { lease, to: 'forgotten' as const, changes: { endedAt: now, lastError: message }, outcome: 'failure' as const, error: `forgotten with --force: ${message}` };
+      return { lease, to: 'forgotten' as const, changes: { endedAt: now, lastError: message }, outcome: 'failure' as const, message, error: `forgotten with --force: ${message}` };
     }
     const attempts = lease.attempts + 1;
     const to = attempts >= MAX_ATTEMPTS ? ('irrevocable' as const) : ('failed' as const);
-    return { lease, to, changes: { attempts, nextAttemptAt: now + retryDelayMs(attempts), lastError: message }, outcome: 'failure' as const, error: message, detail: { attempts, state: to } };
+    return { lease, to, changes: { attempts, nextAttemptAt: now + retryDelayMs(attempts), lastError: message }, outcome: 'failure' as const, message, error: message, detail: { attempts, state: to } };
   });
   const settled = await deps.store.leases.settleAll(deps.claimant, plans.map((p) => ({ id: p.lease.id, to: p.to, changes: p.changes })));
   deps.audit.appendAll(
@@ -87,7 +123,7 @@ async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], error: unknow
       action: options.action ?? 'lease.revoke',
       path: p.lease.path,
       lease_id: p.lease.id,
-      db_user: p.lease.username,
+      db_user: sealedUsername(p.lease),
       target: p.lease.target,
       outcome: p.outcome,
       error: p.error,
@@ -95,8 +131,8 @@ async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], error: unknow
     })),
   );
   return plans.map((p, i) => {
-    if (p.to === 'forgotten') deps.warn?.(`Forgot lease ${p.lease.id} without revoking it: ${p.lease.username} may remain on ${p.lease.target}.`);
-    return { lease: settled[i] ?? p.lease, revoked: message === undefined, error: message };
+    if (p.to === 'forgotten') deps.warn?.(`Forgot lease ${p.lease.id} without revoking it: ${sealedUsername(p.lease)} may remain on ${p.lease.target}.`);
+    return { lease: settled[i] ?? p.lease, revoked: p.outcome === 'success', error: p.message };
   });
 }
 

@@ -47,7 +47,8 @@ export async function sweep(deps: LeaseDeps, options: SweepOptions = {}): Promis
       deps.claimant,
     );
     if (claimed.length === 0) break;
-    const outcomes = await revokeClaimed(deps, claimed, { connectTimeoutMs: options.connectTimeoutMs, action: 'sweep.revoke' });
+    const deadline = options.budgetMs === undefined ? undefined : started + options.budgetMs;
+    const outcomes = await revokeClaimed(deps, claimed, { connectTimeoutMs: options.connectTimeoutMs, action: 'sweep.revoke', deadline });
     for (const outcome of outcomes) {
       options.onOutcome?.(outcome);
       if (outcome.revoked) {

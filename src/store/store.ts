@@ -70,7 +70,7 @@ export interface Store {
   exclusive<T>(fn: () => T): T;
   /** HMAC-SHA256 under a key derived from the store's data key (the audit chain). */
   auditMac(text: string): string;
-  /** The hash of the newest audit line; read and written under `exclusive`. */
+  /** Where the audit log ends (lines, bytes, last hash); read and written under `exclusive`. */
   readonly auditHead: AuditHead;
   close(): void;
 }
@@ -109,9 +109,13 @@ export interface LeaseRecord {
 }
 
 export interface LeaseRevocation {
-  /** The base secret's connection as it was when the lease was made. */
+  /** The base secret's connection as it was when the lease was made: where the user lives. */
   connection: Record<string, unknown>;
+  /** The user created on it. Revocation drops this name, never one read from a plain column. */
+  username?: string;
   revocationStatements?: string[];
+  /** PostgreSQL: the role that receives what the lease user created. */
+  reassignTo?: string;
 }
 
 export interface NewLease extends Omit<LeaseRecord, 'state' | 'attempts' | 'nextAttemptAt' | 'lastError' | 'endedAt'> {

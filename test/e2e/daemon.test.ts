@@ -11,6 +11,7 @@ import {
   createLease,
   createSecrets,
   type Daemon,
+  type DaemonEvent,
   dropMyPrefix,
   dropPgPrefix,
   type IssuedLease,
@@ -150,7 +151,11 @@ describe('one daemon', () => {
     const events = d!.events.map((e) => e.event);
     expect(events[0]).toBe('start');
     expect(events[events.length - 1]).toBe('stop');
-    expect(events.filter((e) => e !== 'start' && e !== 'stop' && e !== 'revoked' && e !== 'reaped')).toEqual([]);
+    // Nothing failed but, perhaps, the reaper on a user of another store (these servers are shared
+    // and never clean): such a failure names that user, never one of ours.
+    const foreignReapFailure = (e: DaemonEvent) =>
+      e.event === 'reap_failed' && /[a-z0-9]{10}_sy[0-9a-z]{7}/.test(JSON.stringify(e)) && !JSON.stringify(e).includes(PREFIX);
+    expect(d!.events.filter((e) => !['start', 'stop', 'revoked', 'reaped'].includes(e.event) && !foreignReapFailure(e))).toEqual([]);
     const byDaemon = d!.events.filter((e) => e.event === 'revoked').map((e) => e.lease_id!);
     expect(byDaemon.length).toBeGreaterThan(0);
 

@@ -5,11 +5,12 @@
  * expire (notice, `failed`, backoff, recovery), a target that hangs, and the road to
  * `irrevocable` and `revoke --force`.
  */
-import net from 'node:net';
 import { makeHome, type SyHome } from '../helpers/cli.js';
+import { startProxy, type Proxy } from '../helpers/proxy.js';
 import { myAdminQuery, tag } from '../helpers/db.js';
 import {
   auditLines,
+  changeLease,
   createLease,
   createSecrets,
   dropMyPrefix,
@@ -32,6 +33,13 @@ const MY_DB = `sy_rv_${T}`;
 const SWEEP_ON = { SY_NO_SWEEP: '0' };
 
 let sy: SyHome;
+/** Forwarders to the real servers: a target that goes away at the address sealed with its leases. */
+const proxies: Proxy[] = [];
+async function proxy(port: number): Promise<Proxy> {
+  const p = await startProxy(port);
+  proxies.push(p);
+  return p;
+}
 
 /** Milliseconds until `iso` (a lease's expires_at, whole seconds) is past by `marginMs`. */
 async function waitPast(iso: string, marginMs = 1000): Promise<void> {
@@ -48,6 +56,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const p of proxies) await p.close();
   await dropPgPrefix(PG_PREFIX);
   await dropMyPrefix(MY_PREFIX);
   await myAdminQuery(`DROP DATABASE IF EXISTS \`${MY_DB}\``);
@@ -122,16 +131,20 @@ describe('the sweep before each command', () => {
 
 describe('a target that is down when its leases expire', () => {
   let setup: Setup;
+  let pgProxy: Proxy;
+  let myProxy: Proxy;
   beforeAll(async () => {
-    setup = await createSecrets(sy, { pgPrefix: PG_PREFIX, myPrefix: MY_PREFIX, myDatabase: MY_DB, suffix: '2', pool: 'p2' });
+    pgProxy = await proxy(5432);
+    myProxy = await proxy(3306);
+    setup = await createSecrets(sy, { pgPrefix: PG_PREFIX, myPrefix: MY_PREFIX, myDatabase: MY_DB, suffix: '2', pool: 'p2', pgPort: pgProxy.port, myPort: myProxy.port });
   });
 
   test('the command still succeeds quickly with one notice, the leases are kept as failed, and a later sweep drops them', async () => {
     const pgLease = await createLease(sy, setup.pgDyn, 2);
     const myLease = await createLease(sy, setup.myDyn, 2);
-    // The servers "go away": the base secrets now point at a closed port.
-    await mustJson(sy, ['secret', 'update', setup.pgBase, '--data', '{"port": 1}']);
-    await mustJson(sy, ['secret', 'update', setup.myBase, '--data', '{"port": 1}']);
+    // The servers "go away" at the address sealed with the leases.
+    await pgProxy.down();
+    await myProxy.down();
     await waitPast(myLease.expires_at, 1000);
 
     const started = Date.now();
@@ -151,11 +164,11 @@ describe('a target that is down when its leases expire', () => {
     expect(await pgExists(pgLease.username)).toBe(true);
     expect(await myExists(myLease.username)).toBe(true);
     const lookup = await mustJson(sy, ['dynamic', 'lease', 'lookup', pgLease.lease_id]);
-    expect(lookup).toMatchObject({ state: 'failed', attempts: 1, last_error: expect.stringMatching(/127\.0\.0\.1:1\b.*refused/) });
+    expect(lookup).toMatchObject({ state: 'failed', attempts: 1, last_error: expect.stringMatching(new RegExp(`127\\.0\\.0\\.1:${pgProxy.port}\\b.*refused`)) });
 
     // The servers come back. Within the 5 s backoff nothing is retried.
-    await mustJson(sy, ['secret', 'update', setup.pgBase, '--data', '{"port": 5432}']);
-    await mustJson(sy, ['secret', 'update', setup.myBase, '--data', '{"port": 3306}']);
+    await pgProxy.up();
+    await myProxy.up();
     const early = await mustJson(sy, ['dynamic', 'sweep', '--no-reap', '--pool', 'p2']);
     if (Date.now() - started < 4500) {
       expect(early).toMatchObject({ revoked: 0, failed: 0 });
@@ -184,28 +197,16 @@ describe('a target that is down when its leases expire', () => {
 
   test('targets that accept connections but never answer cost the command at most about the sweep budget', async () => {
     // Five silent "servers": TCP accepted, not a byte sent back. Each costs a 1 s connect timeout.
-    const sockets = new Set<net.Socket>();
-    const servers = await Promise.all(
-      [0, 1, 2, 3, 4].map(
-        () =>
-          new Promise<net.Server>((resolve) => {
-            const server = net.createServer((socket) => {
-              sockets.add(socket);
-              socket.on('error', () => undefined);
-            });
-            server.listen(0, '127.0.0.1', () => resolve(server));
-          }),
-      ),
-    );
-    const setups: Setup[] = [];
+    const silent: Proxy[] = [];
+    const leases = [];
+    for (let i = 0; i < 5; i++) {
+      const p = await proxy(5432);
+      silent.push(p);
+      const s = await createSecrets(sy, { pgPrefix: PG_PREFIX, myPrefix: MY_PREFIX, myDatabase: MY_DB, suffix: `hang${i}`, pool: 'phang', pgPort: p.port });
+      leases.push(await createLease(sy, s.pgDyn, 2));
+    }
     try {
-      const leases = [];
-      for (const [i, server] of servers.entries()) {
-        const s = await createSecrets(sy, { pgPrefix: PG_PREFIX, myPrefix: MY_PREFIX, myDatabase: MY_DB, suffix: `hang${i}`, pool: 'phang' });
-        setups.push(s);
-        leases.push(await createLease(sy, s.pgDyn, 2));
-        await mustJson(sy, ['secret', 'update', s.pgBase, '--data', JSON.stringify({ port: (server.address() as net.AddressInfo).port })]);
-      }
+      for (const p of silent) await p.silent();
       await waitPast(leases[leases.length - 1].expires_at, 1000);
       const started = Date.now();
       const result = await sy.run(['secret', 'search', '--query', 'hang'], { env: { SY_NO_SWEEP: undefined } });
@@ -218,22 +219,22 @@ describe('a target that is down when its leases expire', () => {
       expect(wall).toBeLessThan(3000);
     } finally {
       // The silent targets "come back"; the final test lets the sweep drop their users.
-      for (const s of setups) await mustJson(sy, ['secret', 'update', s.pgBase, '--data', '{"port": 5432}']);
-      for (const socket of sockets) socket.destroy();
-      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+      for (const p of silent) await p.up();
     }
   });
 });
 
 describe('a revocation that keeps failing', () => {
   let setup: Setup;
+  let pgProxy: Proxy;
   beforeAll(async () => {
-    setup = await createSecrets(sy, { pgPrefix: PG_PREFIX, myPrefix: MY_PREFIX, myDatabase: MY_DB, suffix: '3', pool: 'p3' });
+    pgProxy = await proxy(5432);
+    setup = await createSecrets(sy, { pgPrefix: PG_PREFIX, myPrefix: MY_PREFIX, myDatabase: MY_DB, suffix: '3', pool: 'p3', pgPort: pgProxy.port });
   });
 
   test('is retried with backoff, becomes irrevocable after 8 attempts, and revoke --force forgets it', async () => {
     const lease = await createLease(sy, setup.pgDyn, 2);
-    await mustJson(sy, ['secret', 'update', setup.pgBase, '--data', '{"port": 1}']);
+    await pgProxy.down();
     await waitPast(lease.expires_at, 1000);
 
     // Attempt 1 fails: exit 1, the report says so, the lease is `failed` with attempts 1.
@@ -255,7 +256,7 @@ describe('a revocation that keeps failing', () => {
     expect(await mustJson(sy, ['dynamic', 'lease', 'lookup', lease.lease_id])).toMatchObject({ state: 'failed', attempts: 1 });
 
     // Seven attempts have failed (set in the ledger instead of waiting 5+10+...+320 s) and the next is due.
-    await ledger(sy, (db) => db.prepare('UPDATE leases SET attempts = 7, next_attempt_at = ? WHERE id = ?').run(Date.now() - 1000, lease.lease_id));
+    changeLease(sy, lease.lease_id, 'failed', { attempts: 7, nextAttemptAt: Date.now() - 1000 });
     const eighth = await sy.run(['dynamic', 'sweep', '--no-reap', '--pool', 'p3']);
     expect(eighth.exitCode).toBe(1);
     expect(JSON.parse(eighth.stdout)).toMatchObject({ revoked: 0, failed: 1, irrevocable: 1, irrevocable_total: 1 });
@@ -280,7 +281,7 @@ describe('a revocation that keeps failing', () => {
     expect(plain.stderr).toMatch(/Could not revoke lease/);
 
     // revoke --force: exit 0, a warning that the user may remain, state forgotten.
-    const forced = await sy.run(['dynamic', 'lease', 'revoke', lease.lease_id, '--force']);
+    const forced = await sy.run(['dynamic', 'lease', 'revoke', lease.lease_id, '--force', '--yes']);
     expect(forced.exitCode).toBe(0);
     expect(forced.stderr).toMatch(/warning: .*Forgot lease .*may remain/);
     expect(JSON.parse(forced.stdout)).toMatchObject({ lease_id: lease.lease_id, state: 'forgotten' });

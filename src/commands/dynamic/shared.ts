@@ -1,6 +1,6 @@
 import type { Printable, Table } from '../../io/format.js';
 import { keyValueTable } from '../../io/format.js';
-import { engineEnv } from '../../leases/connection.js';
+import { clientEnv } from '../../io/client-env.js';
 import { type IssuedLease, type LeaseDetails, type LeaseSummary } from '../../leases/view.js';
 import { humanDuration } from '../../util/duration.js';
 import { localTime } from '../../util/time.js';
@@ -15,7 +15,7 @@ export function issuedLeasePrintable(lease: IssuedLease): Printable {
         expires_at: localTime(lease.expires_at),
         lease_duration: humanDuration(lease.lease_duration),
       }),
-    env: () => engineEnv(lease),
+    env: () => clientEnv(lease),
   };
 }
 
