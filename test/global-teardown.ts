@@ -7,4 +7,5 @@ const { stopCluster } = createRequire(import.meta.url)('./helpers/pg-cluster.ts'
 export default async function globalTeardown(): Promise<void> {
   const dir = process.env.SY_TEST_PG_DIR;
   if (dir) stopCluster(dir);
+  for (const { dir: matrixDir } of JSON.parse(process.env.SY_TEST_PG_MATRIX ?? '[]') as PgClusterModule.MatrixCluster[]) stopCluster(matrixDir);
 }
