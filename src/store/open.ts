@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { EMPTY_LOG } from '../audit/log.js';
 import { storeError, usageError } from '../errors.js';
 import { randomKey, seal, tryOpen } from '../keys/crypto.js';
 import { deleteKeychainKey } from '../keys/keychain.js';
@@ -13,7 +14,13 @@ import {
   keyForOpening,
   newKey,
 } from '../keys/sources.js';
-import { SCHEMA_VERSION, SqliteStore, createSchema, openDatabase, readMeta, writeMeta } from './sqlite.js';
+import { migrateToRecordMacs } from './migrate.js';
+import { secureHome } from './permissions.js';
+import { Census, RecordMac, recordKey, tampered } from './records.js';
+import { AuthenticatedMeta, SCHEMA_VERSION, createSchema, openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
+import { LEASE_CENSUS } from './sqlite-leases.js';
+import { SECRET_CENSUS } from './sqlite-secrets.js';
+import { AUDIT_HEAD, SqliteStore, encodeAuditPosition } from './sqlite.js';
 import type { Store } from './store.js';
 
 export const STORE_FILE = 'sy.db';
@@ -25,7 +32,15 @@ interface KeySlot {
   wrappedKey: string;
 }
 
-const dataKeyAad = (storeId: string): string => `sy/data-key/v1/${storeId}`;
+/**
+ * The key slot's associated data names the schema the store's records follow: from schema 2
+ * on, rows carry MACs. A schema-2 store whose schema_version is set back to 1 still has a
+ * schema-2 slot, so it is refused instead of having its rows MACed afresh by a migration.
+ */
+const dataKeyAad = (storeId: string, records: 1 | 2 = 2): string => `sy/data-key/v${records}/${storeId}`;
+
+/** Where notices about SY_HOME (permissions tightened) go; the CLI prints them on stderr. */
+export type Notice = (text: string) => void;
 
 export const storePath = (home: string): string => join(home, STORE_FILE);
 
@@ -39,9 +54,10 @@ export interface InitResult {
 export async function initStore(
   home: string,
   env: KeyEnvironment,
-  options: { source?: KeySourceName; ask?: PassphrasePrompt },
+  options: { source?: KeySourceName; ask?: PassphrasePrompt; notice?: Notice },
 ): Promise<InitResult> {
-  prepareHome(home);
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  secureHome(home, options.notice ?? (() => undefined));
   const file = storePath(home);
   if (existsSync(file)) {
     const db = await openDatabase(file, { create: false });
@@ -57,17 +73,25 @@ export async function initStore(
   const db = await openDatabase(file, { create: true });
   chmodSync(file, 0o600);
   createSchema(db);
-  if (!writeMeta(db, { keyslot: JSON.stringify(slot) }, 'keyslot')) {
+  // The slot, the empty censuses and the empty log's head in one transaction: no process
+  // ever sees a store with a key but without the records that the schema says it has.
+  const macs = new RecordMac(recordKey(dataKey), storeId);
+  const records = {
+    [SECRET_CENSUS]: AuthenticatedMeta.encode(macs, SECRET_CENSUS, new Census().encode()),
+    [LEASE_CENSUS]: AuthenticatedMeta.encode(macs, LEASE_CENSUS, new Census().encode()),
+    [AUDIT_HEAD]: AuthenticatedMeta.encode(macs, AUDIT_HEAD, encodeAuditPosition(EMPTY_LOG)),
+  };
+  if (!writeMeta(db, { keyslot: JSON.stringify(slot), ...records }, 'keyslot')) {
     db.close();
     if (kek.wrap.type === 'key' && kek.wrap.keychain) await deleteKeychainKey(storeId);
     throw usageError('store_exists', `A store already exists in ${home}.`, 'Another sy init got there first.');
   }
-  return { store: new SqliteStore(home, db, dataKey), storeId, keySource: kek.source, home };
+  return { store: new SqliteStore(home, db, dataKey, storeId), storeId, keySource: kek.source, home };
 }
 
-export async function openStore(home: string, env: KeyEnvironment, ask?: PassphrasePrompt): Promise<Store> {
-  const { db, dataKey } = await unlock(home, env, ask);
-  return new SqliteStore(home, db, dataKey);
+export async function openStore(home: string, env: KeyEnvironment, ask?: PassphrasePrompt, notice?: Notice): Promise<Store> {
+  const { db, dataKey, slot } = await unlock(home, env, ask, notice);
+  return new SqliteStore(home, db, dataKey, slot.storeId);
 }
 
 /**
@@ -98,21 +122,33 @@ export async function changeStoreKey(
   }
 }
 
-async function unlock(home: string, env: KeyEnvironment, ask?: PassphrasePrompt) {
+async function unlock(home: string, env: KeyEnvironment, ask?: PassphrasePrompt, notice?: Notice) {
   const file = storePath(home);
+  secureHome(home, notice ?? (() => undefined));
   if (!existsSync(file)) {
     throw storeError('no_store', `There is no sy store in ${home}.`, 'Run `sy init` to create one, or set SY_HOME.');
   }
-  tightenStoreFile(file);
   const db = await openDatabase(file, { create: false });
   try {
-    const slot = parseSlot(readMetaSafely(db, 'keyslot'));
-    const schema = Number(readMeta(db, 'schema_version'));
+    // One snapshot: a migration committing in between must not pair an old slot with a new schema.
+    const { slotText, schema } = runSnapshot(db, () => ({ slotText: readMetaSafely(db, 'keyslot'), schema: Number(readMeta(db, 'schema_version')) }));
+    const slot = parseSlot(slotText);
     if (schema > SCHEMA_VERSION) {
       throw storeError('store_too_new', `The store in ${home} was written by a newer version of sy.`, 'Upgrade sy to open it.');
     }
     const kek: KeyEncryptionKey = await keyForOpening(slot.wrap, slot.storeId, env, ask);
-    const dataKey = tryOpen(kek.key, Buffer.from(slot.wrappedKey, 'base64'), dataKeyAad(slot.storeId));
+    const wrapped = Buffer.from(slot.wrappedKey, 'base64');
+    let dataKey = tryOpen(kek.key, wrapped, dataKeyAad(slot.storeId, 2));
+    if (dataKey) {
+      if (schema !== SCHEMA_VERSION) throw tampered('its schema version');
+    } else {
+      dataKey = tryOpen(kek.key, wrapped, dataKeyAad(slot.storeId, 1));
+      if (dataKey && schema !== 1) throw tampered('its key slot');
+      if (dataKey) {
+        const upgraded: KeySlot = { ...slot, wrappedKey: seal(kek.key, dataKey, dataKeyAad(slot.storeId, 2)).toString('base64') };
+        migrateToRecordMacs(db, { dataKey, storeId: slot.storeId, home, slot: JSON.stringify(upgraded) });
+      }
+    }
     if (!dataKey) {
       throw storeError('wrong_key', `The key from ${kek.source} does not open the store in ${home}.`, 'Check the key; nothing was changed.');
     }
@@ -144,26 +180,4 @@ function parseSlot(text: string | undefined): KeySlot {
   }
   throw storeError('store_tampered', 'The store has no valid key slot: it is damaged, was tampered with, or was never initialised.',
     'Restore it from a backup, or run `sy init` in an empty SY_HOME.');
-}
-
-/**
- * A store copied from a Secret mount arrives 0444 or 0644: make a file we own 0600, so it
- * is writable for the lease it records and readable by nobody else.
- */
-function tightenStoreFile(file: string): void {
-  try {
-    const stats = statSync(file);
-    if ((stats.mode & 0o777) !== 0o600 && (process.getuid === undefined || stats.uid === process.getuid())) chmodSync(file, 0o600);
-  } catch {
-    // Opening reports what is wrong with the file.
-  }
-}
-
-/** SY_HOME is created 0700; an existing one is tightened to 0700 if it is ours. */
-function prepareHome(home: string): void {
-  mkdirSync(home, { recursive: true, mode: 0o700 });
-  const stats = statSync(home);
-  if ((stats.mode & 0o077) !== 0 && (process.getuid === undefined || stats.uid === process.getuid())) {
-    chmodSync(home, 0o700);
-  }
 }

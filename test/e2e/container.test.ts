@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import pg from 'pg';
 import { parseAllDocuments } from 'yaml';
-import { makeHome, ROOT, runSy, type SyHome } from '../helpers/cli.js';
+import { makeHome, ROOT, type SyHome } from '../helpers/cli.js';
 import { LOCAL_PG, localPgQuery, pgConnect, tag } from '../helpers/db.js';
 
 const T = tag();
@@ -101,7 +101,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const home of containerHomes) {
     if (existsSync(join(home, 'sy.db'))) {
-      await runSy(['dynamic', 'lease', 'revoke', '--prefix', 'db', '--yes'], { SY_HOME: home, SY_MASTER_KEY: sy.env.SY_MASTER_KEY, SY_NO_SWEEP: '1' });
+      // As the container's user: sy refuses a SY_HOME that belongs to someone else, root included.
+      await container('sy dynamic lease revoke --prefix db --yes', { SY_HOME: home, SY_MASTER_KEY: sy.env.SY_MASTER_KEY, SY_NO_SWEEP: '1' });
     }
   }
   sy?.cleanup();
@@ -179,7 +180,14 @@ describe('the init container, without Docker', () => {
     const [cronjob] = parseAllDocuments(readFileSync(join(ROOT, 'examples/kubernetes/cronjob.yaml'), 'utf8')).map((d) => d.toJS());
     const init = cronjob.spec.jobTemplate.spec.template.spec.initContainers[0];
     const mounts: Record<string, string> = Object.fromEntries(init.volumeMounts.map((m: { name: string; mountPath: string }) => [m.name, m.mountPath]));
-    const home = volume('sy-home-example');
+    // An emptyDir as Kubernetes makes it: 0777, owned by root (the kubelet), not by the
+    // container's user. SY_HOME is wherever the example puts it relative to that mount.
+    const emptyDir = join(base, 'sy-home-example');
+    mkdirSync(emptyDir);
+    chmodSync(emptyDir, 0o777);
+    const syHome = init.env.find((e: { name: string }) => e.name === 'SY_HOME').value as string;
+    expect(syHome.startsWith(`${mounts['sy-home']}/`)).toBe(true);
+    const home = syHome.replace(mounts['sy-home'], emptyDir);
     containerHomes.push(home);
     const shared = volume('shared-example');
     // The example's Secret volume sets no defaultMode: Kubernetes mounts sy.db 0644.
@@ -191,11 +199,20 @@ describe('the init container, without Docker', () => {
     readOnlyDirs.push(secretMount);
     const script = (init.command[2] as string)
       .replaceAll(mounts['sy-store'], secretMount)
+      .replaceAll(mounts['sy-home'], emptyDir)
       .replaceAll(mounts.shared, shared)
       .replace(/--record-uid \S+/, `--record-uid ${dynamicId}`);
     const result = await container(script, { SY_HOME: home, SY_MASTER_KEY: sy.env.SY_MASTER_KEY, SY_CLIENT_ID: CLIENT_ID });
     expectStatus(result, 0);
     await expectWorkingCreds(join(shared, 'db-creds.json'));
+    expect((statSync(home).mode & 0o777).toString(8)).toBe('700');
+    if (uid !== undefined) expect(statSync(home).uid).toBe(uid);
+    // SY_HOME set to the emptyDir itself is refused, naming the fix the example follows.
+    const direct = await container(`sy dynamic lease list`, { SY_HOME: emptyDir, SY_MASTER_KEY: sy.env.SY_MASTER_KEY });
+    if (uid !== undefined) {
+      expect({ exitCode: direct.exitCode, stdout: direct.stdout }).toEqual({ exitCode: 4, stdout: '' });
+      expect(direct.stderr).toMatch(/mkdir -m 700/);
+    }
   });
 });
 

@@ -248,8 +248,8 @@ describe('the store: tampering is detected', () => {
     writeFileSync(dbFile(sy), bytes);
     expect(sealedOf(sy, 'app:a').equals(sealed)).toBe(false);
 
-    expectStoreError(await sy.run(['secret', 'read', 'app:a']), /tamper|damage/i, ['other-secret-value']);
-    expectStoreError(await sy.run(['secret', 'read', 'app:a', '--version', '1']), /tamper|damage/i);
+    expectStoreError(await sy.run(['secret', 'read', 'app:a']), /tamper|damage|changed by someone without the key/i, ['other-secret-value']);
+    expectStoreError(await sy.run(['secret', 'read', 'app:a', '--version', '1']), /tamper|damage|changed by someone without the key/i);
   });
 
   test('garbage over the SQLite header exits 4', async () => {
@@ -273,9 +273,9 @@ describe('the store: tampering is detected', () => {
     })();
     db.close();
 
-    expectStoreError(await sy.run(['secret', 'read', 'app:a']), /tamper|damage/i, ['other-secret-value']);
-    expectStoreError(await sy.run(['secret', 'read', 'app:b']), /tamper|damage/i, ['other-secret-value']);
-    expectStoreError(await sy.run(['secret', 'update', 'app:a', '--data', '{"x": 1}']), /tamper|damage/i);
+    expectStoreError(await sy.run(['secret', 'read', 'app:a']), /tamper|damage|changed by someone without the key/i, ['other-secret-value']);
+    expectStoreError(await sy.run(['secret', 'read', 'app:b']), /tamper|damage|changed by someone without the key/i, ['other-secret-value']);
+    expectStoreError(await sy.run(['secret', 'update', 'app:a', '--data', '{"x": 1}']), /tamper|damage|changed by someone without the key/i);
   });
 
   test('a version payload moved to another version of the same secret exits 4', async () => {
@@ -285,7 +285,7 @@ describe('the store: tampering is detected', () => {
     const v1 = (db.prepare('SELECT sealed FROM secret_versions WHERE secret_id = ? AND version = 1').get(id) as { sealed: Buffer }).sealed;
     db.prepare('UPDATE secret_versions SET sealed = ? WHERE secret_id = ? AND version = 2').run(v1, id);
     db.close();
-    expectStoreError(await sy.run(['secret', 'read', 'app:a']), /tamper|damage/i);
+    expectStoreError(await sy.run(['secret', 'read', 'app:a']), /tamper|damage|changed by someone without the key/i);
   });
 });
 

@@ -3,14 +3,14 @@
  * machine's PostgreSQL on 127.0.0.1:5432 (trust auth) and the local MariaDB, base and
  * dynamic secrets in a store, `sy daemon` as a child process, the audit log and the ledger.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import type { AuditEntry } from '../../src/audit/log.js';
-import { SY_BIN, type SyHome } from './cli.js';
-import { localPgQuery, MARIADB, myAdminQuery } from './db.js';
+import { ROOT, SY_BIN, type SyHome } from './cli.js';
+import { localPgQuery, MARIADB, myAdminQuery, ownPrefix } from './db.js';
 
 export const PG5432 = { host: '127.0.0.1', port: 5432, user: 'postgres', password: 'unused-trust-auth' };
 
@@ -29,9 +29,9 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
 
 // ---------------------------------------------------------------- PostgreSQL 5432
 
-/** Every role whose name starts with `prefix` (sy-marked or not). */
+/** Every role whose name starts with the test's own `prefix` (sy-marked or not). */
 export async function pgUsers(prefix: string): Promise<string[]> {
-  return (await localPgQuery<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY 1', [prefix])).map((r) => r.rolname);
+  return (await localPgQuery<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY 1', [ownPrefix(prefix)])).map((r) => r.rolname);
 }
 
 export async function pgExists(name: string): Promise<boolean> {
@@ -52,9 +52,10 @@ export async function dropPgPrefix(prefix: string): Promise<void> {
 
 // ---------------------------------------------------------------- MariaDB
 
+/** Every user whose name starts with the test's own `prefix` (sy-marked or not). */
 export async function myUsers(prefix: string): Promise<string[]> {
   const rows = await myAdminQuery<{ User: string }>('SELECT DISTINCT User FROM mysql.user WHERE User LIKE ? ORDER BY User', [
-    `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`,
+    `${ownPrefix(prefix).replace(/[\\%_]/g, (c) => `\\${c}`)}%`,
   ]);
   return rows.map((r) => String(r.User));
 }
@@ -98,16 +99,16 @@ export interface Setup {
  */
 export async function createSecrets(
   sy: SyHome,
-  options: { pgPrefix: string; myPrefix: string; myDatabase: string; ttl?: number; maxTtl?: number; pool?: string; pgPassword?: string; suffix?: string },
+  options: { pgPrefix: string; myPrefix: string; myDatabase: string; ttl?: number; maxTtl?: number; pool?: string; pgPassword?: string; suffix?: string; pgPort?: number; myPort?: number },
 ): Promise<Setup> {
   const s = options.suffix ?? '';
   const setup: Setup = { pgBase: `db:postgresql:root${s}`, myBase: `db:mariadb:root${s}`, pgDyn: `db:postgresql:dyn${s}`, myDyn: `db:mariadb:dyn${s}` };
   const extra = { ttl: options.ttl ?? 2, ...(options.maxTtl === undefined ? {} : { maxTtl: options.maxTtl }), ...(options.pool ? { pool: options.pool } : {}) };
   await mustJson(sy, ['secret', 'create', setup.pgBase, '--attributes', '{"type": "postgresql"}', '--data', '-'], {
-    input: JSON.stringify({ host: PG5432.host, port: PG5432.port, username: PG5432.user, password: options.pgPassword ?? PG5432.password, database: 'postgres' }),
+    input: JSON.stringify({ host: PG5432.host, port: options.pgPort ?? PG5432.port, username: PG5432.user, password: options.pgPassword ?? PG5432.password, database: 'postgres' }),
   });
   await mustJson(sy, ['secret', 'create', setup.myBase, '--attributes', '{"type": "mariadb"}', '--data', '-'], {
-    input: JSON.stringify({ host: MARIADB.host, port: MARIADB.port, username: MARIADB.user, password: MARIADB.password, database: options.myDatabase }),
+    input: JSON.stringify({ host: MARIADB.host, port: options.myPort ?? MARIADB.port, username: MARIADB.user, password: MARIADB.password, database: options.myDatabase }),
   });
   await mustJson(sy, ['secret', 'create', setup.pgDyn, '--attributes', '-'], {
     input: JSON.stringify({
@@ -187,6 +188,23 @@ export async function ledger<T>(sy: SyHome, fn: (db: BetterSqlite3.Database) => 
   } finally {
     db.close();
   }
+}
+
+/**
+ * Changes a lease as sy itself does, with the store's key, through its store layer (tsc's
+ * output in dist/): for a test that skips a wait (seven failed attempts) without tampering.
+ * An edit straight into sy.db is what an attacker does, and sy refuses the row afterwards.
+ */
+export function changeLease(sy: SyHome, id: string, state: string, changes: { attempts?: number; nextAttemptAt?: number; expiresAt?: number }): void {
+  const script = `
+    const { openStore } = await import(${JSON.stringify(new URL('dist/store/open.js', `file://${ROOT}/`).href)});
+    const store = await openStore(process.env.SY_HOME, process.env);
+    try {
+      if (!(await store.leases.transition(process.argv[1], [process.argv[2]], process.argv[2], JSON.parse(process.argv[3])))) process.exit(3);
+    } finally {
+      store.close();
+    }`;
+  execFileSync(process.execPath, ['--input-type=module', '-e', script, id, state, JSON.stringify(changes)], { env: { ...sy.env, PATH: process.env.PATH }, stdio: 'pipe' });
 }
 
 // ---------------------------------------------------------------- sy daemon

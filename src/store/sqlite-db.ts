@@ -1,0 +1,235 @@
+import { createRequire } from 'node:module';
+import type BetterSqlite3 from 'better-sqlite3';
+import { SyError, failed, storeError } from '../errors.js';
+import { Census, type RecordMac, tampered } from './records.js';
+
+export type Database = BetterSqlite3.Database;
+
+/**
+ * 1: sealed payloads, plain index columns. 2: every row carries a MAC of its values
+ * (`mac`), the census of live leases and of secrets and the audit log's head are kept in
+ * meta, authenticated too. Stores of version 1 are migrated when opened with the key.
+ */
+export const SCHEMA_VERSION = 2;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secrets (
+  id              TEXT PRIMARY KEY,
+  path            TEXT NOT NULL UNIQUE,
+  kind            TEXT NOT NULL,
+  linked_path     TEXT,
+  current_version INTEGER NOT NULL,
+  created         TEXT NOT NULL,
+  last_modified   TEXT NOT NULL,
+  mac             BLOB
+);
+CREATE INDEX IF NOT EXISTS secrets_linked_path ON secrets (linked_path) WHERE linked_path IS NOT NULL;
+CREATE TABLE IF NOT EXISTS secret_versions (
+  secret_id TEXT NOT NULL REFERENCES secrets (id) ON DELETE CASCADE,
+  version   INTEGER NOT NULL,
+  created   TEXT NOT NULL,
+  sealed    BLOB NOT NULL,
+  mac       BLOB,
+  PRIMARY KEY (secret_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+  id             TEXT PRIMARY KEY,
+  secret_id      TEXT NOT NULL,
+  base_id        TEXT NOT NULL,
+  path           TEXT NOT NULL,
+  pool           TEXT NOT NULL,
+  engine         TEXT NOT NULL,
+  target         TEXT NOT NULL,
+  username       TEXT NOT NULL,
+  state          TEXT NOT NULL,
+  created_at     INTEGER NOT NULL,
+  expires_at     INTEGER NOT NULL,
+  max_expires_at INTEGER NOT NULL,
+  attempts       INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  last_error     TEXT,
+  ended_at       INTEGER,
+  owner_pid      INTEGER,
+  owner_host     TEXT,
+  claimant       TEXT,
+  claimed_until  INTEGER,
+  sealed         BLOB NOT NULL,
+  mac            BLOB
+);
+CREATE INDEX IF NOT EXISTS leases_due ON leases (state, expires_at);
+CREATE INDEX IF NOT EXISTS leases_retry ON leases (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS leases_secret ON leases (secret_id, state);
+CREATE INDEX IF NOT EXISTS leases_base ON leases (base_id, state);
+CREATE INDEX IF NOT EXISTS leases_path ON leases (path);
+`;
+
+/** The live states of a lease: a user may exist on the target. */
+export const LIVE_LEASE_STATES = ['intent', 'active', 'revoking', 'failed', 'irrevocable'] as const;
+
+/**
+ * Opens the SQLite file with the settings that make it safe for several processes:
+ * WAL so readers never block the writer, FULL sync so a committed intent survives a crash,
+ * and a busy timeout so concurrent writers queue instead of failing.
+ */
+export async function openDatabase(file: string, options: { create: boolean }): Promise<Database> {
+  const Sqlite = loadSqlite();
+  try {
+    const db = new Sqlite(file, { fileMustExist: !options.create, nativeBinding: nativeBinding() });
+    db.pragma('busy_timeout = 15000');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    return db;
+  } catch (error) {
+    throw translateSqliteError(error);
+  }
+}
+
+/**
+ * better-sqlite3 is CommonJS: require() loads it without the ESM wrapper, and naming its
+ * compiled addon directly skips the `bindings` package's search of the file system.
+ */
+const requireFromHere = createRequire(import.meta.url);
+
+function loadSqlite(): typeof BetterSqlite3 {
+  return requireFromHere('better-sqlite3') as typeof BetterSqlite3;
+}
+
+function nativeBinding(): string | undefined {
+  try {
+    return requireFromHere.resolve('better-sqlite3/build/Release/better_sqlite3.node');
+  } catch {
+    return undefined;
+  }
+}
+
+export function createSchema(db: Database): void {
+  runWrite(db, () => {
+    db.exec(SCHEMA);
+    db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SCHEMA_VERSION));
+  });
+}
+
+export function readMeta(db: Database, key: string): string | undefined {
+  return runRead(() => (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value);
+}
+
+/** Runs a read, reporting SQLite's errors in sy's words (a busy or corrupt store is exit 4). */
+export function runRead<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw translateSqliteError(error);
+  }
+}
+
+/** Writes meta rows in one transaction; with `onlyIfAbsent` it refuses to replace `guardKey`. */
+export function writeMeta(db: Database, entries: Record<string, string>, guardKey?: string): boolean {
+  return runWrite(db, () => {
+    if (guardKey !== undefined && readMeta(db, guardKey) !== undefined) return false;
+    const upsert = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    for (const [key, value] of Object.entries(entries)) upsert.run(key, value);
+    return true;
+  });
+}
+
+/**
+ * Runs `fn` in a read transaction: every query in it sees the same committed state, so a
+ * census compared with the rows it counts cannot be fooled by a writer in between.
+ */
+export function runSnapshot<T>(db: Database, fn: () => T): T {
+  if (db.inTransaction) return runRead(fn);
+  try {
+    return db.transaction(fn).deferred();
+  } catch (error) {
+    throw translateSqliteError(error);
+  }
+}
+
+/** Runs `fn` in a write transaction taken at once (BEGIN IMMEDIATE), so writers queue. */
+export function runWrite<T>(db: Database, fn: () => T): T {
+  try {
+    return db.transaction(fn).immediate();
+  } catch (error) {
+    throw translateSqliteError(error);
+  }
+}
+
+export function translateSqliteError(error: unknown): unknown {
+  if (error instanceof SyError) return error;
+  const code = (error as { code?: string }).code ?? '';
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return storeError('store_locked', 'The store is locked by another sy process and stayed locked for 15 seconds.', 'Try again in a moment.', error);
+  }
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    return storeError('store_tampered', 'The store file is damaged or is not a sy store.', 'Restore it from a backup; nothing was changed.', error);
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_AUTH')) {
+    return storeError('store_unavailable', 'The store could not be opened for writing.', 'Check the permissions of SY_HOME.', error);
+  }
+  if (code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR')) {
+    return failed('store_io', 'The store could not be written: the disk is full or failing.', undefined, error);
+  }
+  return error;
+}
+
+/** Prepared statements, compiled once per store handle: preparing costs more than running. */
+export function statementCache(db: Database): (sql: string) => BetterSqlite3.Statement {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return (sql) => {
+    let statement = cache.get(sql);
+    if (!statement) {
+      statement = db.prepare(sql);
+      cache.set(sql, statement);
+    }
+    return statement;
+  };
+}
+
+/**
+ * Meta rows whose value is authenticated like a record: `<mac hex>:<value>`, the MAC bound
+ * to the store and the row's key. A missing row is reported as tampering by the caller
+ * when the schema says it must exist.
+ */
+export class AuthenticatedMeta {
+  constructor(
+    private readonly db: Database,
+    private readonly macs: RecordMac,
+  ) {}
+
+  /** `what` names the record in the error when its MAC fails. */
+  read(key: string, what: string): string | undefined {
+    const stored = readMeta(this.db, key);
+    if (stored === undefined) return undefined;
+    const value = stored.slice(65);
+    if (stored[64] !== ':' || !this.macs.check(Buffer.from(stored.slice(0, 64), 'hex'), 'meta', [key, value])) throw tampered(what);
+    return value;
+  }
+
+  /** Within the caller's write transaction. */
+  write(key: string, value: string): void {
+    this.db
+      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+      .run(key, AuthenticatedMeta.encode(this.macs, key, value));
+  }
+
+  /** A census must exist from schema 2 on: one that is gone was removed. */
+  readCensus(key: string, what: string): Census {
+    const value = this.read(key, what);
+    const census = value === undefined ? undefined : Census.decode(value);
+    if (!census) throw tampered(what);
+    return census;
+  }
+
+  writeCensus(key: string, census: Census): void {
+    this.write(key, census.encode());
+  }
+
+  static encode(macs: RecordMac, key: string, value: string): string {
+    return `${macs.of('meta', [key, value]).toString('hex')}:${value}`;
+  }
+}
