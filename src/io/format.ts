@@ -1,7 +1,7 @@
 import { usageError } from '../errors.js';
 import { paint } from './color.js';
 
-export const FORMATS = ['json', 'yaml', 'table', 'env'] as const;
+export const FORMATS = ['json', 'yaml', 'table', 'env', 'dotenv'] as const;
 export type Format = (typeof FORMATS)[number];
 
 /** Rows of a table: the first row is the header. */
@@ -9,7 +9,8 @@ export type Table = string[][];
 
 /**
  * What a command returns for printing. `value` is the JSON shape (json, yaml, --filter);
- * `table` and `env` are how people and shells read it.
+ * `table` is how people read it, `env` the variables that shells (`env`) and env files
+ * (`dotenv`) get.
  */
 export interface Printable {
   value: unknown;
@@ -54,6 +55,8 @@ export async function render(printable: Printable, options: FormatOptions): Prom
     }
     case 'env':
       return renderEnv(printable.env ? printable.env() : flattenForEnv(printable.value));
+    case 'dotenv':
+      return renderDotenv(printable.env ? printable.env() : flattenForEnv(printable.value));
   }
 }
 
@@ -111,16 +114,39 @@ export function renderTable(rows: Table): string {
     .concat('\n');
 }
 
-/** KEY='value' lines that any POSIX shell can `eval` or `source` safely. */
+/**
+ * `export KEY='value'` lines for `eval "$(sy ... --format env)"` or `source`: exported, so
+ * that psql and the other programs the script runs next see them. Every value is
+ * single-quoted, the one quoting in which sh, bash and zsh take every byte literally.
+ */
 export function renderEnv(vars: Record<string, string>): string {
   return Object.entries(vars)
-    .map(([key, value]) => `${key}=${shellQuote(value)}`)
+    .map(([key, value]) => `export ${key}=${shellQuote(value)}`)
     .join('\n')
     .concat('\n');
 }
 
+/** The single-quoted shell word for `value`: a `'` inside ends the quote, adds `\'`, reopens. */
 export function shellQuote(value: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Plain `KEY=value` lines for env files, as Docker's `--env-file` reads them: everything
+ * after the first `=` is the value, byte for byte, so nothing is quoted or escaped (a quote
+ * would become part of the value there). A line break cannot be written that way, so a
+ * value holding one is refused rather than cut.
+ */
+export function renderDotenv(vars: Record<string, string>): string {
+  return Object.entries(vars)
+    .map(([key, value]) => {
+      if (/[\r\n]/.test(value)) {
+        throw usageError('dotenv_line_break', `The value of ${key} has a line break, which a KEY=value line cannot hold; use --format env or json.`);
+      }
+      return `${key}=${value}`;
+    })
+    .join('\n')
+    .concat('\n');
 }
 
 export function envName(key: string): string {

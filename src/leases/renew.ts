@@ -6,17 +6,23 @@ import type { Target } from '../targets/target.js';
 import { revocationConnection } from './connection.js';
 import { CONNECT_TIMEOUT_MS, type LeaseDeps } from './deps.js';
 import { errorText, resolveTtl } from './issue.js';
+import { isoSeconds } from '../util/time.js';
 
 export interface RenewResult {
   lease: LeaseRecord;
   /** True when the increment was cut to the lease's max TTL. */
   capped: boolean;
+  /** True when the lease already ran at least as long as asked: its expiry was kept. */
+  unchanged: boolean;
 }
 
 /**
  * Extends a lease from now by `increment` (default: the secret's ttl), capped at the max
- * TTL fixed when it was issued. The target's expiry moves first (VALID UNTIL), then the
- * ledger, only if the lease is still active: a concurrent revoke wins.
+ * TTL fixed when it was issued. As in Vault, renewing never shortens a lease: an increment
+ * that would end it sooner keeps the current expiry and touches nothing. An expired lease
+ * stays expired (its user may already be gone, and the sweep is due to drop it). The
+ * target's expiry moves first (VALID UNTIL), then the ledger, only if the lease is still
+ * active: a concurrent revoke wins.
  */
 export async function renewLease(deps: LeaseDeps, leaseId: string, increment?: string): Promise<RenewResult> {
   const lease = await deps.store.leases.get(leaseId);
@@ -26,12 +32,17 @@ export async function renewLease(deps: LeaseDeps, leaseId: string, increment?: s
   }
   const seconds = resolveTtl(increment, await defaultIncrement(deps, lease), MAX_LEASE_SECONDS, '--increment');
   const now = deps.now();
-  if (now >= lease.maxExpiresAt) {
-    throw failed('lease_at_max_ttl', `Lease ${leaseId} has reached its max TTL and cannot be renewed.`);
+  // The max TTL is never before the expiry, so this also covers a lease past its max TTL.
+  if (now >= lease.expiresAt) {
+    throw failed('lease_expired', `Lease ${leaseId} expired at ${isoSeconds(lease.expiresAt)} and cannot be renewed.`);
   }
   const wanted = now + seconds * 1000;
   const expiresAt = Math.min(wanted, lease.maxExpiresAt);
   const audit = { action: 'lease.renew', path: lease.path, lease_id: lease.id, db_user: lease.username, target: lease.target, ttl: Math.round((expiresAt - now) / 1000) };
+  if (expiresAt <= lease.expiresAt) {
+    deps.audit.append({ ...audit, ttl: Math.round((lease.expiresAt - now) / 1000), outcome: 'success', detail: { unchanged: true } });
+    return { lease, capped: expiresAt < wanted, unchanged: true };
+  }
 
   let client: Target | undefined;
   try {
@@ -55,7 +66,7 @@ export async function renewLease(deps: LeaseDeps, leaseId: string, increment?: s
     throw failed('lease_not_active', `Lease ${leaseId} was revoked while it was being renewed.`);
   }
   deps.audit.append({ ...audit, outcome: 'success' });
-  return { lease: renewed, capped: expiresAt < wanted };
+  return { lease: renewed, capped: expiresAt < wanted, unchanged: false };
 }
 
 async function defaultIncrement(deps: LeaseDeps, lease: LeaseRecord): Promise<number> {

@@ -109,7 +109,7 @@ describe('bash completion', () => {
   it("completes each command's flags and the values of flags with fixed choices", async () => {
     expect((await complete('sy secret read --fo', storeEnv)).replies).toEqual(['--format']);
     expect((await complete('sy dynamic lease revoke --', storeEnv)).replies).toEqual(expect.arrayContaining(['--prefix', '--force', '--yes', '--no-sweep', '--help']));
-    expect((await complete('sy secret read --format ', storeEnv)).replies).toEqual(['json', 'yaml', 'table', 'env']);
+    expect((await complete('sy secret read --format ', storeEnv)).replies).toEqual(['json', 'yaml', 'table', 'env', 'dotenv']);
     expect((await complete('sy secret read -f t', storeEnv)).replies).toEqual(['table']);
     expect((await complete('sy secret read --format=y', storeEnv)).replies).toEqual(['yaml']);
     expect((await complete('sy init --key-source pass', storeEnv)).replies).toEqual(['passphrase']);
@@ -198,7 +198,7 @@ describe('zsh and fish scripts', () => {
       return result.stdout.split('\n').map((row) => row.split('\t')[0]).filter((word) => word !== '');
     };
     expect(await candidates('sy dynamic lease re')).toEqual(['renew', 'revoke']);
-    expect((await candidates('sy secret read --format ')).sort()).toEqual(['env', 'json', 'table', 'yaml']);
+    expect((await candidates('sy secret read --format ')).sort()).toEqual(['dotenv', 'env', 'json', 'table', 'yaml']);
     expect((await candidates('sy secret read ')).sort()).toEqual(['app:config', 'db:postgresql:dyn1', 'db:postgresql:root']);
   });
 });

@@ -302,7 +302,7 @@ describe('sy dynamic leases on PostgreSQL (SCRAM cluster)', () => {
   test('--format env is eval-able by sh and psql logs in with the PG* variables', async () => {
     const env = await run(['dynamic', 'lease', 'create', '--path', 'db:postgresql:e2e', '--format', 'env']);
     expectExit(env, 0);
-    const names = env.stdout.trimEnd().split('\n').map((line) => line.split('=')[0]);
+    const names = env.stdout.trimEnd().split('\n').map((line) => line.replace(/^export /, '').split('=')[0]);
     expect(names.sort()).toEqual(['DATABASE_URL', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER']);
     writeFileSync(join(sy.home, 'env'), env.stdout);
     const shell = await execa('sh', ['-c', 'eval "$(cat env)"; printf "%s\\n%s\\n%s" "$PGUSER" "$PGPASSWORD" "$DATABASE_URL"'], {
@@ -313,8 +313,8 @@ describe('sy dynamic leases on PostgreSQL (SCRAM cluster)', () => {
     passwords.push(envPassword);
     expect(envUser).toMatch(SY_MARKER);
     expect(decodeURIComponent(new URL(envUrl).password)).toBe(envPassword);
-    // The lines are KEY=value (PRODUCT.md), not `export`: set -a hands them to psql.
-    const viaShell = await execa('sh', ['-c', 'set -a; eval "$(cat env)"; set +a; psql -X -tAc "select current_user, inet_server_port()"'], {
+    // The lines are `export KEY='value'` (PRODUCT.md): psql sees them with nothing more.
+    const viaShell = await execa('sh', ['-c', 'eval "$(cat env)"; psql -X -tAc "select current_user, inet_server_port()"'], {
       cwd: sy.home, env: { PATH: process.env.PATH }, extendEnv: false, reject: false,
     });
     expect({ exitCode: viaShell.exitCode, stdout: String(viaShell.stdout), stderr: String(viaShell.stderr) }).toEqual({

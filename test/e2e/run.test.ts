@@ -4,8 +4,11 @@
  * global setup, which checks passwords and VALID UNTIL; the mariadb client against the
  * local MariaDB); sy renews while it runs, forwards signals, passes its status through,
  * and revokes when it ends. A crash of sy itself leaves a lease that the sweep revokes.
+ * The command never gets a variable that opens the store, and psql, mysql and mariadb
+ * connect as the lease user with no flags (MySQL clients through a private option file
+ * named by MYSQL_HOME, removed when sy run ends, by a signal too).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { makeHome, SY_BIN, type SyHome } from '../helpers/cli.js';
@@ -245,4 +248,108 @@ describe('sy run', () => {
     expect(lease.state).toBe('revoked');
     expect(await pgRoleExists(lease.username)).toBe(false);
   });
+});
+
+describe('what the command gets', () => {
+  /** Every variable that opens the store, or says where it is. */
+  const STORE_VARIABLES = ['SY_HOME', 'SY_MASTER_KEY', 'SY_MASTER_KEY_FILE', 'SY_PASSPHRASE', 'SY_NEW_MASTER_KEY', 'SY_NEW_MASTER_KEY_FILE', 'SY_NEW_PASSPHRASE'];
+
+  test('no variable that opens the store reaches the command; the others do', async () => {
+    const keyFile = join(sy.home, 'key');
+    writeFileSync(keyFile, sy.env.SY_MASTER_KEY, { mode: 0o600 });
+    const extra = {
+      SY_MASTER_KEY_FILE: keyFile,
+      SY_PASSPHRASE: `passphrase-${T}`,
+      SY_NEW_MASTER_KEY: sy.env.SY_MASTER_KEY,
+      SY_NEW_MASTER_KEY_FILE: keyFile,
+      SY_NEW_PASSPHRASE: `new-passphrase-${T}`,
+      KEEP_ME: `kept-${T}`,
+    };
+    const result = await startRun(['--path', PG, '--', 'env'], extra);
+    expectStatus(result, 0);
+    const names = String(result.stdout).split('\n').map((line) => line.split('=')[0]);
+    expect(names).toEqual(expect.arrayContaining(['PGUSER', 'PGPASSWORD', 'DATABASE_URL', 'KEEP_ME', 'PATH']));
+    expect(names.filter((name) => STORE_VARIABLES.includes(name))).toEqual([]);
+    for (const value of [sy.env.SY_MASTER_KEY, sy.env.SY_HOME, keyFile, extra.SY_PASSPHRASE, extra.SY_NEW_PASSPHRASE]) {
+      expect(String(result.stdout)).not.toContain(value);
+    }
+  });
+
+  test('psql with no flags connects as the lease user (the SCRAM cluster checks the password)', async () => {
+    const before = await leaseIds(PG);
+    const result = await startRun(['--path', PG, '--', 'psql', '-X', '-Atc', 'select current_user, current_database()']);
+    expectStatus(result, 0);
+    const lease = await newLease(PG, before);
+    expect(String(result.stdout).trim()).toBe(`${lease.username}|${DB}`);
+  });
+
+  test('a PGSERVICE of the caller does not override the lease', async () => {
+    const dir = join(sy.home, 'pgservice');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'pg_service.conf'), `[other]\nhost=127.0.0.1\nport=${admin.port}\nuser=${admin.user}\ndbname=postgres\n`);
+    const before = await leaseIds(PG);
+    const result = await startRun(['--path', PG, '--', 'psql', '-X', '-Atc', 'select current_user'], { PGSERVICE: 'other', PGSERVICEFILE: join(dir, 'pg_service.conf') });
+    expectStatus(result, 0);
+    const lease = await newLease(PG, before);
+    expect(String(result.stdout).trim()).toBe(lease.username);
+  });
+
+  for (const client of ['mariadb', 'mysql']) {
+    test(`${client} with no flags connects as the lease user, to its database`, async () => {
+      const before = await leaseIds(MY);
+      const result = await startRun(['--path', MY, '--', client, '-N', '-B', '-e', 'select current_user(), database(), (select count(*) from t)']);
+      expectStatus(result, 0);
+      const lease = await newLease(MY, before);
+      expect(String(result.stdout).trim()).toBe(`${lease.username}@%\t${DB}\t3`);
+      expect(lease.state).toBe('revoked');
+    });
+  }
+
+  test('the option file alone carries the credentials; mariadb-admin and mysqldump read it too', async () => {
+    const script = [
+      'unset MYSQL_PWD MYSQL_HOST MYSQL_TCP_PORT MYSQL_USER MYSQL_DATABASE',
+      'mariadb -N -B -e "select current_user()"',
+      'mariadb-admin ping',
+      'mysqldump --skip-lock-tables --no-data "$0" t | grep -c "CREATE TABLE"',
+    ].join('\n');
+    const before = await leaseIds(MY);
+    const result = await startRun(['--path', MY, '--', 'sh', '-c', script, DB]);
+    expectStatus(result, 0);
+    const lease = await newLease(MY, before);
+    expect(String(result.stdout).trim().split('\n')).toEqual([`${lease.username}@%`, 'mysqld is alive', '1']);
+  });
+
+  test('the option file is private (0700 directory, 0600 file) and gone once sy run exits', async () => {
+    const result = await startRun(['--path', MY, '--', 'sh', '-c', 'echo "$MYSQL_HOME"; stat -c %a "$MYSQL_HOME" "$MYSQL_HOME/my.cnf"']);
+    expectStatus(result, 0);
+    const [dir, dirMode, fileMode] = String(result.stdout).trim().split('\n');
+    expect([dirMode, fileMode]).toEqual(['700', '600']);
+    expect(dir).toMatch(/^\//);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  test('a ~/.my.cnf that would override the lease is named in a warning', async () => {
+    const home = join(sy.home, 'mycnf-home');
+    mkdirSync(home, { recursive: true });
+    const quiet = await startRun(['--path', MY, '--', 'true'], { HOME: home });
+    expectStatus(quiet, 0);
+    expect(String(quiet.stderr)).toBe('');
+    writeFileSync(join(home, '.my.cnf'), '[client]\nuser = root\n');
+    const warned = await startRun(['--path', MY, '--', 'true'], { HOME: home });
+    expectStatus(warned, 0);
+    expect(String(warned.stderr)).toMatch(/^warning: ~\/\.my\.cnf sets connection options[^\n]*$/);
+  });
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    test(`the option file is removed when sy run gets ${signal}`, async () => {
+      const marks = join(sy.home, `optfile-${signal}`);
+      const script = `mkdir -p "$DIR"; trap 'kill $p; exit 1' TERM INT; sleep 30 & p=$!; echo "$MYSQL_HOME" > "$DIR/home"; wait $p`;
+      const child = startRun(['--path', MY, '--', 'sh', '-c', script], { DIR: marks });
+      const dir = await until('the command to start', () => existsSync(join(marks, 'home')) && readFileSync(join(marks, 'home'), 'utf8').trim());
+      expect(existsSync(join(dir, 'my.cnf'))).toBe(true);
+      child.kill(signal);
+      await child;
+      expect(existsSync(dir)).toBe(false);
+    });
+  }
 });

@@ -1,5 +1,5 @@
 import { SyError } from '../../src/errors.js';
-import { pick, render, renderEnv, shellQuote } from '../../src/io/format.js';
+import { pick, render, renderDotenv, renderEnv, shellQuote } from '../../src/io/format.js';
 import { parseJsonLeniently } from '../../src/io/input.js';
 import { humanDuration, parseDuration } from '../../src/util/duration.js';
 
@@ -39,11 +39,12 @@ describe('lenient JSON', () => {
 
 describe('output formats', () => {
   const value = { id: 'x', data: { password: "it's", port: 5432 } };
-  it('renders json, yaml, table and env', async () => {
+  it('renders json, yaml, table, env and dotenv', async () => {
     expect(JSON.parse(await render({ value }, { format: 'json', toTerminal: false }))).toEqual(value);
     expect(await render({ value }, { format: 'yaml', toTerminal: false })).toContain('password: it\'s');
     expect(await render({ value }, { format: 'table', toTerminal: false })).toMatch(/^KEY\s+VALUE\nid\s+x\ndata\.password\s+it's\ndata\.port\s+5432\n$/);
-    expect(await render({ value }, { format: 'env', toTerminal: false })).toBe("ID=x\nDATA_PASSWORD='it'\\''s'\nDATA_PORT=5432\n");
+    expect(await render({ value }, { format: 'env', toTerminal: false })).toBe("export ID='x'\nexport DATA_PASSWORD='it'\\''s'\nexport DATA_PORT='5432'\n");
+    expect(await render({ value }, { format: 'dotenv', toTerminal: false })).toBe("ID=x\nDATA_PASSWORD=it's\nDATA_PORT=5432\n");
   });
   it('defaults to table on a terminal and json elsewhere', async () => {
     expect(await render({ value }, { toTerminal: true })).toMatch(/^KEY/);
@@ -55,7 +56,12 @@ describe('output formats', () => {
     expect(() => pick(value, 'data.nope')).toThrow(/no field "data.nope"/);
   });
   it('quotes env values so a shell reads them back exactly', () => {
-    expect(shellQuote('plain-value_1')).toBe('plain-value_1');
-    expect(renderEnv({ A: 'a b$c`d\'e' })).toBe("A='a b$c`d'\\''e'\n");
+    expect(shellQuote('plain-value_1')).toBe("'plain-value_1'");
+    expect(renderEnv({ A: 'a b$c`d\'e' })).toBe("export A='a b$c`d'\\''e'\n");
+  });
+  it('writes dotenv values as they are, and refuses a line break', () => {
+    expect(renderDotenv({ A: `p#w!%*+-.:=?@^_~'"` })).toBe(`A=p#w!%*+-.:=?@^_~'"\n`);
+    expect(() => renderDotenv({ A: 'x\ny' })).toThrow(/^The value of A has a line break/);
+    expect(() => renderDotenv({ A: 'x\ry' })).toThrow(/line break/);
   });
 });

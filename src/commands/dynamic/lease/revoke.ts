@@ -1,10 +1,10 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
-import { failed, interrupted, usageError } from '../../../errors.js';
+import { cancelled, failed, usageError } from '../../../errors.js';
 import { confirmDestructive } from '../../../io/prompt.js';
 import { CLAIM_MS } from '../../../leases/deps.js';
 import { revokeClaimed, revokeLease } from '../../../leases/revoke.js';
 import { leaseDetails, leaseSummary } from '../../../leases/view.js';
-import { canonicalPath } from '../../../secrets/path.js';
+import { canonicalPrefix, isUnderPrefix } from '../../../secrets/path.js';
 import type { LeaseRecord } from '../../../store/store.js';
 import { leaseDetailsPrintable, leaseListPrintable } from '../shared.js';
 
@@ -16,25 +16,38 @@ export interface RevokeOptions extends OutputFlags {
 
 /**
  * `sy dynamic lease revoke <lease_id> | --prefix P`: drops the users now. Revoking what is
- * already revoked succeeds. `--force` forgets a lease whose target cannot be reached.
+ * already revoked succeeds. `--force` forgets a lease whose target cannot be reached: a
+ * destructive act, so like every other one it is confirmed, or needs `--yes`.
  */
 export async function revokeLeaseCommand(ctx: Context, leaseId: string | undefined, options: RevokeOptions): Promise<unknown> {
   if ((leaseId === undefined) === (options.prefix === undefined)) {
     throw usageError('missing_lease', 'Give a lease id or --prefix <path>, not both.');
   }
-  const deps = await ctx.leaseDeps();
   if (leaseId !== undefined) {
+    if (options.force) {
+      const confirmed = await confirmDestructive(ctx.io, `Revoke lease ${leaseId}, and forget it if its user cannot be dropped?`, options.yes);
+      if (!confirmed) throw cancelled('No lease was revoked.');
+    }
+    const deps = await ctx.leaseDeps();
     const lease = await revokeLease(deps, leaseId, { force: options.force });
     const details = leaseDetails(lease, Date.now());
     await ctx.print(leaseDetailsPrintable(details), options);
     return details;
   }
 
-  const prefix = canonicalPath(options.prefix!);
-  const matching = await deps.store.leases.list({ pathPrefix: prefix, limit: 1_000_000 });
-  if (matching.length > 0) {
-    const confirmed = await confirmDestructive(ctx.io, `Revoke ${matching.length} lease${matching.length === 1 ? '' : 's'} under ${prefix}?`, options.yes);
-    if (!confirmed) throw interrupted();
+  const prefix = canonicalPrefix(options.prefix!);
+  const deps = await ctx.leaseDeps();
+  // The ledger's pathPrefix is a plain string prefix (SQLite's LIKE even ignores case): a
+  // superset, narrowed here to whole segments as written.
+  const matching = (await deps.store.leases.list({ pathPrefix: prefix, limit: 1_000_000 })).filter((lease) => isUnderPrefix(lease.path, prefix));
+  if (matching.length === 0) {
+    ctx.io.notice(`No lease to revoke under ${prefix}.`);
+  } else {
+    const count = `${matching.length} lease${matching.length === 1 ? '' : 's'}`;
+    const forced = options.force ? ', forgetting those whose user cannot be dropped' : '';
+    const listing = matching.map((lease) => `${lease.id}  ${lease.path}  ${lease.username}`);
+    const confirmed = await confirmDestructive(ctx.io, `Revoke ${count} under ${prefix}${forced}?`, options.yes, listing);
+    if (!confirmed) throw cancelled('No lease was revoked.');
   }
   const claimed: LeaseRecord[] = [];
   for (const lease of matching) {
