@@ -50,3 +50,6 @@ export const failed = (code: string, message: string, hint?: string, cause?: unk
   new SyError('failed', code, message, { hint, cause });
 
 export const interrupted = (): SyError => new SyError('interrupted', 'interrupted', 'Interrupted.');
+
+/** A question answered no: exit 130 like Ctrl-C, but saying what did not happen ("Nothing was deleted."). */
+export const cancelled = (whatDidNotHappen: string): SyError => new SyError('interrupted', 'cancelled', whatDidNotHappen);

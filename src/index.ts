@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { SyError } from './errors.js';
+import { SyError, usageError } from './errors.js';
 import { type Paint, paint } from './io/color.js';
 import { processStreams, type IOStreams } from './io/streams.js';
 
@@ -43,8 +43,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     try {
       await program.parseAsync(argv, { from: 'user' });
     } catch (error) {
-      if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-      throw error;
+      if (!(error instanceof CommanderError)) throw error;
+      if (error.exitCode === 0) return 0;
+      // Help shown for a command that needs a subcommand: the help is the message.
+      if (error.code === 'commander.help' || error.code === 'commander.helpDisplayed') return 2;
+      throw usageError('usage', commanderSentence(error.message));
     }
     return ctx.exitCode ?? 0;
   } catch (error) {
@@ -67,6 +70,22 @@ function report(error: unknown, io: IOStreams, colors: Paint): number {
   if (io.debug && error instanceof Error) io.warn(error.stack ?? '');
   else io.warn('Run again with --debug for details.');
   return 1;
+}
+
+/**
+ * Commander's messages (`error: unknown option '--dat'` and a `(Did you mean --data?)` line)
+ * as one sentence of sy's, so that every error reads the same and starts with `sy:`.
+ */
+export function commanderSentence(message: string): string {
+  const [first = 'Bad usage', ...rest] = message
+    .replace(/^error:\s*/, '')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
+  const suggestion = rest.map((line) => /^\(Did you mean (.+)\?\)$/.exec(line)?.[1]).find((s) => s !== undefined);
+  const joined = first.replace(/\.$/, '').replace(/\. ([A-Z])/g, (_, c: string) => `; ${c.toLowerCase()}`);
+  const sentence = joined[0].toUpperCase() + joined.slice(1);
+  return suggestion ? `${sentence}; did you mean ${suggestion}?` : `${sentence}.`;
 }
 
 /** Set by the bundler (scripts/bundle.mjs); read from package.json when running from tsc's output. */

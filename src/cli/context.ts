@@ -1,14 +1,16 @@
 import { resolveHome } from '../config/home.js';
 import { writeFileAtomic } from '../io/output.js';
 import { type Printable, render } from '../io/format.js';
-import { passphrasePrompt } from '../io/prompt.js';
+import { withPassphraseTries } from '../io/prompt.js';
 import type { IOStreams } from '../io/streams.js';
 import type { Store } from '../store/store.js';
 import type { LeaseDeps } from '../leases/deps.js';
 import { createSpinner, type Spinner } from '../io/spinner.js';
 import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { AuditEvent, AuditLog } from '../audit/log.js';
-import { SyError } from '../errors.js';
+import { SyError, usageError } from '../errors.js';
 
 /** Output flags shared by every command that prints data. */
 export interface OutputFlags {
@@ -55,13 +57,20 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     (audit ??= import('../audit/log.js').then(({ AuditLog, defaultActor }) =>
       new AuditLog(s.home, defaultActor(env), (fn) => s.exclusive(fn), (text) => s.auditMac(text), s.auditHead)));
 
+  /** The audit log, refused (exit 4) before anything is done if the next append would be refused. */
+  const checkedAudit = async (s: Store): Promise<AuditLog> => {
+    const log = await auditFor(s);
+    log.check();
+    return log;
+  };
+
   const buildDeps = async (s: Store): Promise<LeaseDeps> => {
     const { connectTarget } = await import('../targets/target.js');
     spinner ??= createSpinner(io);
     const progress = spinner;
     return {
       store: s,
-      audit: await auditFor(s),
+      audit: await checkedAudit(s),
       connect: connectTarget,
       now: Date.now,
       progress: (text: string) => progress.update(text),
@@ -80,7 +89,18 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     if (due === undefined || due > Date.now()) return;
     const { sweep } = await import('../leases/sweep.js');
     deps ??= buildDeps(s);
-    const report = await sweep(await deps, { budgetMs: PRE_SWEEP_BUDGET_MS, connectTimeoutMs: PRE_SWEEP_CONNECT_TIMEOUT_MS });
+    let ready: LeaseDeps;
+    try {
+      ready = await deps;
+    } catch (error) {
+      // A tampered audit log stops the sweep (it could not record what it revoked), not a
+      // command that only reads, such as `sy audit verify`, which reports the damage.
+      deps = undefined;
+      if (!(error instanceof SyError) || !error.code.startsWith('audit_log')) throw error;
+      io.warn(`sy: expired leases were not revoked: ${error.message}`);
+      return;
+    }
+    const report = await sweep(ready, { budgetMs: PRE_SWEEP_BUDGET_MS, connectTimeoutMs: PRE_SWEEP_CONNECT_TIMEOUT_MS });
     spinner?.stop();
     if (report.failed > 0) {
       const first = report.errors[0];
@@ -92,10 +112,10 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     io,
     env,
     autoSweep: env.SY_NO_SWEEP !== '1',
-    home: () => resolveHome(env),
+    home: () => checkedHome(resolveHome(env), env.SY_HOME ? 'SY_HOME' : 'The store directory'),
     store() {
       store ??= import('../store/open.js')
-        .then(({ openStore }) => openStore(resolveHome(env), env, passphrasePrompt(io)))
+        .then(({ openStore }) => withPassphraseTries(io, (ask) => openStore(ctx.home(), env, ask, (text) => io.warn(`sy: ${text}`))))
         .then(async (s) => {
           opened = s;
           if (ctx.autoSweep) await preSweep(s);
@@ -105,7 +125,7 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     },
     async audited(event, operation) {
       const s = await ctx.store();
-      const log = await auditFor(s);
+      const log = await checkedAudit(s);
       try {
         const result = await operation(s);
         log.append({ ...event, outcome: 'success' });
@@ -147,4 +167,27 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     },
   };
   return ctx;
+}
+
+/**
+ * SY_HOME must be a directory or a path one can be made at. Checked here, before anything
+ * opens or creates it, so a file in the way is one plain sentence rather than a raw
+ * EEXIST or ENOTDIR from deep inside the store.
+ */
+function checkedHome(home: string, label: string): string {
+  const wanted = resolve(home);
+  for (let current = wanted; ; current = dirname(current)) {
+    let isDirectory: boolean;
+    try {
+      isDirectory = statSync(current).isDirectory();
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // Missing (made later), or below a file (ENOTDIR): look at the parent.
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && dirname(current) !== current) continue;
+      return home;
+    }
+    if (isDirectory) return home;
+    if (current === wanted) throw usageError('home_not_directory', `${label} (${home}) is a file, not a directory.`);
+    throw usageError('home_not_directory', `${label} (${home}) is inside a file (${current}), so it cannot be a directory.`);
+  }
 }

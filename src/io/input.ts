@@ -1,23 +1,29 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { usageError } from '../errors.js';
 import { isObject } from '../secrets/validate.js';
 
 /**
+ * The most a JSON flag value may hold. A secret is a few credentials, not a payload; the cap
+ * keeps a mistaken `@/dev/zero` or a runaway pipe from taking the machine's memory.
+ */
+export const MAX_JSON_BYTES = 1024 * 1024;
+/** Deeper JSON is refused before parsing: no secret needs it, and recursion on it overflows the stack. */
+export const MAX_JSON_DEPTH = 64;
+
+const tooLarge = (flag: string) => usageError('json_too_large', `The JSON given to ${flag} is larger than 1 MiB.`);
+
+/**
  * Reads a JSON flag value: inline JSON, `@file`, or `-` for stdin. `@file` and stdin exist
- * so secret values stay out of argv and `ps`.
+ * so secret values stay out of argv and `ps`. None of them is read past the cap.
  */
 export async function readJsonObject(value: string, flag: string, stdin: NodeJS.ReadableStream): Promise<Record<string, unknown>> {
   let text: string;
   if (value === '-') {
-    text = await readAll(stdin);
+    text = await readCapped(stdin, flag);
   } else if (value.startsWith('@')) {
-    const file = value.slice(1);
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      throw usageError('unreadable_file', `The file given to ${flag} cannot be read (${file}).`);
-    }
+    text = readFileCapped(value.slice(1), flag);
   } else {
+    if (Buffer.byteLength(value, 'utf8') > MAX_JSON_BYTES) throw tooLarge(flag);
     text = value;
   }
   const parsed = parseJsonLeniently(text, flag);
@@ -27,18 +33,57 @@ export async function readJsonObject(value: string, flag: string, stdin: NodeJS.
   return parsed;
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+/** Stops reading one byte past the cap, so an endless stream costs at most that much. */
+async function readCapped(stream: NodeJS.ReadableStream, flag: string): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  let size = 0;
+  for await (const chunk of stream) {
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    size += buffer.length;
+    if (size > MAX_JSON_BYTES) {
+      // Leaving the loop destroys the stream: the writer gets EPIPE instead of filling our memory.
+      throw tooLarge(flag);
+    }
+    chunks.push(buffer);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Reads by hand rather than with readFileSync: a FIFO or a device has no size to trust. */
+function readFileCapped(file: string, flag: string): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    throw usageError('unreadable_file', `The file given to ${flag} cannot be read (${file}).`);
+  }
+  try {
+    const buffer = Buffer.alloc(MAX_JSON_BYTES + 1);
+    let size = 0;
+    for (;;) {
+      let read: number;
+      try {
+        read = readSync(fd, buffer, size, buffer.length - size, null);
+      } catch {
+        throw usageError('unreadable_file', `The file given to ${flag} cannot be read (${file}).`);
+      }
+      if (read === 0) break;
+      size += read;
+      if (size > MAX_JSON_BYTES) throw tooLarge(flag);
+    }
+    return buffer.subarray(0, size).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
- * JSON.parse that forgives trailing commas (the DSV documentation shows them) and whose
- * error names a line and column but never echoes the input, which may hold a password.
+ * JSON.parse that forgives trailing commas (the DSV documentation shows them), refuses
+ * nesting deeper than MAX_JSON_DEPTH, and whose error names a line and column but never
+ * echoes the input, which may hold a password.
  */
 export function parseJsonLeniently(text: string, flag: string): unknown {
-  const cleaned = withoutTrailingCommas(text.replace(/^\uFEFF/, ''));
+  const cleaned = scanJson(text.replace(/^\uFEFF/, ''), flag);
   if (cleaned.trim() === '') throw usageError('invalid_json', `${flag} is empty: give a JSON object.`);
   try {
     return JSON.parse(cleaned);
@@ -54,29 +99,40 @@ function lineAndColumn(text: string, offset: number): string {
   return `line ${before.length}, column ${before[before.length - 1].length + 1}`;
 }
 
-/** Removes commas that directly precede `}` or `]`, outside strings. */
-function withoutTrailingCommas(text: string): string {
-  let result = '';
+/**
+ * One linear pass outside strings: measures the nesting of `{` and `[` (refusing it past
+ * the limit) and drops commas that directly precede `}` or `]`. The text is copied in
+ * slices, not character by character, so a megabyte costs a megabyte.
+ */
+function scanJson(text: string, flag: string): string {
+  const kept: string[] = [];
+  let from = 0;
+  let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
-    const c = text[i];
+    const c = text.charCodeAt(i);
     if (inString) {
-      result += c;
-      if (c === '\\') {
-        result += text[++i] ?? '';
-      } else if (c === '"') {
-        inString = false;
-      }
+      if (c === 0x5c /* \ */) i++;
+      else if (c === 0x22 /* " */) inString = false;
       continue;
     }
-    if (c === '"') {
+    if (c === 0x22) {
       inString = true;
-    } else if (c === ',') {
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (++depth > MAX_JSON_DEPTH) {
+        throw usageError('json_too_deep', `The JSON given to ${flag} is nested more than ${MAX_JSON_DEPTH} levels deep.`);
+      }
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      depth--;
+    } else if (c === 0x2c /* , */) {
       let j = i + 1;
       while (j < text.length && /\s/.test(text[j])) j++;
-      if (text[j] === '}' || text[j] === ']') continue;
+      if (text[j] === '}' || text[j] === ']') {
+        kept.push(text.slice(from, i));
+        from = i + 1;
+      }
     }
-    result += c;
   }
-  return result;
+  kept.push(text.slice(from));
+  return kept.join('');
 }

@@ -1,4 +1,5 @@
-import { interrupted, usageError } from '../errors.js';
+import { SyError, interrupted, usageError } from '../errors.js';
+import type { PassphrasePrompt } from '../keys/sources.js';
 import type { IOStreams } from './streams.js';
 
 /**
@@ -26,7 +27,7 @@ export function askPassword(message: string): Promise<string> {
   return ask<string>({ type: 'password', message, mask: '*' });
 }
 
-export function askText(message: string, options: { default?: string; validate?: (v: string) => true | string } = {}): Promise<string> {
+export function askText(message: string, options: { default?: string; validate?: (v: string) => true | string | Promise<true | string> } = {}): Promise<string> {
   return ask<string>({ type: 'input', message, ...options });
 }
 
@@ -56,14 +57,42 @@ export function passphrasePrompt(io: IOStreams) {
   };
 }
 
+/** Wrong passphrases allowed at a terminal before giving up, as sudo does. */
+export const PASSPHRASE_TRIES = 3;
+
+/**
+ * Runs `open` with the passphrase prompt of `io`. When the passphrase typed at the terminal
+ * does not open the store, it is asked again, up to PASSPHRASE_TRIES in all; a key from the
+ * environment is never retried (it would fail the same way).
+ */
+export async function withPassphraseTries<T>(io: IOStreams, open: (ask?: PassphrasePrompt) => Promise<T>): Promise<T> {
+  const prompt = passphrasePrompt(io);
+  if (!prompt) return open(undefined);
+  for (let attempt = 1; ; attempt++) {
+    let typed = false;
+    try {
+      return await open((purpose) => {
+        if (purpose === 'unlock') typed = true;
+        return prompt(purpose);
+      });
+    } catch (error) {
+      if (!typed || attempt >= PASSPHRASE_TRIES || !(error instanceof SyError && error.code === 'wrong_key')) throw error;
+      const left = PASSPHRASE_TRIES - attempt;
+      io.warn(`sy: That passphrase does not open the store; ${left} ${left === 1 ? 'try' : 'tries'} left.`);
+    }
+  }
+}
+
 /**
  * Confirms a destructive act: asks on a terminal, and without one requires `--yes`.
- * Returns false when the user declines.
+ * `details` (one line each, e.g. what will be revoked) are shown on stderr before the
+ * question. Returns false when the user declines.
  */
-export async function confirmDestructive(io: IOStreams, message: string, yes: boolean | undefined): Promise<boolean> {
+export async function confirmDestructive(io: IOStreams, message: string, yes: boolean | undefined, details: string[] = []): Promise<boolean> {
   if (yes) return true;
   if (!io.canPrompt()) {
     throw usageError('confirmation_required', `${message.replace(/\?$/, '')}: pass --yes to confirm without a terminal.`);
   }
+  for (const line of details) io.warn(`  ${line}`);
   return askConfirm(message, false);
 }

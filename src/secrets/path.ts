@@ -22,6 +22,35 @@ export function canonicalPath(input: string): string {
   return segments.join(':');
 }
 
+/**
+ * A `--prefix`: a path, whose one trailing separator is accepted as in Vault
+ * (`db:postgresql:`, `db/postgresql/`, and what bash completion stops at).
+ */
+export function canonicalPrefix(input: string): string {
+  return canonicalPath(input.length > 1 && /[:/]$/.test(input) ? input.slice(0, -1) : input);
+}
+
+/**
+ * Whether a canonical path is `prefix` itself or lies below it: whole segments, case as
+ * written, so `db:postgresql` holds `db:postgresql:dyn1` but not `db:postgresqlx:a`.
+ */
+export function isUnderPrefix(path: string, prefix: string): boolean {
+  return path === prefix || path.startsWith(`${prefix}:`);
+}
+
+/**
+ * The path of a new secret. A path shaped like an id would be read as that id by every
+ * command that takes `<path|id>` (see secretRef): it could never be reached by its path,
+ * and could be mistaken for the secret whose id it is. So it is refused, here, once.
+ */
+export function newSecretPath(input: string): string {
+  const path = canonicalPath(input);
+  if (isUuid(path)) {
+    throw usageError('ambiguous_path', `"${path}" has the shape of a secret id (a UUID), so it cannot be a path; put it below a segment such as "app:${path}".`);
+  }
+  return path;
+}
+
 export function isUuid(value: string): boolean {
   return UUID.test(value);
 }

@@ -22,7 +22,7 @@ describe('races on one lease', () => {
     await createPgDatabase(database, ['CREATE TABLE t (id int)']);
     sy = await makeHome();
     const admin = scramCluster();
-    await sy.json(['secret', 'create', 'race:base', '--attributes', '{"type":"postgresql"}', '--data', JSON.stringify({ ...admin, username: admin.user, database })]);
+    await sy.json(['secret', 'create', 'race:base', '--attributes', '{"type":"postgresql"}', '--data', JSON.stringify({ host: admin.host, port: admin.port, username: admin.user, password: admin.password, database })]);
     await sy.json(['secret', 'create', 'race:dyn', '--attributes', JSON.stringify({
       linkConfig: { linkType: 'dynamic', linkedSecret: 'race:base' },
       grantPermissions: { what: 'SELECT', where: '*.*' },

@@ -30,8 +30,8 @@ const TZ_OFFSET_MS = 330 * 60_000;
 
 const roleExists = async (name: string) => (await localPgQuery('SELECT 1 FROM pg_roles WHERE rolname = $1', [name])).length === 1;
 
-/** `2026-04-06T12:00:00Z` as the pane's local time, the way tables print it. */
-const paneLocal = (iso: string) => new Date(Date.parse(iso) + TZ_OFFSET_MS).toISOString().slice(0, 19).replace('T', ' ');
+/** `2026-04-06T12:00:00Z` as the pane's local time with its offset, the way tables print it. */
+const paneLocal = (iso: string) => `${new Date(Date.parse(iso) + TZ_OFFSET_MS).toISOString().slice(0, 19).replace('T', ' ')} +05:30`;
 
 /** The rows of a KEY/VALUE table as an object. */
 function keyValues(table: string): Record<string, string> {
@@ -132,6 +132,10 @@ describe('the secret wizard, then a lease, in one terminal', () => {
     await typed.waitFor('Database (optional):');
     pane.type(DB);
     pane.press('Enter');
+    // The connection is tested with what was typed, against the local PostgreSQL.
+    await typed.waitFor('Test the connection to 127.0.0.1:5432 now? (Y/n)');
+    pane.press('Enter');
+    await typed.waitFor('Connected to PostgreSQL at 127.0.0.1:5432 as postgres.');
     const review = await typed.waitFor('Save this secret?');
     expect(review).toContain('"password": "********"');
     expect(review).toContain(`"path": "${BASE}"`);
@@ -149,11 +153,12 @@ describe('the secret wizard, then a lease, in one terminal', () => {
     expect(pane.capture()).not.toContain(ADMIN_PASSWORD);
   });
 
-  test('creates a dynamic secret by picking that base from the list', async () => {
+  test('creates a dynamic secret by picking that base from the list; a wrong answer is asked again, nothing lost', async () => {
     const typed = pane.command(`sy secret create ${DYN}`);
     await typed.waitFor('What kind of secret?');
     pane.press('Down', 'Enter'); // dynamic
     await typed.waitFor('Description (optional):');
+    pane.type('picked from the list');
     pane.press('Enter');
     const list = await typed.waitFor(/Base secret:[\s\S]*navigate/);
     const choices = list.slice(list.indexOf('Base secret:')).split('\n').slice(1).filter((line) => /^[❯ ] /.test(line));
@@ -163,29 +168,100 @@ describe('the secret wizard, then a lease, in one terminal', () => {
     for (let i = 0; i < index; i++) pane.press('Down');
     await typed.waitFor(new RegExp(`❯ ${BASE.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(postgresql\\)`));
     pane.press('Enter');
+    // A typo in a privilege is caught at once, with a hint, and the question asked again.
     await typed.waitFor(/Privileges to grant \(comma-separated\): \(SELECT\)/);
+    pane.type('SELECT, INSRT');
+    pane.press('Enter');
+    await typed.waitFor('"INSRT" is not a PostgreSQL privilege sy can grant; did you mean INSERT?');
+    pane.press('C-u');
+    pane.type('SELECT');
     pane.press('Enter');
     await typed.waitFor(/On \(\*\.\*, schema\.\*, schema\.table\): \(\*\.\*\)/);
     pane.press('Enter');
-    await typed.waitFor(/Default lease TTL in seconds: \(3600\)/);
+    // Durations as --ttl takes them; a wrong one is asked again.
+    await typed.waitFor(/Default lease TTL \(seconds, or 90s, 15m, 1h30m\): \(1h\)/);
+    pane.type('10x');
+    pane.press('Enter');
+    await typed.waitFor('"10x" is not a duration');
+    pane.press('C-u');
+    pane.type('10m');
+    pane.press('Enter');
+    await typed.waitFor(/Longest lease, renewals included \(maxTtl, at most 24h\): \(24h\)/);
+    pane.type('5m');
+    pane.press('Enter');
+    await typed.waitFor('maxTtl (300 s) must be at least the TTL (600 s).');
+    pane.press('C-u');
+    pane.type('2h');
     pane.press('Enter');
     await typed.waitFor('Daemon pool:');
     pane.press('Enter');
     await typed.waitFor('User name prefix (optional):');
     pane.type(PREFIX);
     pane.press('Enter');
-    await typed.waitFor('Save this secret?');
+    await typed.waitFor(`Test the connection to 127.0.0.1:5432 (${BASE}) now? (Y/n)`);
+    pane.type('n');
+    pane.press('Enter');
+    const review = await typed.waitFor('Save this secret?');
+    expect(review).toContain('"ttl": 600');
     pane.type('y');
     pane.press('Enter');
     expect(await typed.status()).toBe(0);
     const described = JSON.parse((await syPlain(['secret', 'describe', DYN])).stdout);
+    expect(described.description).toBe('picked from the list');
     expect(described.attributes).toEqual({
       linkConfig: { linkType: 'dynamic', linkedSecret: BASE },
       grantPermissions: { what: 'SELECT', where: '*.*' },
-      ttl: 3600,
+      ttl: 600,
+      maxTtl: 7200,
       pool: 'default',
       userPrefix: PREFIX,
     });
+    // The TTL asked for holds: a lease above maxTtl is refused.
+    const tooLong = await syPlain(['dynamic', 'lease', 'create', '--path', DYN, '--ttl', '3h']);
+    expect(tooLong.exitCode).toBe(2);
+    expect(tooLong.stderr).toMatch(/maxTtl of 7200 seconds/);
+  });
+
+  test('a failed connection test says why in one sentence and asks whether to save anyway', async () => {
+    const attempt = async (path: string, saveAnyway: 'y' | 'n') => {
+      const typed = pane.command(`sy secret create ${path}`);
+      await typed.waitFor('What kind of secret?');
+      pane.press('Enter');
+      await typed.waitFor('Description (optional):');
+      pane.press('Enter');
+      await typed.waitFor('Database type:');
+      pane.press('Enter');
+      await typed.waitFor('Host:');
+      pane.press('Enter');
+      await typed.waitFor('Port:');
+      pane.type('1'); // nothing listens on port 1
+      pane.press('Enter');
+      await typed.waitFor('Admin user:');
+      pane.press('Enter');
+      await typed.waitFor('Admin password:');
+      pane.type('whatever');
+      pane.press('Enter');
+      await typed.waitFor('Database (optional):');
+      pane.press('Enter');
+      await typed.waitFor('Test the connection to 127.0.0.1:1 now?');
+      pane.press('Enter');
+      const screen = await typed.waitFor('Save it anyway? (y/N)');
+      expect(screen).toMatch(/^sy: Could not connect to PostgreSQL at 127\.0\.0\.1:1: connection refused\.$/m);
+      pane.type(saveAnyway);
+      pane.press('Enter');
+      return typed;
+    };
+    const declined = await attempt(`db:postgresql:unreachable${T}`, 'n');
+    expect(await declined.status()).toBe(130);
+    expect(declined.output()).toMatch(/^sy: Nothing was saved\.$/m);
+    expect((await syPlain(['secret', 'describe', `db:postgresql:unreachable${T}`])).exitCode).toBe(3);
+
+    const saved = await attempt(`db:postgresql:later${T}`, 'y');
+    await saved.waitFor('Save this secret?');
+    pane.type('y');
+    pane.press('Enter');
+    expect(await saved.status()).toBe(0);
+    expect(JSON.parse((await syPlain(['secret', 'describe', `db:postgresql:later${T}`])).stdout).attributes).toEqual({ type: 'postgresql' });
   });
 
   test('`sy dynamic lease create` in the same pane prints a table (bold header) and the lease works', async () => {
@@ -260,6 +336,7 @@ describe('prompts: cancel, confirm, passphrase', () => {
     await typed.waitFor('Host:');
     pane.press('C-c');
     expect(await typed.status()).toBe(130);
+    expect(typed.output()).toMatch(/^sy: Interrupted\.$/m);
     expect((await syPlain(['secret', 'describe', path])).exitCode).toBe(3);
     const search = JSON.parse((await syPlain(['secret', 'search', '--query', `cancelled${T}`])).stdout);
     expect(search.data).toEqual([]);
@@ -267,7 +344,7 @@ describe('prompts: cancel, confirm, passphrase', () => {
     expect(audit).not.toContain(`cancelled${T}`);
   });
 
-  test('answering no at "Save this secret?" writes nothing', async () => {
+  test('answering no at "Save this secret?" says nothing was saved, exits 130 and writes nothing', async () => {
     const path = `db:postgresql:declined${T}`;
     const typed = pane.command(`sy secret create ${path}`);
     await typed.waitFor('What kind of secret?');
@@ -285,14 +362,19 @@ describe('prompts: cancel, confirm, passphrase', () => {
     pane.press('Enter');
     await typed.waitFor('Database (optional):');
     pane.press('Enter');
+    await typed.waitFor('Test the connection to 127.0.0.1:5432 now?');
+    pane.type('n');
+    pane.press('Enter');
     await typed.waitFor('Save this secret?');
     pane.type('n');
     pane.press('Enter');
     expect(await typed.status()).toBe(130);
+    expect(typed.output()).toMatch(/^sy: Nothing was saved\.$/m);
+    expect(typed.output()).not.toContain('Interrupted');
     expect((await syPlain(['secret', 'describe', path])).exitCode).toBe(3);
   });
 
-  test('`sy secret delete --force` asks first: no keeps the secret, yes deletes it', async () => {
+  test('`sy secret delete --force` asks first: no keeps the secret (and says so, exit 130), yes deletes it', async () => {
     const path = `app:doomed${T}`;
     expect((await syPlain(['secret', 'create', path, '--data', '{"k":"v"}'])).exitCode).toBe(0);
 
@@ -306,6 +388,8 @@ describe('prompts: cancel, confirm, passphrase', () => {
     pane.type('n');
     pane.press('Enter');
     expect(await declined.status()).toBe(130);
+    expect(declined.output()).toMatch(/^sy: Nothing was deleted\.$/m);
+    expect(declined.output()).not.toContain('Interrupted');
     expect((await syPlain(['secret', 'describe', path])).exitCode).toBe(0);
 
     const accepted = pane.command(`sy secret delete --force ${path}`);
@@ -333,6 +417,8 @@ describe('prompts: cancel, confirm, passphrase', () => {
     pane.type('n');
     pane.press('Enter');
     expect(await declined.status()).toBe(130);
+    expect(declined.output()).toMatch(/^sy: No lease was revoked\.$/m);
+    expect(declined.output()).not.toContain('Interrupted');
     expect(await activeLeases()).toHaveLength(active.length);
     for (const { username } of active) expect(await roleExists(username)).toBe(true);
 
@@ -378,6 +464,32 @@ describe('prompts: cancel, confirm, passphrase', () => {
     const read = await runSy(['secret', 'read', 'app:pp', '--filter', 'data.k'], env);
     expect({ exitCode: read.exitCode, stdout: read.stdout }).toEqual({ exitCode: 0, stdout: 'v' });
     expect((await runSy(['secret', 'read', 'app:pp'], { ...env, SY_PASSPHRASE: other })).exitCode).toBe(4);
+    // At a terminal a wrong passphrase gets three tries in all, then exit 4.
+    const locked = `env -u SY_MASTER_KEY -u DBUS_SESSION_BUS_ADDRESS SY_HOME=${shq(home)} sy secret read app:pp --filter data.k`;
+    const wrong = pane.command(locked);
+    const prompts = (text: string) => text.split('Passphrase for the sy store:').length - 1;
+    for (const [i, left] of ['2 tries left', '1 try left', undefined].entries()) {
+      await wrong.waitFor((text) => prompts(text) === i + 1);
+      pane.type(other);
+      pane.press('Enter');
+      if (left) await wrong.waitFor(`That passphrase does not open the store; ${left}.`);
+    }
+    expect(await wrong.status()).toBe(4);
+    expect(wrong.output()).toMatch(/^sy: The key from the passphrase does not open the store/m);
+    expect(wrong.output().match(/Passphrase for the sy store:/g)).toHaveLength(3);
+    // A slip, then the right one: the command runs.
+    const slip = pane.command(locked);
+    await slip.waitFor('Passphrase for the sy store:');
+    pane.type(other);
+    pane.press('Enter');
+    await slip.waitFor('That passphrase does not open the store; 2 tries left.');
+    await slip.waitFor(/tries left\.[\s\S]*Passphrase for the sy store:/);
+    pane.type(first);
+    pane.press('Enter');
+    expect(await slip.status()).toBe(0);
+    expect(slip.output().trimEnd().split('\n').pop()).toBe('v');
+    expect(pane.capture()).not.toContain(other);
+
     // Without a terminal and without the variable it fails at once, naming what to set.
     const none = await runSy(['secret', 'read', 'app:pp'], { SY_HOME: home, HOME: sy.home, SY_NO_SWEEP: '1' }, { timeout: 15_000 });
     expect(none.exitCode).toBe(4);

@@ -1,7 +1,7 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
 import { usageError } from '../../errors.js';
 import { keyValueTable } from '../../io/format.js';
-import { passphrasePrompt } from '../../io/prompt.js';
+import { withPassphraseTries } from '../../io/prompt.js';
 import { parseKeySource } from '../init.js';
 
 /**
@@ -13,12 +13,8 @@ export async function changeCommand(ctx: Context, options: OutputFlags & { to?: 
   const to = parseKeySource(options.to, '--to');
   if (!to) throw usageError('missing_key_source', '--to is required: master-key, master-key-file, passphrase or keychain.');
   const { changeStoreKey } = await import('../../store/open.js');
-  const result = await changeStoreKey(
-    ctx.home(),
-    ctx.env,
-    { SY_MASTER_KEY: ctx.env.SY_NEW_MASTER_KEY, SY_MASTER_KEY_FILE: ctx.env.SY_NEW_MASTER_KEY_FILE, SY_PASSPHRASE: ctx.env.SY_NEW_PASSPHRASE },
-    { to, ask: passphrasePrompt(ctx.io) },
-  );
+  const newEnv = { SY_MASTER_KEY: ctx.env.SY_NEW_MASTER_KEY, SY_MASTER_KEY_FILE: ctx.env.SY_NEW_MASTER_KEY_FILE, SY_PASSPHRASE: ctx.env.SY_NEW_PASSPHRASE };
+  const result = await withPassphraseTries(ctx.io, (ask) => changeStoreKey(ctx.home(), ctx.env, newEnv, { to, ask }));
   const summary = { home: ctx.home(), key_source: result.to, previous_key_source: result.from };
   await ctx.print({ value: summary, table: () => keyValueTable(summary) }, options);
   return summary;

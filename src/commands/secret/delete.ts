@@ -1,5 +1,5 @@
 import type { Context } from '../../cli/context.js';
-import { interrupted } from '../../errors.js';
+import { cancelled } from '../../errors.js';
 import { confirmDestructive } from '../../io/prompt.js';
 import { refName, secretRef } from '../../secrets/path.js';
 import { deleteSecret } from '../../secrets/service.js';
@@ -16,7 +16,7 @@ export async function deleteCommand(ctx: Context, positional: string | undefined
   const ref = secretRef(pathArgument(positional, options.path)!);
   if (options.force) {
     const confirmed = await confirmDestructive(ctx.io, `Delete ${refName(ref)} even if dynamic secrets or active leases depend on it?`, options.yes);
-    if (!confirmed) throw interrupted();
+    if (!confirmed) throw cancelled('Nothing was deleted.');
   }
   const deleted = await ctx.audited({ action: 'secret.delete', path: refName(ref) }, (store) => deleteSecret(store, ref, Boolean(options.force)));
   ctx.io.notice(`Deleted ${deleted.path}.`);
