@@ -1,10 +1,13 @@
 import { notFound, usageError } from '../errors.js';
 import type { Secret, SecretContent, SecretMetadata, Store } from '../store/store.js';
-import { type SecretRef, canonicalPath } from './path.js';
+import { type SecretRef, canonicalPath, newSecretPath } from './path.js';
 import {
   type Attributes,
+  type BaseConnection,
+  type DynamicRecipe,
   type SecretData,
   type SecretKind,
+  checkFieldNames,
   isObject,
   kindOf,
   linkedBasePath,
@@ -12,6 +15,7 @@ import {
   parseDynamicRecipe,
 } from './validate.js';
 import { engineOfType } from '../targets/engines.js';
+import type { RecipeVerdict } from './verify.js';
 
 /** Secret operations: validation, versions and links. They return data and never print. */
 
@@ -20,8 +24,27 @@ export interface Checked {
   linkedPath?: string;
 }
 
+/** What checkContent learnt on the way: a dynamic secret's recipe and its base's admin connection. */
+export interface CheckedContent extends Checked {
+  dynamic?: { connection: BaseConnection; recipe: DynamicRecipe };
+}
+
+/**
+ * Asks the server of a dynamic secret's base whether it can fulfil the recipe (see
+ * verify.ts). The command layer passes one unless `--no-verify`; without one nothing is
+ * checked there.
+ */
+export type RecipeCheck = (connection: BaseConnection, recipe: DynamicRecipe) => Promise<RecipeVerdict>;
+
+/** A stored secret, and the notices for the user that came with storing it. */
+export interface Written {
+  secret: Secret;
+  warnings: string[];
+}
+
 /** Validates a secret's content by its kind; a dynamic secret's base must exist and be a base. */
-export async function checkContent(store: Store, attributes: Attributes, data: SecretData): Promise<Checked> {
+export async function checkContent(store: Store, attributes: Attributes, data: SecretData): Promise<CheckedContent> {
+  checkFieldNames(attributes, data);
   const kind = kindOf(attributes);
   if (kind === 'base') {
     parseBaseConnection(attributes, data);
@@ -37,15 +60,35 @@ export async function checkContent(store: Store, attributes: Attributes, data: S
     if (kindOf(base.attributes) !== 'base' || !engine) {
       throw usageError('linked_secret_not_base', `The linked secret ${basePath} is not a base secret (it has no database type).`);
     }
-    parseDynamicRecipe(attributes, data, engine);
-    return { kind, linkedPath: basePath };
+    const recipe = parseDynamicRecipe(attributes, data, engine);
+    return { kind, linkedPath: basePath, dynamic: { connection: parseBaseConnection(base.attributes, base.data), recipe } };
   }
   return { kind };
 }
 
-export async function createSecret(store: Store, path: string, content: SecretContent): Promise<Secret> {
-  const checked = await checkContent(store, content.attributes, content.data);
-  return store.secrets.create({ ...content, path: canonicalPath(path), ...checked });
+/**
+ * Runs the server check of a dynamic recipe: what the server would refuse fails with exit 2
+ * before anything is stored (the first problem as the message); a server that could not be
+ * asked becomes a warning, and the secret is stored as given.
+ */
+async function checkOnServer(path: string, checked: CheckedContent, check: RecipeCheck | undefined): Promise<string[]> {
+  if (check === undefined || checked.dynamic === undefined) return [];
+  const verdict = await check(checked.dynamic.connection, checked.dynamic.recipe);
+  if (!verdict.checked) return [`${path} was stored without checking its recipe: ${verdict.reason.charAt(0).toLowerCase()}${verdict.reason.slice(1)}`];
+  if (verdict.problems.length === 0) return [];
+  const more = verdict.problems.length - 1;
+  const hint =
+    more === 0
+      ? "Nothing was stored: fix the recipe or the admin's grants, or give --no-verify to store it unchecked."
+      : `${more} more problem${more === 1 ? ' was' : 's were'} found and nothing was stored: fix them, or give --no-verify to store it unchecked.`;
+  throw usageError('recipe_not_grantable', verdict.problems[0], hint);
+}
+
+export async function createSecret(store: Store, path: string, content: SecretContent, check?: RecipeCheck): Promise<Written> {
+  const canonical = newSecretPath(path);
+  const { dynamic, ...checked } = await checkContent(store, content.attributes, content.data);
+  const warnings = await checkOnServer(canonical, { ...checked, dynamic }, check);
+  return { secret: await store.secrets.create({ ...content, path: canonical, ...checked }), warnings };
 }
 
 export async function getSecret(store: Store, ref: SecretRef, version?: number): Promise<Secret> {
@@ -71,8 +114,14 @@ export interface SecretChange {
   overwrite: boolean;
 }
 
-/** Adds a version; retried when another process wrote the same secret in between. */
-export async function updateSecret(store: Store, ref: SecretRef, change: SecretChange): Promise<Secret> {
+/**
+ * Adds a version; retried when another process wrote the same secret in between. A change
+ * of a dynamic secret's attributes is checked on the server (`check`), once per distinct
+ * recipe however many retries it takes.
+ */
+export async function updateSecret(store: Store, ref: SecretRef, change: SecretChange, check?: RecipeCheck): Promise<Written> {
+  let warnings: string[] = [];
+  let checkedRecipe: string | undefined;
   for (let attempt = 0; attempt < 10; attempt++) {
     const current = await getSecret(store, ref);
     const next: SecretContent = {
@@ -80,8 +129,17 @@ export async function updateSecret(store: Store, ref: SecretRef, change: SecretC
       attributes: change.attributes === undefined ? current.attributes : change.overwrite ? change.attributes : mergePatch(current.attributes, change.attributes),
       data: change.data === undefined ? current.data : change.overwrite ? change.data : mergePatch(current.data, change.data),
     };
-    const written = await writeVersion(store, current, next);
-    if (written) return written;
+    const beforeWrite =
+      change.attributes === undefined
+        ? undefined
+        : async (checked: CheckedContent) => {
+            const key = JSON.stringify([checked.linkedPath, checked.dynamic?.recipe]);
+            if (key === checkedRecipe) return;
+            warnings = await checkOnServer(current.path, checked, check);
+            checkedRecipe = key;
+          };
+    const written = await writeVersion(store, current, next, beforeWrite);
+    if (written) return { secret: written, warnings };
   }
   throw usageError('update_conflict', 'The secret kept changing while it was being updated; try again.');
 }
@@ -98,12 +156,18 @@ export async function rollbackSecret(store: Store, ref: SecretRef, version?: num
   throw usageError('update_conflict', 'The secret kept changing while it was being rolled back; try again.');
 }
 
-async function writeVersion(store: Store, current: Secret, next: SecretContent): Promise<Secret | undefined> {
+async function writeVersion(
+  store: Store,
+  current: Secret,
+  next: SecretContent,
+  beforeWrite?: (checked: CheckedContent) => Promise<void>,
+): Promise<Secret | undefined> {
   const checked = await checkContent(store, next.attributes, next.data);
   const currentKind = kindOf(current.attributes);
   if (checked.kind !== currentKind) {
     throw usageError('kind_change', `${current.path} is a ${currentKind} secret and cannot become a ${checked.kind} one.`, 'Create a new secret instead.');
   }
+  await beforeWrite?.(checked);
   return store.secrets.addVersion(current.id, current.version, { ...next, linkedPath: checked.linkedPath });
 }
 

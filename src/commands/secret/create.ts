@@ -4,7 +4,7 @@ import { readJsonObject } from '../../io/input.js';
 import { createSecret, withoutData } from '../../secrets/service.js';
 import { isObject } from '../../secrets/validate.js';
 import type { SecretContent, SecretMetadata } from '../../store/store.js';
-import { metadataPrintable, optionalJson, pathArgument } from './shared.js';
+import { metadataPrintable, optionalJson, pathArgument, printWarnings, recipeCheck } from './shared.js';
 
 export interface CreateOptions extends OutputFlags {
   path?: string;
@@ -12,6 +12,8 @@ export interface CreateOptions extends OutputFlags {
   attributes?: string;
   desc?: string;
   body?: string;
+  /** false with --no-verify: a dynamic recipe is stored without asking its server. */
+  verify?: boolean;
 }
 
 /**
@@ -22,7 +24,9 @@ export async function createCommand(ctx: Context, positional: string | undefined
   const wanted = await (options.body === undefined && options.data === undefined && options.attributes === undefined
     ? fromWizard(ctx, positional, options)
     : fromFlags(ctx, positional, options));
-  const secret = await ctx.audited({ action: 'secret.create', path: wanted.path }, (store) => createSecret(store, wanted.path, wanted));
+  const check = recipeCheck(ctx, options.verify);
+  const { secret, warnings } = await ctx.audited({ action: 'secret.create', path: wanted.path }, (store) => createSecret(store, wanted.path, wanted, check));
+  printWarnings(ctx, warnings);
   const metadata = withoutData(secret);
   await ctx.print(metadataPrintable(metadata), options);
   return metadata;

@@ -1,7 +1,10 @@
+import type { Context } from '../../cli/context.js';
 import { usageError } from '../../errors.js';
 import { type Printable, type Table, envName, keyValueTable, scalarText } from '../../io/format.js';
 import { readJsonObject } from '../../io/input.js';
+import type { RecipeCheck } from '../../secrets/service.js';
 import { kindOf } from '../../secrets/validate.js';
+import { CONNECT_TIMEOUT_MS } from '../../leases/deps.js';
 import { localTime } from '../../util/time.js';
 import type { Secret, SecretMetadata } from '../../store/store.js';
 
@@ -13,6 +16,26 @@ export function pathArgument(positional: string | undefined, flag: string | unde
   const path = positional ?? flag;
   if (path === undefined && required) throw usageError('missing_path', 'A secret path is required (as an argument or with --path).');
   return path;
+}
+
+/**
+ * The server check of dynamic recipes for create and update, unless `--no-verify`. It
+ * connects as lease create does (the engine's driver is loaded only then, with the same
+ * connect timeout and spinner).
+ */
+export function recipeCheck(ctx: Context, verify: boolean | undefined): RecipeCheck | undefined {
+  if (verify === false) return undefined;
+  return async (connection, recipe) => {
+    const [deps, { checkRecipeOnServer }] = await Promise.all([ctx.leaseDeps(), import('../../secrets/verify.js')]);
+    return checkRecipeOnServer({ connect: deps.connect, connectTimeoutMs: CONNECT_TIMEOUT_MS, progress: deps.progress }, connection, recipe);
+  };
+}
+
+/** Notices that came back with a result, on stderr, after the spinner is gone. */
+export function printWarnings(ctx: Context, warnings: string[]): void {
+  if (warnings.length === 0) return;
+  ctx.stopSpinner();
+  for (const warning of warnings) ctx.io.warn(`warning: ${warning}`);
 }
 
 export async function optionalJson(value: string | undefined, flag: string, stdin: NodeJS.ReadableStream) {

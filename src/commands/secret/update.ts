@@ -3,7 +3,7 @@ import { usageError } from '../../errors.js';
 import { refName, secretRef } from '../../secrets/path.js';
 import { updateSecret, withoutData } from '../../secrets/service.js';
 import type { SecretMetadata } from '../../store/store.js';
-import { metadataPrintable, optionalJson, pathArgument } from './shared.js';
+import { metadataPrintable, optionalJson, pathArgument, printWarnings, recipeCheck } from './shared.js';
 
 export interface UpdateOptions extends OutputFlags {
   path?: string;
@@ -11,6 +11,8 @@ export interface UpdateOptions extends OutputFlags {
   attributes?: string;
   desc?: string;
   overwrite?: boolean;
+  /** false with --no-verify: changed dynamic attributes are stored without asking the server. */
+  verify?: boolean;
 }
 
 /** `sy secret update`: a new version; data and attributes are merged unless --overwrite. */
@@ -22,9 +24,11 @@ export async function updateCommand(ctx: Context, positional: string | undefined
   if (options.data === '-' && options.attributes === '-') throw usageError('stdin_twice', 'Only one flag can read from stdin (-).');
   const data = await optionalJson(options.data, '--data', ctx.io.stdin);
   const attributes = await optionalJson(options.attributes, '--attributes', ctx.io.stdin);
-  const secret = await ctx.audited({ action: 'secret.update', path: refName(ref) }, (store) =>
-    updateSecret(store, ref, { data, attributes, description: options.desc, overwrite: Boolean(options.overwrite) }),
+  const check = recipeCheck(ctx, options.verify);
+  const { secret, warnings } = await ctx.audited({ action: 'secret.update', path: refName(ref) }, (store) =>
+    updateSecret(store, ref, { data, attributes, description: options.desc, overwrite: Boolean(options.overwrite) }, check),
   );
+  printWarnings(ctx, warnings);
   const metadata = withoutData(secret);
   await ctx.print(metadataPrintable(metadata), options);
   return metadata;
