@@ -46,7 +46,7 @@ _sy_spec() {
       ;;
     'sy secret create')
       _sy_subcommands=''
-      _sy_flags='--path --data --attributes --desc --body -f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_flags='--path --data --attributes --desc --body --no-verify -f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
       _sy_valued='--path --data --attributes --desc --body -f --format --filter -o --output'
       _sy_args='paths'
       ;;
@@ -64,7 +64,7 @@ _sy_spec() {
       ;;
     'sy secret update')
       _sy_subcommands=''
-      _sy_flags='--path --data --attributes --desc --overwrite -f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_flags='--path --data --attributes --desc --overwrite --no-verify -f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
       _sy_valued='--path --data --attributes --desc -f --format --filter -o --output'
       _sy_args='paths'
       ;;
@@ -215,71 +215,71 @@ _sy_value_source() {
   _sy_source=text _sy_words=
   case "$1 $2" in
     'sy init --key-source') _sy_source=choices; _sy_words='master-key master-key-file passphrase keychain' ;;
-    'sy init -f'|'sy init --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy init -f'|'sy init --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy key change --to') _sy_source=choices; _sy_words='master-key master-key-file passphrase keychain' ;;
-    'sy key change -f'|'sy key change --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy key change -f'|'sy key change --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy secret create --path') _sy_source=paths ;;
     'sy secret create --data') _sy_source=text ;;
     'sy secret create --attributes') _sy_source=text ;;
     'sy secret create --desc') _sy_source=text ;;
     'sy secret create --body') _sy_source=text ;;
-    'sy secret create -f'|'sy secret create --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy secret create -f'|'sy secret create --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy secret create --filter') _sy_source=text ;;
     'sy secret create -o'|'sy secret create --output') _sy_source=file ;;
     'sy secret read --path') _sy_source=paths ;;
     'sy secret read --version') _sy_source=text ;;
     'sy secret read --ttl') _sy_source=text ;;
-    'sy secret read -f'|'sy secret read --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy secret read -f'|'sy secret read --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy secret read --filter') _sy_source=text ;;
     'sy secret read -o'|'sy secret read --output') _sy_source=file ;;
     'sy secret describe --path') _sy_source=paths ;;
-    'sy secret describe -f'|'sy secret describe --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy secret describe -f'|'sy secret describe --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy secret describe --filter') _sy_source=text ;;
     'sy secret describe -o'|'sy secret describe --output') _sy_source=file ;;
     'sy secret update --path') _sy_source=paths ;;
     'sy secret update --data') _sy_source=text ;;
     'sy secret update --attributes') _sy_source=text ;;
     'sy secret update --desc') _sy_source=text ;;
-    'sy secret update -f'|'sy secret update --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy secret update -f'|'sy secret update --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy secret update --filter') _sy_source=text ;;
     'sy secret update -o'|'sy secret update --output') _sy_source=file ;;
     'sy secret delete --path') _sy_source=paths ;;
     'sy secret rollback --path') _sy_source=paths ;;
     'sy secret rollback --version') _sy_source=text ;;
-    'sy secret rollback -f'|'sy secret rollback --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy secret rollback -f'|'sy secret rollback --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy secret rollback --filter') _sy_source=text ;;
     'sy secret rollback -o'|'sy secret rollback --output') _sy_source=file ;;
     'sy secret search --query') _sy_source=paths ;;
     'sy secret search --limit') _sy_source=text ;;
-    'sy secret search -f'|'sy secret search --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy secret search -f'|'sy secret search --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy secret search --filter') _sy_source=text ;;
     'sy secret search -o'|'sy secret search --output') _sy_source=file ;;
     'sy dynamic lease create --record-uid') _sy_source=text ;;
     'sy dynamic lease create --path') _sy_source=paths ;;
     'sy dynamic lease create --ttl') _sy_source=text ;;
-    'sy dynamic lease create -f'|'sy dynamic lease create --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy dynamic lease create -f'|'sy dynamic lease create --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy dynamic lease create --filter') _sy_source=text ;;
     'sy dynamic lease create -o'|'sy dynamic lease create --output') _sy_source=file ;;
     'sy dynamic lease list --record-uid') _sy_source=text ;;
     'sy dynamic lease list --path') _sy_source=paths ;;
     'sy dynamic lease list --limit') _sy_source=text ;;
     'sy dynamic lease list --offset') _sy_source=text ;;
-    'sy dynamic lease list -f'|'sy dynamic lease list --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy dynamic lease list -f'|'sy dynamic lease list --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy dynamic lease list --filter') _sy_source=text ;;
     'sy dynamic lease list -o'|'sy dynamic lease list --output') _sy_source=file ;;
-    'sy dynamic lease lookup -f'|'sy dynamic lease lookup --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy dynamic lease lookup -f'|'sy dynamic lease lookup --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy dynamic lease lookup --filter') _sy_source=text ;;
     'sy dynamic lease lookup -o'|'sy dynamic lease lookup --output') _sy_source=file ;;
     'sy dynamic lease renew --increment') _sy_source=text ;;
-    'sy dynamic lease renew -f'|'sy dynamic lease renew --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy dynamic lease renew -f'|'sy dynamic lease renew --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy dynamic lease renew --filter') _sy_source=text ;;
     'sy dynamic lease renew -o'|'sy dynamic lease renew --output') _sy_source=file ;;
     'sy dynamic lease revoke --prefix') _sy_source=paths ;;
-    'sy dynamic lease revoke -f'|'sy dynamic lease revoke --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy dynamic lease revoke -f'|'sy dynamic lease revoke --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy dynamic lease revoke --filter') _sy_source=text ;;
     'sy dynamic lease revoke -o'|'sy dynamic lease revoke --output') _sy_source=file ;;
     'sy dynamic sweep --pool') _sy_source=text ;;
-    'sy dynamic sweep -f'|'sy dynamic sweep --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy dynamic sweep -f'|'sy dynamic sweep --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy dynamic sweep --filter') _sy_source=text ;;
     'sy dynamic sweep -o'|'sy dynamic sweep --output') _sy_source=file ;;
     'sy daemon --interval') _sy_source=text ;;
@@ -293,13 +293,13 @@ _sy_value_source() {
     'sy audit list --lease') _sy_source=text ;;
     'sy audit list --path') _sy_source=paths ;;
     'sy audit list --limit') _sy_source=text ;;
-    'sy audit list -f'|'sy audit list --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy audit list -f'|'sy audit list --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy audit list --filter') _sy_source=text ;;
     'sy audit list -o'|'sy audit list --output') _sy_source=file ;;
-    'sy audit verify -f'|'sy audit verify --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy audit verify -f'|'sy audit verify --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy audit verify --filter') _sy_source=text ;;
     'sy audit verify -o'|'sy audit verify --output') _sy_source=file ;;
-    'sy config list -f'|'sy config list --format') _sy_source=choices; _sy_words='json yaml table env' ;;
+    'sy config list -f'|'sy config list --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy config list --filter') _sy_source=text ;;
     'sy config list -o'|'sy config list --output') _sy_source=file ;;
   esac

@@ -22,7 +22,8 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
     .enablePositionalOptions()
     // Settings are copied to subcommands when they are created: set them first.
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(text) })
+    // Commander's errors are thrown (exitOverride) and reported by the entry point as sy's own.
+    .configureOutput({ outputError: () => undefined })
     .showSuggestionAfterError()
     .addHelpText('after', '\nEnvironment: SY_HOME, SY_MASTER_KEY, SY_MASTER_KEY_FILE, SY_PASSPHRASE, SY_NO_SWEEP, SY_CLIENT_ID.\nRun `man sy` for the whole manual.');
 
@@ -60,7 +61,8 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
         .option('--data <json>', 'secret data: inline JSON, @file, or - for stdin')
         .option('--attributes <json>', 'attributes: inline JSON, @file, or - for stdin')
         .option('--desc <text>', 'description')
-        .option('--body <json>', 'a whole secret {path, description, attributes, data}: inline JSON, @file, or -'),
+        .option('--body <json>', 'a whole secret {path, description, attributes, data}: inline JSON, @file, or -')
+        .option('--no-verify', "store a dynamic secret without checking its recipe on the base's server"),
     ).action(lazy(() => import('../commands/secret/create.js'), (m, opts, path) => m.createCommand(ctx, path, opts)));
 
     withOutput(
@@ -90,7 +92,8 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
         .option('--data <json>', 'data to merge: inline JSON, @file, or - for stdin')
         .option('--attributes <json>', 'attributes to merge: inline JSON, @file, or - for stdin')
         .option('--desc <text>', 'new description')
-        .option('--overwrite', 'replace data and attributes instead of merging'),
+        .option('--overwrite', 'replace data and attributes instead of merging')
+        .option('--no-verify', "store changed dynamic attributes without checking them on the base's server"),
     ).action(lazy(() => import('../commands/secret/update.js'), (m, opts, path) => m.updateCommand(ctx, path, opts)));
 
     secret
@@ -152,9 +155,9 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
     withOutput(
       lease
         .command('renew')
-        .description("extend a lease from now, capped at its max TTL")
+        .description('extend a lease from now, capped at its max TTL; it never shortens a lease, and an expired lease cannot be renewed')
         .argument('<lease_id>', 'lease id')
-        .option('--increment <duration>', "extension from now (default: the secret's ttl)"),
+        .option('--increment <duration>', "extension from now (default: the secret's ttl); shorter than what is left keeps the expiry"),
     ).action(lazy(() => import('../commands/dynamic/lease/renew.js'), (m, opts, id) => m.renewLeaseCommand(ctx, id, opts)));
 
     withOutput(
@@ -162,9 +165,9 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
         .command('revoke')
         .description('drop the database user(s) now')
         .argument('[lease_id]', 'lease id')
-        .option('--prefix <path>', 'revoke every lease whose secret path starts with this')
-        .option('--force', 'forget leases whose target cannot be reached (the user may remain)')
-        .option('-y, --yes', 'do not ask for confirmation'),
+        .option('--prefix <path>', 'revoke the leases of this path and of every path below it (whole segments, case as written; a trailing : or / is fine)')
+        .option('--force', 'forget leases whose user cannot be dropped (it may remain); asks first, or needs --yes without a terminal')
+        .option('-y, --yes', 'do not ask for confirmation (needed without a terminal for --prefix and --force)'),
     ).action(lazy(() => import('../commands/dynamic/lease/revoke.js'), (m, opts, id) => m.revokeLeaseCommand(ctx, id, opts)));
 
     withOutput(
@@ -191,7 +194,7 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
   if (want('run')) {
     program
       .command('run')
-      .description("run a command with a fresh lease in its environment; revoke it when the command exits")
+      .description('run a command as a fresh lease (PG* variables, or a MySQL option file in MYSQL_HOME), without the store key; revoke it when the command exits')
       .option('--path <path>', 'path of the dynamic secret')
       .option('--record-uid <id>', 'id of the dynamic secret')
       .option('--ttl <duration>', 'lease length; renewed while the command runs, up to the max TTL')
@@ -230,7 +233,7 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
       .command('set')
       .description('change one setting')
       .argument('<key>', 'format or color')
-      .argument('<value>', 'format: json|yaml|table|env; color: auto|never')
+      .argument('<value>', 'format: json|yaml|table|env|dotenv; color: auto|never')
       .action(lazy(() => import('../commands/config/config.js'), (m, _opts, key, value) => m.setCommand(ctx, key, value)));
     config
       .command('unset')

@@ -114,3 +114,65 @@ describe('dynamic secrets', () => {
     expect(usageMessage(() => parseDynamicRecipe({ ...seed, creationStatements: ['{{user}}'] }, {}, 'postgresql'))).toMatch(/\{\{user\}\}/);
   });
 });
+
+describe('a recipe never reaches more than it names', () => {
+  const recipe = (grantPermissions: unknown, extra: Record<string, unknown> = {}) => ({ linkConfig: link, grantPermissions, ...extra });
+
+  it.each([
+    ['postgresql', 'pg_catalog.pg_authid'],
+    ['postgresql', 'PG_CATALOG.*'],
+    ['postgresql', 'pg_toast.*'],
+    ['postgresql', 'information_schema.tables'],
+    ['mysql', 'mysql.user'],
+    ['mysql', 'MySQL.*'],
+    ['mysql', 'sys.*'],
+    ['mysql', 'performance_schema.*'],
+    ['mysql', 'information_schema.*'],
+  ] as const)('refuses the system schema in %s where %s', (engine, where) => {
+    expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'SELECT', where }), {}, engine))).toMatch(/is a system (schema|database), which a lease never reaches/);
+  });
+
+  it('accepts ordinary names that only look similar', () => {
+    expect(parseDynamicRecipe(recipe({ what: 'SELECT', where: 'pgx.*' }), {}, 'postgresql').grants[0].schema).toBe('pgx');
+    expect(parseDynamicRecipe(recipe({ what: 'SELECT', where: 'mysql_app.*' }), {}, 'mysql').grants[0].schema).toBe('mysql_app');
+  });
+
+  it.each([
+    ['postgresql', 'TRIGGER'],
+    ['postgresql', 'MAINTAIN'],
+    ['mysql', 'PROCESS'],
+    ['mysql', 'SUPER'],
+    ['mysql', 'FILE'],
+    ['mysql', 'CREATE USER'],
+    ['mysql', 'GRANT OPTION'],
+    ['mysql', 'SHOW DATABASES'],
+  ] as const)('refuses the %s privilege %s', (engine, what) => {
+    expect(usageMessage(() => parseDynamicRecipe(recipe({ what, where: 'app.*' }), {}, engine))).toMatch(/is not a .* privilege sy can grant/);
+  });
+
+  it('refuses a database-only MySQL privilege on a table', () => {
+    expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'SELECT, LOCK TABLES', where: 'app.t' }), {}, 'mysql'))).toBe(
+      'grantPermissions.what: LOCK TABLES can be granted only on a whole database ("app.*"), not on a table.',
+    );
+    expect(parseDynamicRecipe(recipe({ what: 'ALL', where: 'app.t' }), {}, 'mysql').grants[0].privileges).toEqual(['ALL']);
+  });
+
+  it('takes reassignTo on PostgreSQL only, as a plain role name', () => {
+    expect(parseDynamicRecipe(recipe({ what: 'SELECT', where: '*.*' }, { reassignTo: 'app_graveyard' }), {}, 'postgresql').reassignTo).toBe('app_graveyard');
+    expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'SELECT', where: '*.*' }, { reassignTo: 'x"; DROP' }), {}, 'postgresql'))).toMatch(/reassignTo/);
+    expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'SELECT', where: '*.*' }, { reassignTo: 'pg_monitor' }), {}, 'postgresql'))).toMatch(/reassignTo/);
+    expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'SELECT', where: 'app.*' }, { reassignTo: 'g' }), {}, 'mysql'))).toMatch(/PostgreSQL only/);
+  });
+
+  it("allows {{password}} in MySQL templates only as IDENTIFIED BY '{{password}}'", () => {
+    const ok = ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'", "GRANT SELECT ON app.* TO '{{name}}'@'%'"];
+    expect(parseDynamicRecipe(recipe({ what: 'SELECT', where: 'app.*' }, { creationStatements: ok }), {}, 'mysql').creationStatements).toEqual(ok);
+    for (const bad of ["SET PASSWORD FOR '{{name}}'@'%' = PASSWORD('{{password}}')", "CREATE USER '{{name}}' IDENTIFIED VIA ed25519 USING PASSWORD('{{password}}')"]) {
+      expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'SELECT', where: 'app.*' }, { creationStatements: [bad] }), {}, 'mysql'))).toMatch(
+        /may appear only as IDENTIFIED BY/,
+      );
+    }
+    // PostgreSQL templates get the SCRAM verifier in place of the password, wherever it appears.
+    expect(parseDynamicRecipe(recipe({ what: 'SELECT', where: 'app.*' }, { creationStatements: ["ALTER ROLE \"{{name}}\" PASSWORD '{{password}}'"] }), {}, 'postgresql').creationStatements).toHaveLength(1);
+  });
+});
