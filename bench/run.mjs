@@ -577,7 +577,7 @@ const SWEEP_FLOOR = [
   'fair floor because it pays what any real revocation of these users pays, under the same conditions: a Node start and',
   "the same driver, a connection, ending sessions, taking every privilege away and dropping the users, on the same table's",
   "ACL, interleaved with the sweep in the same session so load drifts cancel. It skips what sy adds: the store, claiming",
-  "and settling leases in the ledger, the audit line, batches of 200 with a connection each, finding out what the roles",
+  "and settling leases in the ledger, the audit line, batches of up to 1,000 with a connection each, finding out what the roles",
   'hold (the floor knows what it granted) and any check afterwards. A ratio near 1.00x means revocation costs sy about',
   'what the server needs; the run checks that no user of the sweep or the floor is left on the server after each run.',
   "One bias, in sy's favour, as with the create/revoke floors: the floor loads its driver from `node_modules`, which",

@@ -20,7 +20,7 @@ const program = buildProgram({}, pkg.version);
 let rootHelp = '';
 program.configureOutput({ writeOut: (text) => (rootHelp += text), getOutHelpWidth: () => 80 });
 program.outputHelp();
-const vendored = { pg: 'pg', 'mysql2/promise': 'mysql2' };
+const vendored = { pg: 'pg', mysql2: 'mysql2' };
 const external = [...Object.keys(pkg.dependencies), ...Object.keys(pkg.optionalDependencies ?? {})].filter(
   (name) => name !== 'commander' && !Object.values(vendored).includes(name),
 );

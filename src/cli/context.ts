@@ -45,6 +45,8 @@ export interface Context {
 /** The sweep before each command: at most this long, with short connect timeouts. */
 export const PRE_SWEEP_BUDGET_MS = 1500;
 export const PRE_SWEEP_CONNECT_TIMEOUT_MS = 1000;
+/** Small batches before a command, so one batch fits its budget; full sweeps take up to 1,000 at once. */
+const PRE_SWEEP_BATCH = 200;
 
 export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
   let store: Promise<Store> | undefined;
@@ -100,7 +102,7 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
       io.warn(`sy: expired leases were not revoked: ${error.message}`);
       return;
     }
-    const report = await sweep(ready, { budgetMs: PRE_SWEEP_BUDGET_MS, connectTimeoutMs: PRE_SWEEP_CONNECT_TIMEOUT_MS });
+    const report = await sweep(ready, { budgetMs: PRE_SWEEP_BUDGET_MS, connectTimeoutMs: PRE_SWEEP_CONNECT_TIMEOUT_MS, batchSize: PRE_SWEEP_BATCH });
     spinner?.stop();
     if (report.failed > 0) {
       const first = report.errors[0];

@@ -678,7 +678,14 @@ export class MysqlTarget implements Target {
     if (this.closed) return;
     // An idle session says goodbye, so the server does not log an aborted connection; a busy
     // one, or a server that does not acknowledge, is cut off at once.
-    if (this.inFlight === 0) await Promise.race([this.connection.end().catch(() => undefined), sleep(QUIT_WAIT_MS)]);
+    if (this.inFlight === 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const cap = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUIT_WAIT_MS)));
+      // The cap's timer is cleared once the goodbye is done: a pending timer would keep the
+      // process alive for its whole length after every command.
+      await Promise.race([this.connection.end().catch(() => undefined), cap]);
+      clearTimeout(timer);
+    }
     this.abandon();
   }
 
