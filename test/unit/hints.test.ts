@@ -1,17 +1,6 @@
-import { SyError } from '../../src/errors.js';
+import { usageMessage } from '../helpers/errors.js';
 import { commanderSentence } from '../../src/index.js';
 import { checkFieldNames, nearestName } from '../../src/secrets/validate.js';
-
-function usageMessage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(SyError);
-    expect((error as SyError).exitCode).toBe(2);
-    return (error as SyError).message;
-  }
-  throw new Error('expected a usage error');
-}
 
 const link = { linkType: 'dynamic', linkedSecret: 'db:postgresql:root' };
 const grant = { what: 'SELECT', where: '*.*' };

@@ -1,19 +1,8 @@
-import { SyError } from '../../src/errors.js';
+import { usageMessage } from '../helpers/errors.js';
 import { canonicalPath, secretRef } from '../../src/secrets/path.js';
 import { kindOf, parseBaseConnection, parseDynamicRecipe } from '../../src/secrets/validate.js';
 
 const link = { linkType: 'dynamic', linkedSecret: 'db:postgresql:root' };
-
-function usageMessage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(SyError);
-    expect((error as SyError).exitCode).toBe(2);
-    return (error as SyError).message;
-  }
-  throw new Error('expected a usage error');
-}
 
 describe('paths', () => {
   it('treats : and / as the same separator and keeps : as canonical', () => {
