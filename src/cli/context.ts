@@ -67,7 +67,7 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
   };
 
   const buildDeps = async (s: Store): Promise<LeaseDeps> => {
-    const { connectTarget } = await import('../targets/target.js');
+    const { connectTarget } = await import('../targets/connect.js');
     spinner ??= createSpinner(io);
     const progress = spinner;
     return {

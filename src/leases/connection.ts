@@ -1,7 +1,9 @@
 import { notFound } from '../errors.js';
-import { ENGINES } from '../targets/engines.js';
-import { type BaseConnection, kindOf, parseBaseConnection } from '../secrets/validate.js';
-import type { LeaseRecord, Store } from '../store/store.js';
+import { ENGINES } from '../model/engines.js';
+import { kindOf, parseBaseConnection } from '../secrets/validate.js';
+import type { BaseConnection } from '../model/secret.js';
+import type { Store } from '../store/store.js';
+import type { LeaseRecord } from '../model/lease.js';
 
 /** `host:port/database`: how a target is named in listings and the audit log. */
 export function targetLabel(connection: BaseConnection): string {

@@ -1,5 +1,5 @@
 import type { AuditLog } from '../audit/log.js';
-import type { BaseConnection } from '../secrets/validate.js';
+import type { BaseConnection } from '../model/secret.js';
 import type { Store } from '../store/store.js';
 import type { ConnectOptions, Target } from '../targets/target.js';
 

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { SyError, failed, notFound, usageError } from '../errors.js';
-import { kindOf, MAX_LEASE_SECONDS, parseBaseConnection, parseDynamicRecipe } from '../secrets/validate.js';
+import { kindOf, parseBaseConnection, parseDynamicRecipe } from '../secrets/validate.js';
+import { MAX_LEASE_SECONDS } from '../model/secret.js';
 import { canonicalPath } from '../secrets/path.js';
-import type { Secret } from '../store/store.js';
-import { ENGINES, engineOfType } from '../targets/engines.js';
+import type { Secret } from '../model/secret.js';
+import { ENGINES, engineOfType } from '../model/engines.js';
 import { newPassword, newUserName } from '../targets/names.js';
 import type { RevokeOptions, Target } from '../targets/target.js';
 import { parseDuration } from '../util/duration.js';

@@ -1,6 +1,7 @@
 import type { AuditEvent } from '../audit/log.js';
 import { SyError } from '../errors.js';
-import { type BaseConnection, kindOf, parseBaseConnection } from '../secrets/validate.js';
+import { kindOf, parseBaseConnection } from '../secrets/validate.js';
+import type { BaseConnection } from '../model/secret.js';
 import type { ManagedUser, Target } from '../targets/target.js';
 import { targetLabel } from './connection.js';
 import { CONNECT_TIMEOUT_MS, type LeaseDeps, VALID_UNTIL_GRACE_MS } from './deps.js';

@@ -1,7 +1,8 @@
 import { failed, notFound } from '../errors.js';
-import { kindOf, MAX_LEASE_SECONDS, parseDynamicRecipe, DEFAULT_LEASE_SECONDS } from '../secrets/validate.js';
-import type { LeaseRecord } from '../store/store.js';
-import type { Engine } from '../targets/engines.js';
+import { kindOf, parseDynamicRecipe } from '../secrets/validate.js';
+import { MAX_LEASE_SECONDS, DEFAULT_LEASE_SECONDS } from '../model/secret.js';
+import type { LeaseRecord } from '../model/lease.js';
+import type { Engine } from '../model/engines.js';
 import type { Target } from '../targets/target.js';
 import { revocationConnection } from './connection.js';
 import { CONNECT_TIMEOUT_MS, type LeaseDeps } from './deps.js';

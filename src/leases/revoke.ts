@@ -1,5 +1,5 @@
 import { failed, notFound } from '../errors.js';
-import { ENDED_LEASE_STATES, type LeaseRecord } from '../store/store.js';
+import { ENDED_LEASE_STATES, type LeaseRecord } from '../model/lease.js';
 import type { RevokeResult, Target } from '../targets/target.js';
 import { revocationConnection, sealedUsername } from './connection.js';
 import { CLAIM_MS, CONNECT_TIMEOUT_MS, type LeaseDeps, MAX_ATTEMPTS, retryDelayMs } from './deps.js';

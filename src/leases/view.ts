@@ -1,4 +1,4 @@
-import type { LeaseRecord } from '../store/store.js';
+import type { LeaseRecord } from '../model/lease.js';
 import { isoSeconds } from '../util/time.js';
 
 /** PRODUCT.md's lease JSON, as printed by `lease create` and `secret read` of a dynamic secret. */

@@ -1,4 +1,5 @@
 import { usageError } from '../errors.js';
+import type { SecretRef } from '../model/secret.js';
 
 const SEGMENT = /^[A-Za-z0-9@+._-]+$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -56,7 +57,6 @@ export function isUuid(value: string): boolean {
 }
 
 /** A secret is named by its path or by its id (a UUID). */
-export type SecretRef = { id: string } | { path: string };
 
 export function refName(ref: SecretRef): string {
   return 'id' in ref ? ref.id : ref.path;

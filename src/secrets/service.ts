@@ -1,20 +1,11 @@
 import { notFound, usageError } from '../errors.js';
-import type { Secret, SecretContent, SecretMetadata, Store } from '../store/store.js';
-import { type SecretRef, canonicalPath, newSecretPath } from './path.js';
-import {
-  type Attributes,
-  type BaseConnection,
-  type DynamicRecipe,
-  type SecretData,
-  type SecretKind,
-  checkFieldNames,
-  isObject,
-  kindOf,
-  linkedBasePath,
-  parseBaseConnection,
-  parseDynamicRecipe,
-} from './validate.js';
-import { engineOfType } from '../targets/engines.js';
+import type { Store } from '../store/store.js';
+import type { Secret, SecretContent, SecretMetadata } from '../model/secret.js';
+import { canonicalPath, newSecretPath } from './path.js';
+import type { SecretRef } from '../model/secret.js';
+import { checkFieldNames, isObject, kindOf, linkedBasePath, parseBaseConnection, parseDynamicRecipe } from './validate.js';
+import type { Attributes, BaseConnection, DynamicRecipe, SecretData, SecretKind } from '../model/secret.js';
+import { engineOfType } from '../model/engines.js';
 import type { RecipeVerdict } from './verify.js';
 
 /** Secret operations: validation, versions and links. They return data and never print. */

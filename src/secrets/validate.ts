@@ -1,65 +1,19 @@
 import { usageError } from '../errors.js';
-import {
-  BASE_TYPES,
-  ENGINES,
-  type Engine,
-  engineOfType,
-  isSystemSchema,
-  maxUserPrefixLength,
-  MYSQL_TABLE_PRIVILEGES,
-} from '../targets/engines.js';
+import { BASE_TYPES, ENGINES, type Engine, engineOfType, isSystemSchema, maxUserPrefixLength, MYSQL_TABLE_PRIVILEGES } from '../model/engines.js';
 import { parseDuration } from '../util/duration.js';
 import { canonicalPath } from './path.js';
-
-/** The longest lease sy hands out, as in the SyVault API. */
-export const MAX_LEASE_SECONDS = 86400;
-export const DEFAULT_LEASE_SECONDS = 3600;
-export const DEFAULT_POOL = 'default';
-
-export type SecretKind = 'base' | 'dynamic' | 'static';
-
-export type Attributes = Record<string, unknown>;
-export type SecretData = Record<string, unknown>;
-
-export interface GrantPermission {
-  /** Upper-case privileges, each checked against the engine's list. */
-  privileges: string[];
-  /** `*` or an identifier. */
-  schema: string;
-  /** `*` or an identifier. */
-  table: string;
-}
-
-export interface DynamicRecipe {
-  basePath: string;
-  grants: GrantPermission[];
-  ttl: number;
-  maxTtl: number;
-  pool: string;
-  userPrefix?: string;
-  creationStatements?: string[];
-  revocationStatements?: string[];
-  /** PostgreSQL: the NOLOGIN role that receives what a lease created, instead of dropping it. */
-  reassignTo?: string;
-}
-
-export interface SslSettings {
-  ca?: string;
-  cert?: string;
-  key?: string;
-  rejectUnauthorized?: boolean;
-  servername?: string;
-}
-
-export interface BaseConnection {
-  engine: Engine;
-  host: string;
-  port: number;
-  username: string;
-  password: string;
-  database?: string;
-  ssl?: true | SslSettings;
-}
+import {
+  type Attributes,
+  type BaseConnection,
+  DEFAULT_LEASE_SECONDS,
+  DEFAULT_POOL,
+  type DynamicRecipe,
+  type GrantPermission,
+  MAX_LEASE_SECONDS,
+  type SecretData,
+  type SecretKind,
+  type SslSettings,
+} from '../model/secret.js';
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 const USER_PREFIX = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -6,7 +6,7 @@
  */
 import { SyError } from '../errors.js';
 import type { ConnectOptions, Target } from '../targets/target.js';
-import type { BaseConnection, DynamicRecipe } from './validate.js';
+import type { BaseConnection, DynamicRecipe } from '../model/secret.js';
 
 export type RecipeVerdict =
   /** The server answered: what it would refuse, one sentence each (empty: nothing). */

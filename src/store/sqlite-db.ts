@@ -68,7 +68,6 @@ CREATE INDEX IF NOT EXISTS leases_path ON leases (path);
 `;
 
 /** The live states of a lease: a user may exist on the target. */
-export const LIVE_LEASE_STATES = ['intent', 'active', 'revoking', 'failed', 'irrevocable'] as const;
 
 /**
  * Opens the SQLite file with the settings that make it safe for several processes:

@@ -2,18 +2,10 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { hostname } from 'node:os';
 import { open, seal } from '../keys/crypto.js';
 import { Census, type RecordMac, shown, tampered } from './records.js';
-import { type AuthenticatedMeta, LIVE_LEASE_STATES, runRead, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
-import {
-  ENDED_LEASE_STATES,
-  type DueQuery,
-  type LeaseChanges,
-  type LeaseLedger,
-  type LeaseQuery,
-  type LeaseRecord,
-  type LeaseRevocation,
-  type LeaseState,
-  type NewLease,
-} from './store.js';
+import { type AuthenticatedMeta, runRead, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
+import { IN_USE_LEASE_STATES, LIVE_LEASE_STATES } from '../model/lease.js';
+import { type DueQuery, type LeaseLedger, type LeaseQuery } from './store.js';
+import { ENDED_LEASE_STATES, type LeaseChanges, type LeaseRecord, type LeaseRevocation, type LeaseState, type NewLease } from '../model/lease.js';
 
 type Database = BetterSqlite3.Database;
 
@@ -234,7 +226,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
     return runSnapshot(this.db, () => {
       const rows = (this.sql(`SELECT * FROM leases WHERE state IN (${LIVE_SQL})`).all() as LeaseRow[]).map((row) => this.verified(row));
       this.compareCensus(rows);
-      return new Set(rows.filter((row) => ['intent', 'active', 'revoking'].includes(row.state)).map((row) => row.username));
+      return new Set(rows.filter((row) => (IN_USE_LEASE_STATES as readonly string[]).includes(row.state)).map((row) => row.username));
     });
   }
 

@@ -5,35 +5,8 @@
  * PostgreSQL-backed one for fleets of daemons) can implement the same interface.
  */
 import type { AuditHead } from '../audit/log.js';
-import type { SecretRef } from '../secrets/path.js';
-import type { Attributes, SecretData, SecretKind } from '../secrets/validate.js';
-
-export interface Secret {
-  id: string;
-  path: string;
-  version: number;
-  description: string;
-  attributes: Attributes;
-  data: SecretData;
-  created: string;
-  lastModified: string;
-}
-
-export type SecretMetadata = Omit<Secret, 'data'>;
-
-/** What a new version holds. */
-export interface SecretContent {
-  description: string;
-  attributes: Attributes;
-  data: SecretData;
-}
-
-export interface NewSecret extends SecretContent {
-  path: string;
-  kind: SecretKind;
-  /** Canonical path of the base secret a dynamic secret links to. */
-  linkedPath?: string;
-}
+import type { LeaseChanges, LeaseRecord, LeaseState, NewLease } from '../model/lease.js';
+import type { NewSecret, Secret, SecretContent, SecretMetadata, SecretRef } from '../model/secret.js';
 
 export interface SecretSearch {
   /** Paths containing this text (case-insensitive). */
@@ -73,54 +46,6 @@ export interface Store {
   /** Where the audit log ends (lines, bytes, last hash); read and written under `exclusive`. */
   readonly auditHead: AuditHead;
   close(): void;
-}
-
-/**
- * The life of a lease. `intent` is written before the user is created, so a crash between
- * the two leaves something the sweep can find; `revoking` is a claim held by one process;
- * `failed` waits for a retry with backoff; `irrevocable` after too many attempts (retried
- * rarely); `revoked` and `forgotten` (revoke --force on an unreachable target) are ended.
- */
-export type LeaseState = 'intent' | 'active' | 'revoking' | 'failed' | 'irrevocable' | 'revoked' | 'forgotten';
-
-export const ENDED_LEASE_STATES: readonly LeaseState[] = ['revoked', 'forgotten'];
-
-export interface LeaseRecord {
-  id: string;
-  /** The dynamic secret the lease came from (its record_uid). */
-  secretId: string;
-  baseId: string;
-  path: string;
-  pool: string;
-  engine: string;
-  /** `host:port/database`, for listings and the audit log. */
-  target: string;
-  username: string;
-  state: LeaseState;
-  createdAt: number;
-  expiresAt: number;
-  maxExpiresAt: number;
-  attempts: number;
-  nextAttemptAt?: number;
-  lastError?: string;
-  endedAt?: number;
-  /** Sealed in the store: what revocation needs even if the secrets change or go. */
-  revocation: LeaseRevocation;
-}
-
-export interface LeaseRevocation {
-  /** The base secret's connection as it was when the lease was made: where the user lives. */
-  connection: Record<string, unknown>;
-  /** The user created on it. Revocation drops this name, never one read from a plain column. */
-  username?: string;
-  revocationStatements?: string[];
-  /** PostgreSQL: the role that receives what the lease user created. */
-  reassignTo?: string;
-}
-
-export interface NewLease extends Omit<LeaseRecord, 'state' | 'attempts' | 'nextAttemptAt' | 'lastError' | 'endedAt'> {
-  ownerPid: number;
-  ownerHost: string;
 }
 
 export interface LeaseQuery {
@@ -170,10 +95,3 @@ export interface LeaseLedger {
   liveUsernames(): Promise<Set<string>>;
 }
 
-export interface LeaseChanges {
-  expiresAt?: number;
-  attempts?: number;
-  nextAttemptAt?: number | null;
-  lastError?: string | null;
-  endedAt?: number | null;
-}

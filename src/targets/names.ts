@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { DEFAULT_USER_PREFIX, ENGINES, type Engine, RANDOM_PART_LENGTH } from './engines.js';
+import { DEFAULT_USER_PREFIX, ENGINES, type Engine, RANDOM_PART_LENGTH } from '../model/engines.js';
 
 const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 const BOUND_DIGITS = 7;

@@ -24,8 +24,8 @@
 import tls from 'node:tls';
 import pg from 'pg';
 import { failed, SyError } from '../errors.js';
-import type { BaseConnection, GrantPermission } from '../secrets/validate.js';
-import { ENGINES, POSTGRES_DATA_PRIVILEGES } from './engines.js';
+import type { BaseConnection, GrantPermission } from '../model/secret.js';
+import { ENGINES, POSTGRES_DATA_PRIVILEGES } from '../model/engines.js';
 import { MANAGED_NAME_SQL_PATTERN, parseManagedName } from './names.js';
 import { scramSha256Verifier } from './scram.js';
 import { checkedUserName, networkReason, renderTemplate, safeReason } from './shared.js';

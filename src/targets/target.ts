@@ -3,7 +3,7 @@
  * only when a target of their engine is used (see connectTarget).
  */
 import type { SyError } from '../errors.js';
-import type { BaseConnection, GrantPermission } from '../secrets/validate.js';
+import type { BaseConnection, GrantPermission } from '../model/secret.js';
 
 export interface NewUser {
   username: string;
@@ -106,17 +106,3 @@ export interface ConnectOptions {
 /** Defaults for every admin session: a held lock or a stuck statement fails well under 30 s. */
 export const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
-
-/** Connects as the base secret's admin, importing only the driver of its engine. */
-export async function connectTarget(connection: BaseConnection, options: ConnectOptions): Promise<Target> {
-  if (connection.engine === 'postgresql') {
-    // pg probes for Cloudflare Workers when it loads by building a fetch Response unless
-    // `navigator` exists, which loads Node's whole HTTP client (~20 ms). Node 21+ defines
-    // navigator; on Node 20 sy defines the same userAgent-only shape first.
-    (globalThis as { navigator?: unknown }).navigator ??= { userAgent: `Node.js/${process.versions.node.split('.')[0]}` };
-    const { PostgresTarget } = await import('./postgres.js');
-    return PostgresTarget.connect(connection, options);
-  }
-  const { MysqlTarget } = await import('./mysql.js');
-  return MysqlTarget.connect(connection, options);
-}

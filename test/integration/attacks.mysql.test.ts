@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { SyError } from '../../src/errors.js';
-import type { BaseConnection, GrantPermission } from '../../src/secrets/validate.js';
+import type { BaseConnection, GrantPermission } from '../../src/model/secret.js';
 import { newPassword, newUserName } from '../../src/targets/names.js';
 import { MysqlTarget, nativePasswordHash } from '../../src/targets/mysql.js';
 import type { ConnectOptions, NewUser } from '../../src/targets/target.js';

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
-import type { BaseConnection, GrantPermission } from '../../src/secrets/validate.js';
+import type { BaseConnection, GrantPermission } from '../../src/model/secret.js';
 import { newPassword } from '../../src/targets/names.js';
 import { MysqlTarget } from '../../src/targets/mysql.js';
 

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { BaseConnection, GrantPermission } from '../../src/secrets/validate.js';
+import type { BaseConnection, GrantPermission } from '../../src/model/secret.js';
 import { newPassword } from '../../src/targets/names.js';
 import { PostgresTarget } from '../../src/targets/postgres.js';
 import { pgMatrix, pgQueryOn } from '../helpers/db.js';

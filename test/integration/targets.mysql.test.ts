@@ -7,7 +7,7 @@ import net from 'node:net';
 import { jest } from '@jest/globals';
 import mysql from 'mysql2/promise';
 import { SyError } from '../../src/errors.js';
-import type { BaseConnection, GrantPermission } from '../../src/secrets/validate.js';
+import type { BaseConnection, GrantPermission } from '../../src/model/secret.js';
 import { newPassword, newUserName } from '../../src/targets/names.js';
 import { MysqlTarget, nativePasswordHash } from '../../src/targets/mysql.js';
 import { DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, type NewUser } from '../../src/targets/target.js';

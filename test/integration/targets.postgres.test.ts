@@ -9,7 +9,7 @@ import net from 'node:net';
 import { jest } from '@jest/globals';
 import pg from 'pg';
 import { SyError } from '../../src/errors.js';
-import type { BaseConnection, GrantPermission } from '../../src/secrets/validate.js';
+import type { BaseConnection, GrantPermission } from '../../src/model/secret.js';
 import { newPassword, newUserName } from '../../src/targets/names.js';
 import { PostgresTarget } from '../../src/targets/postgres.js';
 import type { NewUser } from '../../src/targets/target.js';

@@ -1,6 +1,6 @@
 import { failed, usageError } from '../../src/errors.js';
 import { checkRecipeOnServer, type RecipeServer } from '../../src/secrets/verify.js';
-import type { BaseConnection, DynamicRecipe } from '../../src/secrets/validate.js';
+import type { BaseConnection, DynamicRecipe } from '../../src/model/secret.js';
 import type { Target } from '../../src/targets/target.js';
 
 const connection: BaseConnection = { engine: 'postgresql', host: 'db.example', port: 5432, username: 'admin', password: 'pw' };

@@ -3,7 +3,7 @@ import { usageError } from '../../errors.js';
 import { readJsonObject } from '../../io/input.js';
 import { createSecret, withoutData } from '../../secrets/service.js';
 import { isObject } from '../../secrets/validate.js';
-import type { SecretContent, SecretMetadata } from '../../store/store.js';
+import type { SecretContent, SecretMetadata } from '../../model/secret.js';
 import { metadataPrintable, optionalJson, pathArgument, printWarnings, recipeCheck } from './shared.js';
 
 export interface CreateOptions extends OutputFlags {

@@ -1,7 +1,7 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
 import { secretRef } from '../../secrets/path.js';
 import { getSecret, withoutData } from '../../secrets/service.js';
-import type { SecretMetadata } from '../../store/store.js';
+import type { SecretMetadata } from '../../model/secret.js';
 import { metadataPrintable, pathArgument } from './shared.js';
 
 /** `sy secret describe`: everything but the data. */

@@ -1,7 +1,7 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
 import { refName, secretRef } from '../../secrets/path.js';
 import { rollbackSecret, withoutData } from '../../secrets/service.js';
-import type { SecretMetadata } from '../../store/store.js';
+import type { SecretMetadata } from '../../model/secret.js';
 import { metadataPrintable, parseVersion, pathArgument } from './shared.js';
 
 /** `sy secret rollback`: a new version equal to version N (default: the previous one). */

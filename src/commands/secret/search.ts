@@ -1,7 +1,7 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
 import { usageError } from '../../errors.js';
 import { searchSecrets } from '../../secrets/service.js';
-import type { SecretMetadata } from '../../store/store.js';
+import type { SecretMetadata } from '../../model/secret.js';
 import { secretListPrintable } from './shared.js';
 
 export interface SearchOptions extends OutputFlags {

@@ -6,7 +6,7 @@ import type { RecipeCheck } from '../../secrets/service.js';
 import { kindOf } from '../../secrets/validate.js';
 import { CONNECT_TIMEOUT_MS } from '../../leases/deps.js';
 import { localTime } from '../../util/time.js';
-import type { Secret, SecretMetadata } from '../../store/store.js';
+import type { Secret, SecretMetadata } from '../../model/secret.js';
 
 /** The positional path, or `--path`; exactly one of them. */
 export function pathArgument(positional: string | undefined, flag: string | undefined, required = true): string | undefined {

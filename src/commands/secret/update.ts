@@ -2,7 +2,7 @@ import type { Context, OutputFlags } from '../../cli/context.js';
 import { usageError } from '../../errors.js';
 import { refName, secretRef } from '../../secrets/path.js';
 import { updateSecret, withoutData } from '../../secrets/service.js';
-import type { SecretMetadata } from '../../store/store.js';
+import type { SecretMetadata } from '../../model/secret.js';
 import { metadataPrintable, optionalJson, pathArgument, printWarnings, recipeCheck } from './shared.js';
 
 export interface UpdateOptions extends OutputFlags {

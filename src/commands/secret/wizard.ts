@@ -2,22 +2,10 @@ import type { Context } from '../../cli/context.js';
 import { SyError, cancelled, usageError } from '../../errors.js';
 import { askConfirm, askPassword, askSelect, askText } from '../../io/prompt.js';
 import { newSecretPath } from '../../secrets/path.js';
-import {
-  type BaseConnection,
-  MAX_LEASE_SECONDS,
-  kindOf,
-  parseBaseConnection,
-  parseDatabaseName,
-  parseGrant,
-  parseHost,
-  parseMaxTtl,
-  parsePool,
-  parsePort,
-  parsePrivileges,
-  parseUserPrefix,
-} from '../../secrets/validate.js';
+import { kindOf, parseBaseConnection, parseDatabaseName, parseGrant, parseHost, parseMaxTtl, parsePool, parsePort, parsePrivileges, parseUserPrefix } from '../../secrets/validate.js';
+import { type BaseConnection, MAX_LEASE_SECONDS } from '../../model/secret.js';
 import type { Store } from '../../store/store.js';
-import { BASE_TYPES, ENGINES, type Engine, engineOfType } from '../../targets/engines.js';
+import { BASE_TYPES, ENGINES, type Engine, engineOfType } from '../../model/engines.js';
 import { parseDuration } from '../../util/duration.js';
 
 export interface WizardResult {
@@ -150,7 +138,7 @@ export async function secretWizard(ctx: Context, path: string | undefined): Prom
 async function offerConnectionTest(ctx: Context, connection: BaseConnection, which: string): Promise<void> {
   const address = `${connection.host}:${connection.port}`;
   if (!(await askConfirm(`Test the connection to ${address}${which} now?`, true))) return;
-  const { connectTarget } = await import('../../targets/target.js');
+  const { connectTarget } = await import('../../targets/connect.js');
   try {
     const target = await connectTarget(connection, { connectTimeoutMs: CONNECTION_TEST_TIMEOUT_MS });
     await target.close();

@@ -6,7 +6,7 @@ import { revokeLease } from '../../../leases/revoke.js';
 import type { IssuedLease } from '../../../leases/view.js';
 import { canonicalPath, isUuid } from '../../../secrets/path.js';
 import { getSecret } from '../../../secrets/service.js';
-import type { Secret } from '../../../store/store.js';
+import type { Secret } from '../../../model/secret.js';
 import { issuedLeasePrintable } from '../shared.js';
 
 export interface LeaseCreateOptions extends OutputFlags {

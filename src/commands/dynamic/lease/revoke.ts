@@ -5,7 +5,7 @@ import { CLAIM_MS } from '../../../leases/deps.js';
 import { revokeClaimed, revokeLease } from '../../../leases/revoke.js';
 import { leaseDetails, leaseSummary } from '../../../leases/view.js';
 import { canonicalPrefix, isUnderPrefix } from '../../../secrets/path.js';
-import type { LeaseRecord } from '../../../store/store.js';
+import type { LeaseRecord } from '../../../model/lease.js';
 import { leaseDetailsPrintable, leaseListPrintable } from '../shared.js';
 
 export interface RevokeOptions extends OutputFlags {

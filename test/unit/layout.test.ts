@@ -1,0 +1,70 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+
+/**
+ * The layout the README's "Developing" section describes, checked: the model imports
+ * nothing of sy's, nothing below the CLI reaches up into it, and there are no import
+ * circles, type-only imports included.
+ */
+const SRC = resolve('src');
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(path);
+    return entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts') ? [path] : [];
+  });
+}
+
+/** Every relative import of a file, static, dynamic or type-only, as a path under src/. */
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const found = new Set<string>();
+  for (const match of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)'(\.{1,2}\/[^']+)\.js'/g)) {
+    found.add(relative(SRC, resolve(dirname(file), `${match[1]}.ts`)));
+  }
+  return [...found];
+}
+
+const graph = new Map(sourceFiles(SRC).map((file) => [relative(SRC, file), importsOf(file)]));
+const folder = (module: string): string => (module.includes('/') ? module.split('/')[0] : module.replace(/\.ts$/, ''));
+
+describe('source layout', () => {
+  test('every import names a file that exists', () => {
+    const missing = [...graph].flatMap(([from, to]) => to.filter((m) => !graph.has(m)).map((m) => `${from} -> ${m}`));
+    expect(missing).toEqual([]);
+  });
+
+  test('model/ imports nothing outside itself', () => {
+    const outside = [...graph]
+      .filter(([from]) => folder(from) === 'model')
+      .flatMap(([from, to]) => to.filter((m) => folder(m) !== 'model').map((m) => `${from} -> ${m}`));
+    expect(outside).toEqual([]);
+  });
+
+  test('domain folders never import the CLI, the commands or the terminal streams', () => {
+    const domain = new Set(['model', 'secrets', 'store', 'targets', 'leases', 'audit', 'keys']);
+    const upward = new Set(['cli', 'commands', 'index']);
+    const bad = [...graph]
+      .filter(([from]) => domain.has(folder(from)))
+      .flatMap(([from, to]) => to.filter((m) => upward.has(folder(m)) || m === 'io/streams.ts').map((m) => `${from} -> ${m}`));
+    expect(bad).toEqual([]);
+  });
+
+  test('there are no import circles', () => {
+    const cycles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const visit = (node: string, path: string[]): void => {
+      if (state.get(node) === 'done') return;
+      if (state.get(node) === 'open') {
+        cycles.push([...path.slice(path.indexOf(node)), node].join(' -> '));
+        return;
+      }
+      state.set(node, 'open');
+      for (const next of graph.get(node) ?? []) visit(next, [...path, node]);
+      state.set(node, 'done');
+    };
+    for (const node of graph.keys()) visit(node, []);
+    expect(cycles).toEqual([]);
+  });
+});
