@@ -184,11 +184,19 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
       .command('daemon')
       .description('keep revoking leases on time until stopped (SIGTERM/SIGINT)')
       .option('--interval <duration>', 'longest sleep between passes (default 60s); the daemon also wakes at each expiry')
-      .option('--pool <name>', 'only revoke leases of dynamic secrets in this pool')
+      .option('--pool <name>', 'join this pool and revoke only its leases (default: serve every pool)')
       .option('--once', 'do one pass and exit')
       .addOption(new Option('--log-format <format>', 'one JSON line per event, or text for people').choices(['json', 'text']).default('json'))
       .option('--reap-interval <duration>', 'how often to look for orphaned users (default 10m)')
+      .option('--ready-file <path>', 'touch this file after each pass and heartbeat that succeeded, remove it at exit (a readiness probe checks its age)')
       .action(lazy(() => import('../commands/daemon.js'), (m, opts) => m.daemonCommand(ctx, opts)));
+  }
+
+  if (want('pool')) {
+    const pool = program.command('pool').description('the daemon pools that revoke leases on time');
+    withOutput(
+      pool.command('list').description('list each pool with its live daemons, active leases and next expiry; flag a pool with leases and no live daemon'),
+    ).action(lazy(() => import('../commands/pool/list.js'), (m, opts) => m.listPoolsCommand(ctx, opts)));
   }
 
   if (want('run')) {
@@ -249,7 +257,7 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
 }
 
 /** The top-level commands: buildProgram can build one of them alone. */
-const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'run', 'audit', 'config', 'completion', '__complete'];
+const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'run', 'audit', 'config', 'completion', '__complete'];
 
 /**
  * The flags every command takes. They are added to each command (not only to the root)

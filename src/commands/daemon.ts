@@ -1,3 +1,5 @@
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Context } from '../cli/context.js';
 import { usageError } from '../errors.js';
 import { type DaemonEvent, runDaemon } from '../leases/daemon.js';
@@ -9,12 +11,14 @@ export interface DaemonFlags {
   once?: boolean;
   logFormat?: string;
   reapInterval?: string;
+  readyFile?: string;
 }
 
 /**
  * `sy daemon`: keeps revoking on time until SIGTERM or SIGINT, logging one JSON line per
- * event on stdout (`--log-format text` for people). Exits 0 after finishing the revocation
- * in flight.
+ * event on stdout (`--log-format text` for people). It joins the store's pool registry
+ * (`--pool`, or every pool) until it stops. Exits 0 after finishing the revocation in
+ * flight; 4 when the store is tampered with or its key does not open it.
  */
 export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<void> {
   const intervalMs = parseDuration(flags.interval ?? '60s', '--interval') * 1000;
@@ -27,23 +31,75 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
   const stop = () => controller.abort();
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  const ready = flags.readyFile === undefined ? undefined : new ReadyFile(flags.readyFile, (text) => ctx.io.warn(`sy: ${text}`));
   try {
     await runDaemon(
       deps,
-      { intervalMs, reapEveryMs, pool: flags.pool, once: Boolean(flags.once), signal: controller.signal, watchDir: ctx.home() },
+      {
+        intervalMs,
+        reapEveryMs,
+        pool: flags.pool,
+        once: Boolean(flags.once),
+        signal: controller.signal,
+        member: { host: hostname(), pid: process.pid, version: syVersion() },
+        onHealthy: ready && (() => ready.touch()),
+      },
       (event) => ctx.io.stdout.write(`${format === 'json' ? JSON.stringify({ time: new Date().toISOString(), ...event }) : textLine(event)}\n`),
     );
   } finally {
+    ready?.remove();
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
   }
+}
+
+/**
+ * `--ready-file`: touched after each pass and heartbeat that succeeded, removed at exit, for
+ * a Kubernetes exec probe that checks its age. A file that cannot be written is said once;
+ * the daemon goes on revoking.
+ */
+class ReadyFile {
+  private warned = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly warn: (text: string) => void,
+  ) {}
+
+  touch(): void {
+    try {
+      writeFileSync(this.path, `${new Date().toISOString()}\n`);
+      this.warned = false;
+    } catch (error) {
+      if (!this.warned) this.warn(`could not write the ready file ${this.path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+      this.warned = true;
+    }
+  }
+
+  remove(): void {
+    rmSync(this.path, { force: true });
+  }
+}
+
+/** Set by the bundler; read from package.json when running from tsc's output. */
+declare const SY_VERSION: string | undefined;
+
+function syVersion(): string {
+  if (typeof SY_VERSION === 'string') return SY_VERSION;
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 function textLine(e: DaemonEvent): string {
   const time = new Date().toISOString();
   switch (e.event) {
     case 'start':
-      return `${time} daemon started${e.pool ? ` (pool ${e.pool})` : ''}`;
+      return `${time} daemon started${e.pool ? ` (pool ${e.pool})` : ' (every pool)'}`;
+    case 'joined':
+      return `${time} joined the pool registry as ${e.member}`;
+    case 'store_unreachable':
+      return `${time} the store cannot be reached (${e.error}); retrying with backoff`;
+    case 'store_reconnected':
+      return `${time} the store is back after ${Math.round((e.after_ms ?? 0) / 1000)} s`;
     case 'stop':
       return `${time} daemon stopped`;
     case 'revoked':

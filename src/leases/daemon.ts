@@ -1,5 +1,7 @@
-import { type FSWatcher, watch } from 'node:fs';
+import type { NewPoolMember } from '../store/pools.js';
 import type { LeaseDeps } from './deps.js';
+import { HEARTBEAT_MS } from './pool.js';
+import { PoolMembership, StoreHealth, Waker, isFatalStoreError } from './pool-daemon.js';
 import { reapOrphans } from './reap.js';
 import { sweep } from './sweep.js';
 
@@ -11,12 +13,17 @@ export interface DaemonOptions {
   pool?: string;
   once: boolean;
   signal: AbortSignal;
-  /** SY_HOME: a write to the store wakes the daemon, so a new short lease is not missed. */
-  watchDir?: string;
+  /** Who this daemon is, for the pool registry; without it the daemon does not register. */
+  member?: Omit<NewPoolMember, 'pool'>;
+  /** Called after each pass and heartbeat that both succeeded (the readiness file of `--ready-file`). */
+  onHealthy?(): void;
+  heartbeatMs?: number;
+  /** How long its revocation claims last before another daemon may take them over. */
+  claimMs?: number;
 }
 
 export interface DaemonEvent {
-  event: 'start' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'stop';
+  event: 'start' | 'joined' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'store_unreachable' | 'store_reconnected' | 'stop';
   unreachable?: boolean;
   lease_id?: string;
   path?: string;
@@ -26,17 +33,63 @@ export interface DaemonEvent {
   error?: string;
   count?: number;
   pool?: string;
+  /** The daemon's id in the pool registry. */
+  member?: string;
+  /** How long the store was unreachable. */
+  after_ms?: number;
+  /** When the next attempt to reach the store is made. */
+  retry_ms?: number;
 }
 
 /**
+ * A daemon's claims outlast the slowest revocation of a batch (a connect timeout, then five
+ * seconds for sessions to end) and are short enough that a daemon killed mid-revocation
+ * has its leases taken over by another within half a minute.
+ */
+export const DAEMON_CLAIM_MS = 30_000;
+
+/**
+ * Past the due time but nothing to claim (another daemon took it, or an intent is still in
+ * flight): look again this soon rather than spin.
+ */
+const NOTHING_CLAIMABLE_MS = 200;
+
+/** A reaper pass gives up on servers that have not answered by then. */
+const REAP_BUDGET_MS = 60_000;
+
+/**
  * `sy daemon`: revokes leases on time until stopped. It sleeps until the next lease is due
- * (capped by the interval) and wakes early when another process writes the store. On abort
- * it finishes the batch in flight and returns. The orphan reaper runs beside the sweeps,
- * never in front of them: a slow or unreachable server delays no revocation that is due.
+ * (capped by the interval) and wakes early when the store reports a change (SQLite: a
+ * write to its files; PostgreSQL: a notification). It registers in the store's pool
+ * registry and heartbeats, so that `sy pool list` shows it. When the store cannot be
+ * reached it says so once, retries with backoff, and says when it is back; only a store
+ * that is tampered with or a key that does not open it ends it (thrown). On abort it
+ * finishes the batch in flight, leaves the registry and returns. The orphan reaper runs
+ * beside the sweeps, never in front of them: a slow or unreachable server delays no
+ * revocation that is due.
  */
 export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (event: DaemonEvent) => void): Promise<void> {
   log({ event: 'start', pool: options.pool });
-  const waker = new Waker(options.watchDir);
+  const { store } = deps;
+  const waker = new Waker(options.signal, options.pool);
+  const health = new StoreHealth(deps.now, log);
+  let passOk = false;
+  const membership = options.member && !options.once
+    ? new PoolMembership(store.pools, { ...options.member, pool: options.pool }, deps.now, {
+      joined: (id) => log({ event: 'joined', member: id, pool: options.pool }),
+      beat: () => {
+        health.ok();
+        if (passOk) options.onHealthy?.();
+      },
+      failed: (error) => {
+        // A fatal error ends the daemon from its main loop; a lost store is retried there too.
+        if (isFatalStoreError(error)) waker.fail(error);
+        else health.failed(error);
+      },
+    })
+    : undefined;
+  const heartbeat = membership ? setInterval(() => void membership.beat(), options.heartbeatMs ?? HEARTBEAT_MS) : undefined;
+
   let nextReap = 0;
   let reaping: Promise<void> | undefined;
   const reap = async () => {
@@ -49,75 +102,67 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
     nextReap = deps.now() + options.reapEveryMs;
     reaping = undefined;
   };
+
+  const pass = async (): Promise<number> => {
+    await waker.watch(store);
+    if (membership && !membership.joined) await membership.beat();
+    waker.throwIfFailed();
+    const due = await store.leases.nextDue(options.pool);
+    let revoked = 0;
+    if (due !== undefined && due <= deps.now()) {
+      const report = await sweep(deps, {
+        pool: options.pool,
+        claimMs: options.claimMs ?? DAEMON_CLAIM_MS,
+        shouldStop: () => options.signal.aborted,
+        onOutcome: (o) =>
+          log({
+            event: o.revoked ? 'revoked' : 'revoke_failed',
+            lease_id: o.lease.id,
+            path: o.lease.path,
+            db_user: o.lease.username,
+            target: o.lease.target,
+            state: o.lease.state,
+            error: o.error,
+          }),
+      });
+      revoked = report.revoked + report.failed;
+    }
+    if (!options.signal.aborted && !reaping && deps.now() >= nextReap) {
+      nextReap = Infinity; // until this pass ends
+      reaping = reap();
+      if (options.once) await reaping;
+    }
+    const next = await store.leases.nextDue(options.pool);
+    const now = deps.now();
+    const untilDue = next === undefined ? options.intervalMs : next <= now ? (revoked > 0 ? 0 : NOTHING_CLAIMABLE_MS) : next - now;
+    return Math.min(options.intervalMs, untilDue, Math.max(0, nextReap - now));
+  };
+
   try {
     while (!options.signal.aborted) {
-      const due = await deps.store.leases.nextDue(options.pool);
-      if (due !== undefined && due <= deps.now()) {
-        await sweep(deps, {
-          pool: options.pool,
-          shouldStop: () => options.signal.aborted,
-          onOutcome: (o) =>
-            log({
-              event: o.revoked ? 'revoked' : 'revoke_failed',
-              lease_id: o.lease.id,
-              path: o.lease.path,
-              db_user: o.lease.username,
-              target: o.lease.target,
-              state: o.lease.state,
-              error: o.error,
-            }),
-        });
-      }
-      if (!options.signal.aborted && !reaping && deps.now() >= nextReap) {
-        nextReap = Infinity; // until this pass ends
-        reaping = reap();
-        if (options.once) await reaping;
+      let wait: number;
+      try {
+        wait = await pass();
+        health.ok();
+        passOk = true;
+        if (!membership || membership.healthy) options.onHealthy?.();
+      } catch (error) {
+        passOk = false;
+        // Whatever else a pass throws is the store (or its database) being away: a restart, a
+        // network cut, a lock held too long. A bug would show the same way, and is retried
+        // with the same backoff rather than crash-looping.
+        if (options.once || isFatalStoreError(error)) throw error;
+        wait = health.failed(error);
       }
       if (options.once) break;
-      const next = await deps.store.leases.nextDue(options.pool);
-      const wait = Math.min(options.intervalMs, next === undefined ? options.intervalMs : Math.max(0, next - deps.now()), Math.max(0, nextReap - deps.now()));
-      await waker.sleep(Math.max(wait, 10), options.signal);
+      await waker.sleep(Math.max(wait, 10));
     }
   } finally {
+    if (heartbeat) clearInterval(heartbeat);
     await reaping;
-    waker.close();
+    await membership?.leave();
+    await waker.close();
     log({ event: 'stop' });
   }
 }
 
-/** A reaper pass gives up on servers that have not answered by then. */
-const REAP_BUDGET_MS = 60_000;
-
-class Waker {
-  private watcher?: FSWatcher;
-  private wake?: () => void;
-
-  constructor(dir: string | undefined) {
-    if (!dir) return;
-    try {
-      this.watcher = watch(dir, (_type, file) => {
-        if (file && String(file).startsWith('sy.db')) this.wake?.();
-      });
-    } catch {
-      // Without a watcher the interval still bounds the delay.
-    }
-  }
-
-  sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done);
-      this.wake = done;
-    });
-  }
-
-  close(): void {
-    this.watcher?.close();
-  }
-}

@@ -12,6 +12,7 @@ import { parseDuration } from '../util/duration.js';
 import { isoSeconds } from '../util/time.js';
 import { connectionString, defaultDatabase, targetLabel } from './connection.js';
 import { CONNECT_TIMEOUT_MS, type LeaseDeps, REAP_GRACE_MS } from './deps.js';
+import { unattendedPoolWarning } from './pool.js';
 import type { IssuedLease } from './view.js';
 
 /** Checks a requested TTL against the 24-hour ceiling and the secret's maxTtl. */
@@ -99,6 +100,8 @@ export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?:
     throw failed('lease_swept', 'The lease was revoked by a concurrent sweep before it was ready; try again.');
   }
   deps.audit.append({ action: 'lease.create', ...audit, outcome: 'success' });
+  const unattended = await unattendedPoolWarning(store, recipe.pool, deps.now());
+  if (unattended) deps.warn?.(unattended);
 
   const database = defaultDatabase(connection) ?? firstSchema(recipe.grants) ?? null;
   return {

@@ -118,8 +118,10 @@ async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], errors: Map<s
     return { lease, to, changes: { attempts, nextAttemptAt: now + retryDelayMs(attempts), lastError: message }, outcome: 'failure' as const, message, error: message, detail: { attempts, state: to } };
   });
   const settled = await deps.store.leases.settleAll(deps.claimant, plans.map((p) => ({ id: p.lease.id, to: p.to, changes: p.changes })));
+  // A lease whose claim ran out while this process worked was taken over by another, which
+  // records its own outcome: each revocation is in the log once, by the one that settled it.
   deps.audit.appendAll(
-    plans.map((p) => ({
+    plans.filter((_p, i) => settled[i] !== undefined).map((p) => ({
       action: options.action ?? 'lease.revoke',
       path: p.lease.path,
       lease_id: p.lease.id,

@@ -7,6 +7,8 @@ export interface SweepOptions {
   pool?: string;
   connectTimeoutMs?: number;
   batchSize?: number;
+  /** How long claims last (default CLAIM_MS); the daemon holds shorter ones, so a dead daemon's work is taken over sooner. */
+  claimMs?: number;
   /** Called for each lease the sweep settles (the daemon logs them). */
   onOutcome?(outcome: RevokeOutcome): void;
   /** Checked between batches: a daemon asked to stop finishes the batch in flight, then returns. */
@@ -45,7 +47,7 @@ export async function sweep(deps: LeaseDeps, options: SweepOptions = {}): Promis
       break;
     }
     const claimed = await deps.store.leases.claimDue(
-      { now, limit: batchSize, pool: options.pool, staleIntentBefore: now - STALE_INTENT_MS, claimMs: CLAIM_MS },
+      { now, limit: batchSize, pool: options.pool, staleIntentBefore: now - STALE_INTENT_MS, claimMs: options.claimMs ?? CLAIM_MS },
       deps.claimant,
     );
     if (claimed.length === 0) break;

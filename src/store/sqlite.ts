@@ -4,6 +4,8 @@ import { RecordMac, recordKey, tampered } from './records.js';
 import { AuthenticatedMeta, type Database, runWrite } from './sqlite-db.js';
 import { SqliteLeaseLedger } from './sqlite-leases.js';
 import { SqliteSecretRepository } from './sqlite-secrets.js';
+import { SqlitePoolRegistry, watchHome } from './sqlite-pools.js';
+import type { PoolRegistry, StoreWatch, StoreWatcher } from './pools.js';
 import type { LeaseLedger, SecretRepository, Store } from './store.js';
 
 export const AUDIT_HEAD = 'audit_head';
@@ -31,6 +33,7 @@ function decodeAuditPosition(text: string): AuditPosition | undefined {
 export class SqliteStore implements Store {
   readonly secrets: SecretRepository;
   readonly leases: LeaseLedger;
+  readonly pools: PoolRegistry;
 
   private readonly auditKey: Buffer;
   private readonly meta: AuthenticatedMeta;
@@ -47,6 +50,11 @@ export class SqliteStore implements Store {
     this.leases = ledger;
     this.secrets = new SqliteSecretRepository(db, dataKey, macs, this.meta, (id) => ledger.liveLeasesOf(id));
     this.auditKey = auditKey(dataKey);
+    this.pools = new SqlitePoolRegistry(db);
+  }
+
+  watch(watcher: StoreWatcher): Promise<StoreWatch> {
+    return watchHome(this.home, watcher);
   }
 
   auditMac(text: string): string {

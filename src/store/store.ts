@@ -7,6 +7,7 @@
 import type { AuditHead } from '../audit/log.js';
 import type { LeaseChanges, LeaseRecord, LeaseState, NewLease } from '../model/lease.js';
 import type { NewSecret, Secret, SecretContent, SecretMetadata, SecretRef } from '../model/secret.js';
+import type { PoolRegistry, StoreWatch, StoreWatcher } from './pools.js';
 
 export interface SecretSearch {
   /** Paths containing this text (case-insensitive). */
@@ -39,6 +40,10 @@ export interface Store {
   readonly home: string;
   readonly secrets: SecretRepository;
   readonly leases: LeaseLedger;
+  /** The daemons that run, by pool (pools.ts). */
+  readonly pools: PoolRegistry;
+  /** Optional: tells a long-lived process about changes to the ledger made by others (pools.ts). */
+  watch?(watcher: StoreWatcher): Promise<StoreWatch>;
   /** Runs `fn` while holding the store's write lock (the audit log chains its lines under it). */
   exclusive<T>(fn: () => T): T;
   /** HMAC-SHA256 under a key derived from the store's data key (the audit chain). */
