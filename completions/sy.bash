@@ -9,7 +9,7 @@ _sy_spec() {
   _sy_subcommands= _sy_flags= _sy_valued= _sy_args=
   case "$1" in
     'sy')
-      _sy_subcommands='init key secret dynamic daemon run audit config completion'
+      _sy_subcommands='init key secret dynamic daemon pool run audit config completion'
       _sy_flags='-V --version --debug -q --quiet --no-color --no-sweep -h --help'
       _sy_valued=''
       _sy_args=''
@@ -136,8 +136,20 @@ _sy_spec() {
       ;;
     'sy daemon')
       _sy_subcommands=''
-      _sy_flags='--interval --pool --once --log-format --reap-interval --debug -q --quiet --no-color --no-sweep -h --help'
-      _sy_valued='--interval --pool --log-format --reap-interval'
+      _sy_flags='--interval --pool --once --log-format --reap-interval --ready-file --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='--interval --pool --log-format --reap-interval --ready-file'
+      _sy_args=''
+      ;;
+    'sy pool')
+      _sy_subcommands='list'
+      _sy_flags='-h --help'
+      _sy_valued=''
+      _sy_args=''
+      ;;
+    'sy pool list')
+      _sy_subcommands=''
+      _sy_flags='-f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='-f --format --filter -o --output'
       _sy_args=''
       ;;
     'sy run')
@@ -286,6 +298,10 @@ _sy_value_source() {
     'sy daemon --pool') _sy_source=text ;;
     'sy daemon --log-format') _sy_source=choices; _sy_words='json text' ;;
     'sy daemon --reap-interval') _sy_source=text ;;
+    'sy daemon --ready-file') _sy_source=text ;;
+    'sy pool list -f'|'sy pool list --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
+    'sy pool list --filter') _sy_source=text ;;
+    'sy pool list -o'|'sy pool list --output') _sy_source=file ;;
     'sy run --path') _sy_source=paths ;;
     'sy run --record-uid') _sy_source=text ;;
     'sy run --ttl') _sy_source=text ;;

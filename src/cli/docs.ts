@@ -408,7 +408,13 @@ command. \`--no-sweep\` or \`SY_NO_SWEEP=1\` turn this off; \`sy dynamic sweep\`
     'Daemon',
     `\`sy daemon\` keeps revoking leases on time until it is stopped by SIGTERM or SIGINT. It wakes at
 each expiry and when the store changes, sleeps at most \`--interval\`, and with \`--pool\` revokes only
-the leases of that pool. \`--once\` does one pass and exits.`,
+the leases of that pool. \`--once\` does one pass and exits. While it runs it is a member of its pool
+(every pool without \`--pool\`) in the store's registry, seen every 5 seconds; \`sy pool list\` shows each
+pool with its live daemons, its active leases and its next expiry, and flags a pool with leases and no
+live daemon. \`--ready-file\` is touched after each pass and heartbeat that succeeded and removed at exit,
+for a readiness probe that checks its age. When the store's database cannot be reached the daemon logs
+one line, retries with backoff and logs another when it is back; it exits 4 only when the store was
+tampered with or the key does not open it.`,
   ],
   [
     'Reaper',
