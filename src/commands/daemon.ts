@@ -94,8 +94,6 @@ function textLine(e: DaemonEvent): string {
   switch (e.event) {
     case 'start':
       return `${time} daemon started${e.pool ? ` (pool ${e.pool})` : ' (every pool)'}`;
-    case 'joined':
-      return `${time} joined the pool registry as ${e.member}`;
     case 'store_unreachable':
       return `${time} the store cannot be reached (${e.error}); retrying with backoff`;
     case 'store_reconnected':

@@ -23,7 +23,7 @@ export interface DaemonOptions {
 }
 
 export interface DaemonEvent {
-  event: 'start' | 'joined' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'store_unreachable' | 'store_reconnected' | 'stop';
+  event: 'start' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'store_unreachable' | 'store_reconnected' | 'stop';
   unreachable?: boolean;
   lease_id?: string;
   path?: string;
@@ -33,8 +33,6 @@ export interface DaemonEvent {
   error?: string;
   count?: number;
   pool?: string;
-  /** The daemon's id in the pool registry. */
-  member?: string;
   /** How long the store was unreachable. */
   after_ms?: number;
   /** When the next attempt to reach the store is made. */
@@ -76,7 +74,6 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
   let passOk = false;
   const membership = options.member && !options.once
     ? new PoolMembership(store.pools, { ...options.member, pool: options.pool }, deps.now, {
-      joined: (id) => log({ event: 'joined', member: id, pool: options.pool }),
       beat: () => {
         health.ok();
         if (passOk) options.onHealthy?.();

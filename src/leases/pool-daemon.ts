@@ -61,7 +61,6 @@ export class StoreHealth {
 }
 
 export interface MembershipEvents {
-  joined(id: string): void;
   beat(): void;
   failed(error: unknown): void;
 }
@@ -98,7 +97,6 @@ export class PoolMembership {
     try {
       if (this.id === undefined || !(await this.registry.heartbeat(this.id, this.now()))) {
         this.id = await this.registry.join(this.member, this.now());
-        this.events.joined(this.id);
       }
       this.healthy = true;
       this.events.beat();
