@@ -183,6 +183,21 @@ export function stopCluster(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/**
+ * Stops the cluster's server (fast: sessions are ended, as in a restart by its operator)
+ * and starts it again on the same port after `downMs`: for tests of what survives the
+ * store's database restarting. Resolves when it accepts connections again.
+ */
+export async function restartCluster(dir: string, downMs = 0): Promise<{ stoppedAt: number; startedAt: number }> {
+  const data = join(dir, 'data');
+  const bin = readFileSync(join(dir, BIN_FILE), 'utf8');
+  await asPostgresAsync(join(bin, 'pg_ctl'), ['stop', '-D', data, '-m', 'fast', '-w', '-t', '60']);
+  const stoppedAt = Date.now();
+  if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+  await asPostgresAsync(join(bin, 'pg_ctl'), ['start', '-D', data, '-l', serverLogOf(dir), '-w', '-t', '60']);
+  return { stoppedAt, startedAt: Date.now() };
+}
+
 /** Clusters left behind by test runs that died before their teardown. */
 function reapAbandonedClusters(): void {
   for (const entry of readdirSync(tmpdir())) {
