@@ -120,7 +120,7 @@ async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], errors: Map<s
   const settled = await deps.store.leases.settleAll(deps.claimant, plans.map((p) => ({ id: p.lease.id, to: p.to, changes: p.changes })));
   // A lease whose claim ran out while this process worked was taken over by another, which
   // records its own outcome: each revocation is in the log once, by the one that settled it.
-  deps.audit.appendAll(
+  await deps.store.audit.append(
     plans.filter((_p, i) => settled[i] !== undefined).map((p) => ({
       action: options.action ?? 'lease.revoke',
       path: p.lease.path,
