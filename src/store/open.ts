@@ -18,7 +18,7 @@ import { secureHome } from './permissions.js';
 import { Census, RecordMac, recordKey, tampered } from './records.js';
 import { AuthenticatedMeta, openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
-import { AUDIT_HEAD, SCHEMA_VERSION, createSchema, migrateToRecordMacs } from './sqlite-schema.js';
+import { AUDIT_HEAD, RECORDS_SCHEMA, SCHEMA_VERSION, createSchema, migrateToPools, migrateToRecordMacs } from './sqlite-schema.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
 import { SqliteStore, type StoreOptions } from './sqlite.js';
 import type { Store } from './store.js';
@@ -146,7 +146,8 @@ async function unlock(home: string, env: KeyEnvironment, ask?: PassphrasePrompt,
     const wrapped = Buffer.from(slot.wrappedKey, 'base64');
     let dataKey = tryOpen(kek.key, wrapped, dataKeyAad(slot.storeId, 2));
     if (dataKey) {
-      if (schema !== SCHEMA_VERSION) throw tampered('its schema version');
+      if (schema === RECORDS_SCHEMA) migrateToPools(db);
+      else if (schema !== SCHEMA_VERSION) throw tampered('its schema version');
     } else {
       dataKey = tryOpen(kek.key, wrapped, dataKeyAad(slot.storeId, 1));
       if (dataKey && schema !== 1) throw tampered('its key slot');

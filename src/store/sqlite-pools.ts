@@ -32,10 +32,7 @@ interface DaemonRow {
   last_seen: number;
 }
 
-/**
- * A store made before the table existed gets it from its first daemon: the table holds
- * nothing authenticated, so no schema version stands in the way.
- */
+/** The table comes with schema 3 (sqlite-schema.ts). */
 export class SqlitePoolRegistry implements PoolRegistry {
   private readonly sql: (text: string) => BetterSqlite3.Statement;
 
@@ -43,14 +40,9 @@ export class SqlitePoolRegistry implements PoolRegistry {
     this.sql = statementCache(db);
   }
 
-  private hasTable(): boolean {
-    return runRead(() => this.sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daemons'").get() !== undefined);
-  }
-
   async join(member: NewPoolMember, now = Date.now()): Promise<string> {
     const id = randomUUID();
     runWrite(this.db, () => {
-      this.db.exec(DAEMONS_SCHEMA);
       this.sql('DELETE FROM daemons WHERE last_seen < ?').run(now - FORGET_MEMBERS_AFTER_MS);
       this.sql('INSERT INTO daemons (id, pool, host, pid, version, started_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(id, member.pool ?? null, member.host, member.pid, member.version, now, now);
@@ -59,17 +51,14 @@ export class SqlitePoolRegistry implements PoolRegistry {
   }
 
   async heartbeat(id: string, now = Date.now()): Promise<boolean> {
-    if (!this.hasTable()) return false;
     return runWrite(this.db, () => this.sql('UPDATE daemons SET last_seen = ? WHERE id = ?').run(now, id).changes === 1);
   }
 
   async leave(id: string): Promise<void> {
-    if (!this.hasTable()) return;
     runWrite(this.db, () => this.sql('DELETE FROM daemons WHERE id = ?').run(id));
   }
 
   async list(): Promise<PoolMember[]> {
-    if (!this.hasTable()) return [];
     const rows = runRead(() => this.sql('SELECT * FROM daemons ORDER BY started_at, id').all() as DaemonRow[]);
     return rows.map((row) => ({
       id: row.id,

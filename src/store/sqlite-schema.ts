@@ -7,6 +7,7 @@ import { LIVE_LEASE_STATES } from '../model/lease.js';
 import { Census, RecordMac, recordKey, shown, tampered } from './records.js';
 import { AuthenticatedMeta, type Database, readMeta, runWrite } from './sqlite-db.js';
 import { LEASE_CENSUS, leaseMac } from './sqlite-leases.js';
+import { DAEMONS_SCHEMA } from './sqlite-pools.js';
 import { SECRET_CENSUS, secretMac, versionMac } from './sqlite-secrets.js';
 
 /** The SQLite store's tables, and the migrations of stores that older versions of sy made. */
@@ -14,11 +15,14 @@ import { SECRET_CENSUS, secretMac, versionMac } from './sqlite-secrets.js';
 /**
  * 1: sealed payloads, plain index columns. 2: every row carries a MAC of its values
  * (`mac`), the census of live leases and of secrets and the audit log's head are kept in
- * meta, authenticated too. Stores of version 1 are migrated when opened with the key.
+ * meta, authenticated too. 3: the pool registry's `daemons` table (plain rows, see
+ * pools.ts). Stores of older versions are migrated when opened with the key.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+/** The schema whose records (MACs, censuses, key slot) the current one keeps: 3 added a table only. */
+export const RECORDS_SCHEMA = 2;
 
-const SCHEMA = `
+const SCHEMA = `${DAEMONS_SCHEMA}
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -81,6 +85,19 @@ export function createSchema(db: Database): void {
 }
 
 
+/**
+ * Schema 2 to 3: the pool registry's table. It holds nothing authenticated, so the records
+ * stay as they are; a schema set back to 2 by someone without the key only has the table
+ * made again (if missing) and the version put back.
+ */
+export function migrateToPools(db: Database): void {
+  runWrite(db, () => {
+    if (Number(readMeta(db, 'schema_version')) >= 3) return; // another process got there first
+    db.exec(DAEMONS_SCHEMA);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
+  });
+}
+
 /** The meta row that records where the audit log ends (a FilePosition, authenticated). */
 export const AUDIT_HEAD = 'audit_head';
 
@@ -128,6 +145,7 @@ export function migrateToRecordMacs(db: Database, options: { dataKey: Buffer; st
       if ((LIVE_LEASE_STATES as readonly string[]).includes(row.state)) live.add(mac);
     }
 
+    db.exec(DAEMONS_SCHEMA);
     meta.writeCensus(SECRET_CENSUS, secrets);
     meta.writeCensus(LEASE_CENSUS, live);
     meta.write(AUDIT_HEAD, encodeAuditPosition(legacyAuditHead(db, options.dataKey, options.home)));
