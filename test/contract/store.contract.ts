@@ -3,11 +3,13 @@
  * runs it against the store the harness opens (test/contract/sqlite.test.ts for SQLite).
  * It covers every method of secrets, leases and audit, and info(); compare-and-set races
  * and claims across two handles; concurrent writers; rows and logs edited without the key;
- * the audit chain. Nothing in it knows the engine: what is specific to one is the harness's.
+ * the audit chain; the pool registry and the optional watch. Nothing in it knows the
+ * engine: what is specific to one is the harness's.
  */
 import { describeAudit } from './audit.contract.js';
 import { Fixture, type StoreHarness, newSecret } from './fixture.js';
 import { describeLeases } from './leases.contract.js';
+import { describePools } from './pools.contract.js';
 import { describeRaces } from './races.contract.js';
 import { describeSecrets } from './secrets.contract.js';
 import { describeTamper } from './tamper.contract.js';
@@ -64,5 +66,6 @@ export function describeStoreContract(name: string, harness: StoreHarness): void
     describeAudit(fx);
     describeRaces(fx);
     describeTamper(fx);
+    describePools(fx);
   });
 }
