@@ -98,6 +98,19 @@ describe('the SQLite store', () => {
     expect(await opened.store.audit.verify()).toMatchObject({ ok: true, lines: 2 });
   });
 
+  test('a schema-2 store (before the pool registry) gets its daemons table at open, every record kept', async () => {
+    const secret = await opened.store.secrets.create({ path: 'app:kept', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
+    await opened.store.close();
+    const db = new Sqlite(join(opened.home, 'sy.db'));
+    db.exec("DROP TABLE daemons; UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+    db.close();
+    const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
+    expect(await again.secrets.get({ id: secret.id })).toEqual(secret);
+    const id = await again.pools.join({ pool: 'p', host: 'h', pid: 1, version: 'v' });
+    expect((await again.pools.list()).map((m) => m.id)).toEqual([id]);
+    expect((await again.info()).schemaVersion).toBe(3);
+  });
+
   test('a store copied into another directory without its log starts a new one there, saying which came before', async () => {
     await opened.store.audit.append([{ action: 'one', outcome: 'success' }, { action: 'two', outcome: 'success' }]);
     const previous = await opened.store.audit.head();
