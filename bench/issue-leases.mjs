@@ -9,7 +9,10 @@
 // transaction/statement instead of one process and one commit each, because creating roles
 // one by one costs ~40 ms each here and the sweep, not the creation, is what is measured.
 //
-//   SY_HOME=... SY_MASTER_KEY=... node bench/issue-leases.mjs --path P --count N [--ttl 2]
+// With --spread S the expiries are spread evenly over S seconds after the TTL; with --ids
+// the output lists each lease's id and expiry (milliseconds), for measuring delays.
+//
+//   SY_HOME=... (or SY_STORE=...) SY_MASTER_KEY=... node bench/issue-leases.mjs --path P --count N [--ttl 2] [--spread S] [--ids]
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -20,14 +23,15 @@ const { values } = parseArgs({
     count: { type: 'string', default: '1' },
     ttl: { type: 'string', default: '2' },
     chunk: { type: 'string', default: '100' },
+    spread: { type: 'string', default: '0' },
+    ids: { type: 'boolean', default: false },
   },
 });
-const home = process.env.SY_HOME;
-if (!home || !process.env.SY_MASTER_KEY || !values.path) throw new Error('set SY_HOME, SY_MASTER_KEY and --path');
+if (!(process.env.SY_HOME || process.env.SY_STORE) || !process.env.SY_MASTER_KEY || !values.path) throw new Error('set SY_HOME or SY_STORE, SY_MASTER_KEY and --path');
 const dist = (file) => new URL(`../dist/${file}`, import.meta.url).href;
-const { openStore } = await import(dist('store/open.js'));
+const { openBenchStore, inBatch } = await import(new URL('./store.mjs', import.meta.url).href);
 const { parseBaseConnection, parseDynamicRecipe } = await import(dist('secrets/validate.js'));
-const { engineOfType } = await import(dist('targets/engines.js'));
+const { engineOfType } = await import(dist('model/engines.js'));
 const { newUserName, newPassword } = await import(dist('targets/names.js'));
 const { targetLabel } = await import(dist('leases/connection.js'));
 const { REAP_GRACE_MS } = await import(dist('leases/deps.js'));
@@ -35,15 +39,11 @@ const { REAP_GRACE_MS } = await import(dist('leases/deps.js'));
 const count = Number(values.count);
 const chunk = Number(values.chunk);
 const started = Date.now();
-const store = await openStore(home, { SY_MASTER_KEY: process.env.SY_MASTER_KEY });
-
-async function inOneTransaction(make) {
-  const pending = [];
-  store.exclusive(() => make(pending));
-  await Promise.all(pending);
-}
+const store = await openBenchStore();
+const stores = store.kind === 'sqlite' ? [store] : [store, ...(await Promise.all([1, 2, 3].map(() => openBenchStore())))];
 
 let lastExpiry = 0;
+let leases = [];
 try {
   const secret = await store.secrets.get({ path: values.path });
   if (!secret) throw new Error(`no secret at ${values.path}`);
@@ -52,27 +52,24 @@ try {
   const connection = parseBaseConnection(base.attributes, base.data);
   const recipe = parseDynamicRecipe(secret.attributes, secret.data, engine);
   const createdAt = Date.now();
-  const expiresAt = createdAt + Number(values.ttl) * 1000;
+  const spreadMs = Number(values.spread) * 1000;
   const maxExpiresAt = createdAt + recipe.maxTtl * 1000;
-  lastExpiry = expiresAt;
-  const leases = Array.from({ length: count }, () => ({
+  leases = Array.from({ length: count }, (_, i) => ({
     id: randomUUID(),
+    expiresAt: createdAt + Number(values.ttl) * 1000 + (count > 1 ? Math.round((spreadMs * i) / (count - 1)) : 0),
     username: newUserName(engine, new Date(maxExpiresAt + REAP_GRACE_MS), recipe.userPrefix),
     password: newPassword(),
   }));
+  lastExpiry = Math.max(...leases.map((l) => l.expiresAt));
   const target = targetLabel(connection);
 
   // 1. Intents, as sy records them before a user exists.
   for (let i = 0; i < count; i += 1000) {
-    await inOneTransaction((pending) => {
-      for (const lease of leases.slice(i, i + 1000)) {
-        pending.push(store.leases.recordIntent({
-          id: lease.id, secretId: secret.id, baseId: base.id, path: secret.path, pool: recipe.pool, engine, target,
-          username: lease.username, createdAt, expiresAt, maxExpiresAt, ownerPid: process.pid, ownerHost: hostname(),
-          revocation: { connection: { ...connection }, revocationStatements: recipe.revocationStatements },
-        }));
-      }
-    });
+    await inBatch(stores, leases.slice(i, i + 1000).map((lease) => (s) => s.leases.recordIntent({
+      id: lease.id, secretId: secret.id, baseId: base.id, path: secret.path, pool: recipe.pool, engine, target,
+      username: lease.username, createdAt, expiresAt: lease.expiresAt, maxExpiresAt, ownerPid: process.pid, ownerHost: hostname(),
+      revocation: { connection: { ...connection }, username: lease.username, revocationStatements: recipe.revocationStatements },
+    })));
   }
 
   // 2. The users.
@@ -84,7 +81,7 @@ try {
     await client.connect();
     const id = pg.escapeIdentifier;
     const lit = pg.escapeLiteral;
-    const until = new Date(expiresAt).toISOString();
+    const until = new Date(lastExpiry).toISOString();
     for (let i = 0; i < count; i += chunk) {
       const statements = ['BEGIN'];
       for (const { username, password } of leases.slice(i, i + chunk)) {
@@ -122,11 +119,10 @@ try {
 
   // 3. Active, as sy marks them once the user exists.
   for (let i = 0; i < count; i += 1000) {
-    await inOneTransaction((pending) => {
-      for (const lease of leases.slice(i, i + 1000)) pending.push(store.leases.transition(lease.id, ['intent'], 'active'));
-    });
+    await inBatch(stores, leases.slice(i, i + 1000).map((lease) => (s) => s.leases.transition(lease.id, ['intent'], 'active')));
   }
 } finally {
-  store.close();
+  for (const s of stores) await s.close();
 }
-process.stdout.write(`${JSON.stringify({ issued: count, lastExpiry, ms: Date.now() - started })}\n`);
+const listed = values.ids ? { leases: leases.map((l) => [l.id, l.expiresAt]) } : {};
+process.stdout.write(`${JSON.stringify({ issued: count, lastExpiry, ms: Date.now() - started, ...listed })}\n`);
