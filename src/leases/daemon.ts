@@ -75,13 +75,15 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
   const membership = options.member && !options.once
     ? new PoolMembership(store.pools, { ...options.member, pool: options.pool }, deps.now, {
       beat: () => {
-        health.ok();
+        // Back: the main loop need not sleep out its backoff.
+        if (health.ok()) waker.poke();
         if (passOk) options.onHealthy?.();
       },
       failed: (error) => {
         // A fatal error ends the daemon from its main loop; a lost store is retried there too.
+        passOk = false;
         if (isFatalStoreError(error)) waker.fail(error);
-        else health.failed(error);
+        else health.lost(error);
       },
     })
     : undefined;

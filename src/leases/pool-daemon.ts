@@ -16,9 +16,14 @@ export function isFatalStoreError(error: unknown): boolean {
 
 export const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
-/** The first retry after the store was lost, doubled up to the cap, each with some jitter. */
-const FIRST_RETRY_MS = 250;
-const MAX_RETRY_MS = 5_000;
+/**
+ * The first retry after the store was lost, doubled up to the cap, each with some jitter.
+ * The cap is short: a store's database that restarts is back within seconds, and leases
+ * that expired meanwhile are waiting; one connection attempt every two seconds per daemon
+ * costs the database nothing while it is away.
+ */
+const FIRST_RETRY_MS = 200;
+const MAX_RETRY_MS = 2_000;
 
 /** What StoreHealth logs (a subset of the daemon's events). */
 export type HealthEvent =
@@ -27,7 +32,7 @@ export type HealthEvent =
 
 /**
  * Whether the store answers. It logs one line when the store is lost and one when it is
- * back, however many attempts fail in between, and spaces the attempts with a backoff.
+ * back, however many attempts fail in between, and spaces the passes with a backoff.
  */
 export class StoreHealth {
   private downSince: number | undefined;
@@ -42,21 +47,28 @@ export class StoreHealth {
     return this.downSince !== undefined;
   }
 
-  /** Returns how long to wait before the next attempt. */
+  /** A pass failed: returns how long to wait before the next one. */
   failed(error: unknown): number {
     const wait = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** this.attempts) * (0.75 + Math.random() / 2);
     this.attempts++;
-    if (this.downSince === undefined) {
-      this.downSince = this.now();
-      this.log({ event: 'store_unreachable', error: errorText(error), retry_ms: Math.round(wait) });
-    }
+    this.lost(error, wait);
     return wait;
   }
 
-  ok(): void {
-    if (this.downSince !== undefined) this.log({ event: 'store_reconnected', after_ms: this.now() - this.downSince });
+  /** Something besides a pass (a heartbeat) found the store away: said once, with no effect on the backoff. */
+  lost(error: unknown, retryMs = FIRST_RETRY_MS): void {
+    if (this.downSince !== undefined) return;
+    this.downSince = this.now();
+    this.log({ event: 'store_unreachable', error: errorText(error), retry_ms: Math.round(retryMs) });
+  }
+
+  /** The store answered; true when it had been away. */
+  ok(): boolean {
+    const wasDown = this.downSince !== undefined;
+    if (wasDown) this.log({ event: 'store_reconnected', after_ms: this.now() - this.downSince! });
     this.downSince = undefined;
     this.attempts = 0;
+    return wasDown;
   }
 }
 
@@ -161,7 +173,8 @@ export class Waker {
     if (this.fatal !== undefined) throw this.fatal;
   }
 
-  private poke(): void {
+  /** Ends the current sleep (or the next one) early. */
+  poke(): void {
     this.pending = true;
     this.wake?.();
   }

@@ -90,5 +90,5 @@ export async function unattendedPoolWarning(store: Store, pool: string, now: num
 }
 
 function isSharedStore(store: Store): boolean {
-  return (store as { kind?: string }).kind === 'postgresql';
+  return store.kind === 'postgresql';
 }
