@@ -30,7 +30,7 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
   try {
     await runDaemon(
       deps,
-      { intervalMs, reapEveryMs, pool: flags.pool, once: Boolean(flags.once), signal: controller.signal, watchDir: ctx.home() },
+      { intervalMs, reapEveryMs, pool: flags.pool, once: Boolean(flags.once), signal: controller.signal, watchDir: deps.store.kind === 'sqlite' ? ctx.home() : undefined },
       (event) => ctx.io.stdout.write(`${format === 'json' ? JSON.stringify({ time: new Date().toISOString(), ...event }) : textLine(event)}\n`),
     );
   } finally {
