@@ -7,8 +7,8 @@ import { processStreams, type IOStreams } from './io/streams.js';
  * The entry point: parses, runs, and holds the only top-level catch. It is the one place
  * that turns an error into an exit status; commands only throw.
  */
-/** Commands that sweep on their own terms. */
-const NO_PRE_SWEEP = new Set(['sweep', 'daemon', 'init']);
+/** Commands that sweep on their own terms, or must read the store as it is (`store copy`). */
+const NO_PRE_SWEEP = new Set(['sweep', 'daemon', 'init', 'copy']);
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   // Everything sy creates (store, WAL, audit log, --output files) is private to the user.

@@ -476,6 +476,10 @@ ISO-8601 UTC.
 
 const ENVIRONMENT: [string, string][] = [
   ['`SY_HOME`', 'The directory of the store and the audit log. See FILES for the default.'],
+  [
+    '`SY_STORE`',
+    'A `postgresql://` URL: the whole store (secrets, leases, audit log) lives in that database instead, shared by every machine with the URL and the key. TLS settings go in the URL (`sslmode=verify-full&sslrootcert=`{file}). Unset: the SQLite store in `SY_HOME`.',
+  ],
   ['`SY_MASTER_KEY`', 'Base64 of a 32-byte key that opens the store (for containers: from a Kubernetes secret). `sy key generate` prints a fresh one.'],
   ['`SY_MASTER_KEY_FILE`', 'A file holding that key.'],
   ['`SY_PASSPHRASE`', 'A passphrase the key is derived from.'],
