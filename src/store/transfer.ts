@@ -10,7 +10,7 @@ import { LIVE_LEASE_STATES, type LeaseState } from '../model/lease.js';
 import type { SecretKind } from '../model/secret.js';
 import type { KeySlot } from './key-slot.js';
 import { usageError } from '../errors.js';
-import { Census, RecordMac, recordKey, shown, tampered } from './records.js';
+import { Census, RecordMac, recordKey, shown, tampered as recordTampered } from './records.js';
 import { LEASE_COLUMNS, leaseMac } from './sqlite-leases.js';
 import { SECRET_COLUMNS, VERSION_COLUMNS, secretMac, versionMac } from './sqlite-secrets.js';
 
@@ -99,7 +99,8 @@ const pick = <R extends object, C extends keyof R>(row: R, names: readonly C[]):
  * 1..current, and the secrets and live leases are what their censuses say: a tampered store
  * is refused (exit 4) rather than copied, since the copy would make its rows valid again.
  */
-export function checkedDump(raw: RawStore): StoreDump {
+export function checkedDump(raw: RawStore, restore = 'SY_HOME'): StoreDump {
+  const tampered = (record: string) => recordTampered(record, restore);
   const macs = new RecordMac(recordKey(raw.dataKey), raw.slot.storeId);
   const secretCensus = new Census();
   const secrets = new Map<string, StoreDump['secrets'][number]>();

@@ -11,10 +11,9 @@ import {
   verifyChain,
 } from '../../audit/chain.js';
 import { type SyError, storeError } from '../../errors.js';
-import { tampered } from '../records.js';
 import type { AuditTrail, AuditVerifyResult } from '../store.js';
 import type { Sql, StoreConnection } from './connection.js';
-import { AUDIT_HEAD, type PgMeta } from './meta.js';
+import { AUDIT_HEAD, type PgMeta, tampered } from './meta.js';
 
 const HEAD_WHAT = "the audit log's end";
 

@@ -11,11 +11,11 @@ import {
   type NewLease,
 } from '../../model/lease.js';
 import { storeError } from '../../errors.js';
-import { Census, type RecordMac, shown, tampered } from '../records.js';
+import { Census, type RecordMac, shown } from '../records.js';
 import { LEASE_COLUMNS, leaseMac } from '../sqlite-leases.js';
 import type { DueQuery, LeaseLedger, LeaseQuery } from '../store.js';
 import type { Sql, StoreConnection } from './connection.js';
-import { LEASE_CENSUS, type PgMeta } from './meta.js';
+import { LEASE_CENSUS, type PgMeta, tampered } from './meta.js';
 
 export interface LeaseRow {
   id: string;

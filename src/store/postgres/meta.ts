@@ -1,5 +1,9 @@
-import { Census, type RecordMac, tampered } from '../records.js';
+import type { SyError } from '../../errors.js';
+import { Census, type RecordMac, tampered as recordTampered } from '../records.js';
 import type { Sql } from './connection.js';
+
+/** A record of the PostgreSQL store changed without the key (exit 4): its database is what to restore. */
+export const tampered = (record: string): SyError => recordTampered(record, 'the store database');
 
 /** The meta rows every initialised store has; each but the key slot is authenticated. */
 export const KEYSLOT = 'keyslot';

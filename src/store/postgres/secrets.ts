@@ -3,11 +3,11 @@ import { usageError } from '../../errors.js';
 import { open, seal } from '../../keys/crypto.js';
 import type { NewSecret, Secret, SecretContent, SecretKind, SecretMetadata, SecretRef } from '../../model/secret.js';
 import { nowIso } from '../../util/time.js';
-import { Census, type RecordMac, shown, tampered } from '../records.js';
+import { Census, type RecordMac, shown } from '../records.js';
 import { SECRET_COLUMNS, VERSION_COLUMNS, secretMac, versionMac } from '../sqlite-secrets.js';
 import type { DeleteOptions, SecretRepository, SecretSearch } from '../store.js';
 import type { Sql, StoreConnection } from './connection.js';
-import { type PgMeta, SECRET_CENSUS } from './meta.js';
+import { type PgMeta, SECRET_CENSUS, tampered } from './meta.js';
 
 export interface SecretRow {
   id: string;

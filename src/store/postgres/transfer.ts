@@ -35,7 +35,7 @@ export async function dumpPostgres(store: PostgresStore): Promise<StoreDump> {
   }, 'snapshot');
   const verified = verifyChain(raw.audit.lines, auditMac(store.dataKey), raw.audit.head);
   if (!verified.ok) throw auditNotIntact(store.location, verified.firstBad!);
-  return checkedDump(raw);
+  return checkedDump(raw, 'the store database');
 }
 
 export const auditNotIntact = (location: string, bad: { line: number; reason: string }) =>
