@@ -40,6 +40,8 @@ const DEFAULT_PORT = 5432;
 /** The query parameters sy understands (libpq's names); any other is refused rather than ignored. */
 const PARAMETERS = ['host', 'port', 'dbname', 'user', 'password', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'connect_timeout', 'application_name'] as const;
 
+const NO_HOST = 'sy-no-host.invalid';
+
 export const isStoreUrl = (value: string): boolean => /^postgres(ql)?:\/\//i.test(value);
 
 export function parseStoreUrl(text: string, variable = 'SY_STORE'): StoreUrl {
@@ -48,8 +50,9 @@ export function parseStoreUrl(text: string, variable = 'SY_STORE'): StoreUrl {
   if (!isStoreUrl(text)) throw bad('it must start with postgresql://');
   let url: URL;
   try {
-    // A scheme WHATWG does not know: no default port to drop, no host rewritten.
-    url = new URL(text);
+    // A scheme WHATWG does not know: no default port to drop, no host rewritten. It wants a
+    // host after a user name, which libpq does not (postgresql://user@/db?host=/socket/dir).
+    url = new URL(text.replace(/^(postgres(?:ql)?:\/\/[^/?#@]*@)(?=[/?#]|$)/i, `$1${NO_HOST}`));
   } catch {
     throw bad('it cannot be parsed');
   }
@@ -66,7 +69,7 @@ export function parseStoreUrl(text: string, variable = 'SY_STORE'): StoreUrl {
       throw bad(`its ${what} is not percent-encoded correctly`);
     }
   };
-  const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const hostname = url.hostname === NO_HOST ? '' : url.hostname.replace(/^\[(.*)\]$/, '$1');
   const host = query.get('host') ?? (hostname === '' ? 'localhost' : decode(hostname, 'host').toLowerCase());
   if (host.includes(',')) throw bad('sy connects to one host, not a list');
   const portText = query.get('port') ?? url.port;
