@@ -53,7 +53,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   } catch (error) {
     return report(error, io, await paint(io.colorEnabled));
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }
 

@@ -9,7 +9,6 @@ import { createSpinner, type Spinner } from '../io/spinner.js';
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { AuditEvent, AuditLog } from '../audit/log.js';
 import { SyError, usageError } from '../errors.js';
 
 /** Output flags shared by every command that prints data. */
@@ -30,16 +29,14 @@ export interface Context {
   autoSweep: boolean;
   home(): string;
   store(): Promise<Store>;
-  /** Runs a change to the store and records it, success or failure, in the audit log. */
-  audited<T>(event: Omit<AuditEvent, 'outcome' | 'error'>, operation: (store: Store) => Promise<T>): Promise<T>;
-  /** The store, audit log, target connector and spinner that lease operations use. */
+  /** The store, target connector and spinner that lease operations use. */
   leaseDeps(): Promise<LeaseDeps>;
   print(printable: Printable, flags: OutputFlags): Promise<void>;
   /** Stops the spinner before a child process takes over the terminal. */
   stopSpinner(): void;
   /** The status to exit with when a command succeeds but wants another code (`sy run`). */
   exitCode?: number;
-  close(): void;
+  close(): Promise<void>;
 }
 
 /** The sweep before each command: at most this long, with short connect timeouts. */
@@ -54,25 +51,14 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
   let spinner: Spinner | undefined;
   let deps: Promise<LeaseDeps> | undefined;
 
-  let audit: Promise<AuditLog> | undefined;
-  const auditFor = (s: Store): Promise<AuditLog> =>
-    (audit ??= import('../audit/log.js').then(({ AuditLog, defaultActor }) =>
-      new AuditLog(s.home, defaultActor(env), (fn) => s.exclusive(fn), (text) => s.auditMac(text), s.auditHead)));
-
-  /** The audit log, refused (exit 4) before anything is done if the next append would be refused. */
-  const checkedAudit = async (s: Store): Promise<AuditLog> => {
-    const log = await auditFor(s);
-    log.check();
-    return log;
-  };
-
   const buildDeps = async (s: Store): Promise<LeaseDeps> => {
     const { connectTarget } = await import('../targets/connect.js');
+    // The audit log is refused (exit 4) before anything is done if the next append would be refused.
+    await s.audit.check();
     spinner ??= createSpinner(io);
     const progress = spinner;
     return {
       store: s,
-      audit: await checkedAudit(s),
       connect: connectTarget,
       now: Date.now,
       progress: (text: string) => progress.update(text),
@@ -116,26 +102,15 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     autoSweep: env.SY_NO_SWEEP !== '1',
     home: () => checkedHome(resolveHome(env), env.SY_HOME ? 'SY_HOME' : 'The store directory'),
     store() {
-      store ??= import('../store/open.js')
-        .then(({ openStore }) => withPassphraseTries(io, (ask) => openStore(ctx.home(), env, ask, (text) => io.warn(`sy: ${text}`))))
+      store ??= Promise.all([import('../store/open.js'), import('../audit/actor.js')])
+        .then(([{ openStore }, { defaultActor }]) =>
+          withPassphraseTries(io, (ask) => openStore(ctx.home(), env, { ask, actor: defaultActor(env), warn: (text) => io.warn(`sy: ${text}`) })))
         .then(async (s) => {
           opened = s;
           if (ctx.autoSweep) await preSweep(s);
           return s;
         });
       return store;
-    },
-    async audited(event, operation) {
-      const s = await ctx.store();
-      const log = await checkedAudit(s);
-      try {
-        const result = await operation(s);
-        log.append({ ...event, outcome: 'success' });
-        return result;
-      } catch (error) {
-        if (error instanceof SyError) log.append({ ...event, outcome: 'failure', error: error.message });
-        throw error;
-      }
     },
     async leaseDeps() {
       const s = await ctx.store();
@@ -163,9 +138,9 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     stopSpinner() {
       spinner?.stop();
     },
-    close() {
+    async close() {
       spinner?.stop();
-      opened?.close();
+      await opened?.close();
     },
   };
   return ctx;

@@ -19,12 +19,14 @@ export function parseKeySource(value: string | undefined, flag: string): KeySour
 /** `sy init`: creates the store in SY_HOME and says where its key lives. */
 export async function initCommand(ctx: Context, options: InitOptions) {
   const { initStore } = await import('../store/open.js');
+  const { defaultActor } = await import('../audit/actor.js');
   const result = await initStore(ctx.home(), ctx.env, {
     source: parseKeySource(options.keySource, '--key-source'),
     ask: passphrasePrompt(ctx.io),
-    notice: (text) => ctx.io.warn(`sy: ${text}`),
+    actor: defaultActor(ctx.env),
+    warn: (text) => ctx.io.warn(`sy: ${text}`),
   });
-  result.store.close();
+  await result.store.close();
   const summary = { home: result.home, store_id: result.storeId, key_source: result.keySource };
   await ctx.print({ value: summary, table: () => keyValueTable(summary) }, options);
   return summary;

@@ -1,12 +1,11 @@
-import type { AuditLog } from '../audit/log.js';
 import type { BaseConnection } from '../model/secret.js';
 import type { Store } from '../store/store.js';
 import type { ConnectOptions, Target } from '../targets/target.js';
 
 /** What the lease operations need; tests pass their own clock or target connector. */
 export interface LeaseDeps {
+  /** The store, whose audit log records every change to a lease. */
   store: Store;
-  audit: AuditLog;
   connect(connection: BaseConnection, options: ConnectOptions): Promise<Target>;
   now(): number;
   /** Progress for spinners ("Creating user on host:port"); never printed by this layer. */

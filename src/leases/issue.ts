@@ -86,7 +86,7 @@ export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?:
     });
   } catch (error) {
     await settleFailedCreate(deps, leaseId, client, username, { revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo }, error);
-    deps.audit.append({ action: 'lease.create', ...audit, outcome: 'failure', error: errorText(error) });
+    await deps.store.audit.append([{ action: 'lease.create', ...audit, outcome: 'failure', error: errorText(error) }]);
     throw error;
   } finally {
     await client?.close().catch(() => undefined);
@@ -95,10 +95,10 @@ export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?:
   const active = await store.leases.transition(leaseId, ['intent'], 'active');
   if (!active) {
     // A sweep decided the intent was abandoned while we worked: the user is being dropped.
-    deps.audit.append({ action: 'lease.create', ...audit, outcome: 'failure', error: 'the intent was swept before it completed' });
+    await deps.store.audit.append([{ action: 'lease.create', ...audit, outcome: 'failure', error: 'the intent was swept before it completed' }]);
     throw failed('lease_swept', 'The lease was revoked by a concurrent sweep before it was ready; try again.');
   }
-  deps.audit.append({ action: 'lease.create', ...audit, outcome: 'success' });
+  await deps.store.audit.append([{ action: 'lease.create', ...audit, outcome: 'success' }]);
 
   const database = defaultDatabase(connection) ?? firstSchema(recipe.grants) ?? null;
   return {

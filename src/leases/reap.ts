@@ -1,4 +1,4 @@
-import type { AuditEvent } from '../audit/log.js';
+import type { AuditEvent } from '../audit/chain.js';
 import { SyError } from '../errors.js';
 import { kindOf, parseBaseConnection } from '../secrets/validate.js';
 import type { BaseConnection } from '../model/secret.js';
@@ -137,7 +137,7 @@ async function reapServer(
     errors.push({ target: label, db_user: user.username, error, unreachable: false });
   }
   for (const e of errors) events.push({ action: 'reaper.drop', db_user: e.db_user, target: label, outcome: 'failure', error: e.error });
-  if (events.length > 0) deps.audit.appendAll(events);
+  if (events.length > 0) await deps.store.audit.append(events);
   return { reaped, errors };
 }
 

@@ -41,7 +41,7 @@ export async function renewLease(deps: LeaseDeps, leaseId: string, increment?: s
   const expiresAt = Math.min(wanted, lease.maxExpiresAt);
   const audit = { action: 'lease.renew', path: lease.path, lease_id: lease.id, db_user: lease.username, target: lease.target, ttl: Math.round((expiresAt - now) / 1000) };
   if (expiresAt <= lease.expiresAt) {
-    deps.audit.append({ ...audit, ttl: Math.round((lease.expiresAt - now) / 1000), outcome: 'success', detail: { unchanged: true } });
+    await deps.store.audit.append([{ ...audit, ttl: Math.round((lease.expiresAt - now) / 1000), outcome: 'success', detail: { unchanged: true } }]);
     return { lease, capped: expiresAt < wanted, unchanged: true };
   }
 
@@ -52,7 +52,7 @@ export async function renewLease(deps: LeaseDeps, leaseId: string, increment?: s
     client = await deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
     await client.renewUser(lease.username, new Date(expiresAt));
   } catch (error) {
-    deps.audit.append({ ...audit, outcome: 'failure', error: errorText(error) });
+    await deps.store.audit.append([{ ...audit, outcome: 'failure', error: errorText(error) }]);
     const current = await deps.store.leases.get(leaseId);
     if (current && current.state !== 'active') {
       throw failed('lease_not_active', `Lease ${leaseId} was ${current.state} while it was being renewed.`);
@@ -63,10 +63,10 @@ export async function renewLease(deps: LeaseDeps, leaseId: string, increment?: s
   }
   const renewed = await deps.store.leases.transition(leaseId, ['active'], 'active', { expiresAt });
   if (!renewed) {
-    deps.audit.append({ ...audit, outcome: 'failure', error: 'revoked while renewing' });
+    await deps.store.audit.append([{ ...audit, outcome: 'failure', error: 'revoked while renewing' }]);
     throw failed('lease_not_active', `Lease ${leaseId} was revoked while it was being renewed.`);
   }
-  deps.audit.append({ ...audit, outcome: 'success' });
+  await deps.store.audit.append([{ ...audit, outcome: 'success' }]);
   return { lease: renewed, capped: expiresAt < wanted, unchanged: false };
 }
 

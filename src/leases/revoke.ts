@@ -118,7 +118,7 @@ async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], errors: Map<s
     return { lease, to, changes: { attempts, nextAttemptAt: now + retryDelayMs(attempts), lastError: message }, outcome: 'failure' as const, message, error: message, detail: { attempts, state: to } };
   });
   const settled = await deps.store.leases.settleAll(deps.claimant, plans.map((p) => ({ id: p.lease.id, to: p.to, changes: p.changes })));
-  deps.audit.appendAll(
+  await deps.store.audit.append(
     plans.map((p) => ({
       action: options.action ?? 'lease.revoke',
       path: p.lease.path,

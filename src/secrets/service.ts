@@ -1,14 +1,19 @@
-import { notFound, usageError } from '../errors.js';
+import type { AuditEvent } from '../audit/chain.js';
+import { SyError, notFound, usageError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { Secret, SecretContent, SecretMetadata } from '../model/secret.js';
-import { canonicalPath, newSecretPath } from './path.js';
+import { canonicalPath, newSecretPath, refName } from './path.js';
 import type { SecretRef } from '../model/secret.js';
 import { checkFieldNames, isObject, kindOf, linkedBasePath, parseBaseConnection, parseDynamicRecipe } from './validate.js';
 import type { Attributes, BaseConnection, DynamicRecipe, SecretData, SecretKind } from '../model/secret.js';
 import { engineOfType } from '../model/engines.js';
 import type { RecipeVerdict } from './verify.js';
 
-/** Secret operations: validation, versions and links. They return data and never print. */
+/**
+ * Secret operations: validation, versions and links. They return data and never print.
+ * Each change is recorded in the store's audit log, success or failure, as the lease
+ * operations record theirs.
+ */
 
 export interface Checked {
   kind: SecretKind;
@@ -75,11 +80,29 @@ async function checkOnServer(path: string, checked: CheckedContent, check: Recip
   throw usageError('recipe_not_grantable', verdict.problems[0], hint);
 }
 
+/**
+ * Runs a change and records it. A log that the append would refuse (exit 4) is refused
+ * before anything is done: a change must not happen that could not then be recorded.
+ */
+async function audited<T>(store: Store, event: Omit<AuditEvent, 'outcome' | 'error'>, operation: () => Promise<T>): Promise<T> {
+  await store.audit.check();
+  try {
+    const result = await operation();
+    await store.audit.append([{ ...event, outcome: 'success' }]);
+    return result;
+  } catch (error) {
+    if (error instanceof SyError) await store.audit.append([{ ...event, outcome: 'failure', error: error.message }]);
+    throw error;
+  }
+}
+
 export async function createSecret(store: Store, path: string, content: SecretContent, check?: RecipeCheck): Promise<Written> {
-  const canonical = newSecretPath(path);
-  const { dynamic, ...checked } = await checkContent(store, content.attributes, content.data);
-  const warnings = await checkOnServer(canonical, { ...checked, dynamic }, check);
-  return { secret: await store.secrets.create({ ...content, path: canonical, ...checked }), warnings };
+  return audited(store, { action: 'secret.create', path }, async () => {
+    const canonical = newSecretPath(path);
+    const { dynamic, ...checked } = await checkContent(store, content.attributes, content.data);
+    const warnings = await checkOnServer(canonical, { ...checked, dynamic }, check);
+    return { secret: await store.secrets.create({ ...content, path: canonical, ...checked }), warnings };
+  });
 }
 
 export async function getSecret(store: Store, ref: SecretRef, version?: number): Promise<Secret> {
@@ -111,6 +134,10 @@ export interface SecretChange {
  * recipe however many retries it takes.
  */
 export async function updateSecret(store: Store, ref: SecretRef, change: SecretChange, check?: RecipeCheck): Promise<Written> {
+  return audited(store, { action: 'secret.update', path: refName(ref) }, () => tryUpdate(store, ref, change, check));
+}
+
+async function tryUpdate(store: Store, ref: SecretRef, change: SecretChange, check?: RecipeCheck): Promise<Written> {
   let warnings: string[] = [];
   let checkedRecipe: string | undefined;
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -136,6 +163,10 @@ export async function updateSecret(store: Store, ref: SecretRef, change: SecretC
 }
 
 export async function rollbackSecret(store: Store, ref: SecretRef, version?: number): Promise<Secret> {
+  return audited(store, { action: 'secret.rollback', path: refName(ref) }, () => tryRollback(store, ref, version));
+}
+
+async function tryRollback(store: Store, ref: SecretRef, version?: number): Promise<Secret> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const current = await getSecret(store, ref);
     const wanted = version ?? current.version - 1;
@@ -174,9 +205,11 @@ export function mergePatch(target: Record<string, unknown>, patch: Record<string
 }
 
 export async function deleteSecret(store: Store, ref: SecretRef, force: boolean): Promise<Secret> {
-  const secret = await getSecret(store, ref);
-  await store.secrets.delete(secret.id, { force });
-  return secret;
+  return audited(store, { action: 'secret.delete', path: refName(ref) }, async () => {
+    const secret = await getSecret(store, ref);
+    await store.secrets.delete(secret.id, { force });
+    return secret;
+  });
 }
 
 export async function searchSecrets(store: Store, options: { query?: string; searchLinks: boolean; limit: number }): Promise<SecretMetadata[]> {

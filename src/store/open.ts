@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { EMPTY_LOG } from '../audit/log.js';
+import { EMPTY_LOG, encodeAuditPosition } from '../audit/file-log.js';
 import { storeError, usageError } from '../errors.js';
 import { randomKey, seal, tryOpen } from '../keys/crypto.js';
 import { deleteKeychainKey } from '../keys/keychain.js';
@@ -14,14 +14,14 @@ import {
   keyForOpening,
   newKey,
 } from '../keys/sources.js';
-import { migrateToRecordMacs } from './migrate.js';
 import { secureHome } from './permissions.js';
 import { Census, RecordMac, recordKey, tampered } from './records.js';
-import { AuthenticatedMeta, SCHEMA_VERSION, createSchema, openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
+import { AuthenticatedMeta, openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
+import { AUDIT_HEAD, SCHEMA_VERSION, createSchema, migrateToRecordMacs } from './sqlite-schema.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
-import { AUDIT_HEAD, SqliteStore, encodeAuditPosition } from './sqlite.js';
-import type { Store } from './store.js';
+import { SqliteStore } from './sqlite.js';
+import type { Store, StoreOptions } from './store.js';
 
 export const STORE_FILE = 'sy.db';
 
@@ -39,8 +39,14 @@ interface KeySlot {
  */
 const dataKeyAad = (storeId: string, records: 1 | 2 = 2): string => `sy/data-key/v${records}/${storeId}`;
 
-/** Where notices about SY_HOME (permissions tightened) go; the CLI prints them on stderr. */
-export type Notice = (text: string) => void;
+/**
+ * How a store is opened: who acts (named in the audit log), where warnings go (SY_HOME's
+ * permissions tightened, the audit log not written; the CLI prints them on stderr), and how
+ * to ask for a passphrase.
+ */
+export interface OpenStoreOptions extends StoreOptions {
+  ask?: PassphrasePrompt;
+}
 
 export const storePath = (home: string): string => join(home, STORE_FILE);
 
@@ -54,10 +60,10 @@ export interface InitResult {
 export async function initStore(
   home: string,
   env: KeyEnvironment,
-  options: { source?: KeySourceName; ask?: PassphrasePrompt; notice?: Notice },
+  options: OpenStoreOptions & { source?: KeySourceName },
 ): Promise<InitResult> {
   mkdirSync(home, { recursive: true, mode: 0o700 });
-  secureHome(home, options.notice ?? (() => undefined));
+  secureHome(home, options.warn);
   const file = storePath(home);
   if (existsSync(file)) {
     const db = await openDatabase(file, { create: false });
@@ -86,12 +92,12 @@ export async function initStore(
     if (kek.wrap.type === 'key' && kek.wrap.keychain) await deleteKeychainKey(storeId);
     throw usageError('store_exists', `A store already exists in ${home}.`, 'Another sy init got there first.');
   }
-  return { store: new SqliteStore(home, db, dataKey, storeId), storeId, keySource: kek.source, home };
+  return { store: new SqliteStore(home, db, dataKey, storeId, options), storeId, keySource: kek.source, home };
 }
 
-export async function openStore(home: string, env: KeyEnvironment, ask?: PassphrasePrompt, notice?: Notice): Promise<Store> {
-  const { db, dataKey, slot } = await unlock(home, env, ask, notice);
-  return new SqliteStore(home, db, dataKey, slot.storeId);
+export async function openStore(home: string, env: KeyEnvironment, options: OpenStoreOptions): Promise<Store> {
+  const { db, dataKey, slot } = await unlock(home, env, options.ask, options.warn);
+  return new SqliteStore(home, db, dataKey, slot.storeId, options);
 }
 
 /**
@@ -122,9 +128,9 @@ export async function changeStoreKey(
   }
 }
 
-async function unlock(home: string, env: KeyEnvironment, ask?: PassphrasePrompt, notice?: Notice) {
+async function unlock(home: string, env: KeyEnvironment, ask?: PassphrasePrompt, warn?: (text: string) => void) {
   const file = storePath(home);
-  secureHome(home, notice ?? (() => undefined));
+  secureHome(home, warn ?? (() => undefined));
   if (!existsSync(file)) {
     throw storeError('no_store', `There is no sy store in ${home}.`, 'Run `sy init` to create one, or set SY_HOME.');
   }

@@ -6,70 +6,6 @@ import { Census, type RecordMac, tampered } from './records.js';
 export type Database = BetterSqlite3.Database;
 
 /**
- * 1: sealed payloads, plain index columns. 2: every row carries a MAC of its values
- * (`mac`), the census of live leases and of secrets and the audit log's head are kept in
- * meta, authenticated too. Stores of version 1 are migrated when opened with the key.
- */
-export const SCHEMA_VERSION = 2;
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (
-  key   TEXT PRIMARY KEY,
-  value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS secrets (
-  id              TEXT PRIMARY KEY,
-  path            TEXT NOT NULL UNIQUE,
-  kind            TEXT NOT NULL,
-  linked_path     TEXT,
-  current_version INTEGER NOT NULL,
-  created         TEXT NOT NULL,
-  last_modified   TEXT NOT NULL,
-  mac             BLOB
-);
-CREATE INDEX IF NOT EXISTS secrets_linked_path ON secrets (linked_path) WHERE linked_path IS NOT NULL;
-CREATE TABLE IF NOT EXISTS secret_versions (
-  secret_id TEXT NOT NULL REFERENCES secrets (id) ON DELETE CASCADE,
-  version   INTEGER NOT NULL,
-  created   TEXT NOT NULL,
-  sealed    BLOB NOT NULL,
-  mac       BLOB,
-  PRIMARY KEY (secret_id, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS leases (
-  id             TEXT PRIMARY KEY,
-  secret_id      TEXT NOT NULL,
-  base_id        TEXT NOT NULL,
-  path           TEXT NOT NULL,
-  pool           TEXT NOT NULL,
-  engine         TEXT NOT NULL,
-  target         TEXT NOT NULL,
-  username       TEXT NOT NULL,
-  state          TEXT NOT NULL,
-  created_at     INTEGER NOT NULL,
-  expires_at     INTEGER NOT NULL,
-  max_expires_at INTEGER NOT NULL,
-  attempts       INTEGER NOT NULL DEFAULT 0,
-  next_attempt_at INTEGER,
-  last_error     TEXT,
-  ended_at       INTEGER,
-  owner_pid      INTEGER,
-  owner_host     TEXT,
-  claimant       TEXT,
-  claimed_until  INTEGER,
-  sealed         BLOB NOT NULL,
-  mac            BLOB
-);
-CREATE INDEX IF NOT EXISTS leases_due ON leases (state, expires_at);
-CREATE INDEX IF NOT EXISTS leases_retry ON leases (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS leases_secret ON leases (secret_id, state);
-CREATE INDEX IF NOT EXISTS leases_base ON leases (base_id, state);
-CREATE INDEX IF NOT EXISTS leases_path ON leases (path);
-`;
-
-/** The live states of a lease: a user may exist on the target. */
-
-/**
  * Opens the SQLite file with the settings that make it safe for several processes:
  * WAL so readers never block the writer, FULL sync so a committed intent survives a crash,
  * and a busy timeout so concurrent writers queue instead of failing.
@@ -104,13 +40,6 @@ function nativeBinding(): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-export function createSchema(db: Database): void {
-  runWrite(db, () => {
-    db.exec(SCHEMA);
-    db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SCHEMA_VERSION));
-  });
 }
 
 export function readMeta(db: Database, key: string): string | undefined {

@@ -3,9 +3,17 @@ import { hostname } from 'node:os';
 import { open, seal } from '../keys/crypto.js';
 import { Census, type RecordMac, shown, tampered } from './records.js';
 import { type AuthenticatedMeta, runRead, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
-import { IN_USE_LEASE_STATES, LIVE_LEASE_STATES } from '../model/lease.js';
-import { type DueQuery, type LeaseLedger, type LeaseQuery } from './store.js';
-import { ENDED_LEASE_STATES, type LeaseChanges, type LeaseRecord, type LeaseRevocation, type LeaseState, type NewLease } from '../model/lease.js';
+import {
+  ENDED_LEASE_STATES,
+  IN_USE_LEASE_STATES,
+  LIVE_LEASE_STATES,
+  type LeaseChanges,
+  type LeaseRecord,
+  type LeaseRevocation,
+  type LeaseState,
+  type NewLease,
+} from '../model/lease.js';
+import type { DueQuery, LeaseLedger, LeaseQuery } from './store.js';
 
 type Database = BetterSqlite3.Database;
 

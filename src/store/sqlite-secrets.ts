@@ -2,13 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import { usageError } from '../errors.js';
 import { open, seal } from '../keys/crypto.js';
-import type { SecretRef } from '../model/secret.js';
-import type { SecretKind } from '../model/secret.js';
+import type { NewSecret, Secret, SecretContent, SecretKind, SecretMetadata, SecretRef } from '../model/secret.js';
 import { nowIso } from '../util/time.js';
 import { Census, type RecordMac, shown, tampered } from './records.js';
 import { type AuthenticatedMeta, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
 import type { DeleteOptions, SecretRepository, SecretSearch } from './store.js';
-import type { NewSecret, Secret, SecretContent, SecretMetadata } from '../model/secret.js';
 
 type Database = BetterSqlite3.Database;
 

@@ -1,77 +1,69 @@
-import { createHmac, hkdfSync } from 'node:crypto';
-import type { AuditHead, AuditPosition } from '../audit/log.js';
+import { auditMac } from '../audit/chain.js';
+import { type AuditHead, FileAuditLog, decodeAuditPosition, encodeAuditPosition } from '../audit/file-log.js';
 import { RecordMac, recordKey, tampered } from './records.js';
-import { AuthenticatedMeta, type Database, runWrite } from './sqlite-db.js';
+import { AuthenticatedMeta, type Database, readMeta, runSnapshot, runWrite } from './sqlite-db.js';
 import { SqliteLeaseLedger } from './sqlite-leases.js';
+import { AUDIT_HEAD } from './sqlite-schema.js';
 import { SqliteSecretRepository } from './sqlite-secrets.js';
-import type { LeaseLedger, SecretRepository, Store } from './store.js';
+import type { Store, StoreInfo, StoreOptions } from './store.js';
 
-export const AUDIT_HEAD = 'audit_head';
 const HEAD_WHAT = "the audit log's end";
 
-export const auditKey = (dataKey: Buffer): Buffer => Buffer.from(hkdfSync('sha256', dataKey, Buffer.alloc(0), 'sy/audit/v1', 32));
-
-export function encodeAuditPosition(position: AuditPosition): string {
-  return JSON.stringify({ lines: position.lines, bytes: position.bytes, hash: position.hash, place: position.place });
-}
-
-function decodeAuditPosition(text: string): AuditPosition | undefined {
-  try {
-    const { lines, bytes, hash, place } = JSON.parse(text) as Partial<AuditPosition>;
-    const count = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= -1;
-    if (count(lines) && count(bytes) && typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash) && (place === undefined || typeof place === 'string')) {
-      return { lines, bytes, hash, place };
-    }
-  } catch {
-    // fall through
-  }
-  return undefined;
-}
-
+/** The store in one SQLite file in SY_HOME, its audit log in a file next to it. */
 export class SqliteStore implements Store {
-  readonly secrets: SecretRepository;
-  readonly leases: LeaseLedger;
-
-  private readonly auditKey: Buffer;
-  private readonly meta: AuthenticatedMeta;
+  readonly kind = 'sqlite';
+  readonly location: string;
+  readonly secrets: SqliteSecretRepository;
+  readonly leases: SqliteLeaseLedger;
+  readonly audit: FileAuditLog;
 
   constructor(
     readonly home: string,
     private readonly db: Database,
     dataKey: Buffer,
     storeId: string,
+    options: StoreOptions,
   ) {
+    this.location = home;
     const macs = new RecordMac(recordKey(dataKey), storeId);
-    this.meta = new AuthenticatedMeta(db, macs);
-    const ledger = new SqliteLeaseLedger(db, dataKey, macs, this.meta);
+    const meta = new AuthenticatedMeta(db, macs);
+    const ledger = new SqliteLeaseLedger(db, dataKey, macs, meta);
     this.leases = ledger;
-    this.secrets = new SqliteSecretRepository(db, dataKey, macs, this.meta, (id) => ledger.liveLeasesOf(id));
-    this.auditKey = auditKey(dataKey);
+    this.secrets = new SqliteSecretRepository(db, dataKey, macs, meta, (id) => ledger.liveLeasesOf(id));
+    /**
+     * Where the audit log ends (line count, byte length, last hash), kept in the store and
+     * authenticated: cutting lines off the log, or moving this record, needs the key.
+     */
+    const head: AuditHead = {
+      read: () => {
+        const value = meta.read(AUDIT_HEAD, HEAD_WHAT);
+        const position = value === undefined ? undefined : decodeAuditPosition(value);
+        if (!position) throw tampered(HEAD_WHAT);
+        return position;
+      },
+      write: (position) => meta.write(AUDIT_HEAD, encodeAuditPosition(position)),
+    };
+    this.audit = new FileAuditLog({
+      home,
+      actor: options.actor,
+      // The log chains its lines under the store's write lock, which every process shares.
+      exclusive: (fn) => runWrite(db, fn),
+      mac: auditMac(dataKey),
+      head,
+      warn: options.warn,
+    });
   }
 
-  auditMac(text: string): string {
-    return createHmac('sha256', this.auditKey).update(text).digest('hex');
+  async info(): Promise<StoreInfo> {
+    const counts = runSnapshot(this.db, () => ({
+      schemaVersion: Number(readMeta(this.db, 'schema_version')),
+      secrets: (this.db.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n,
+      secretVersions: (this.db.prepare('SELECT count(*) AS n FROM secret_versions').get() as { n: number }).n,
+    }));
+    return { ...counts, leases: await this.leases.countByState(), auditLines: (await this.audit.head()).lines };
   }
 
-  /**
-   * Where the audit log ends (line count, byte length, last hash), kept in the store and
-   * authenticated: cutting lines off the log, or moving this record, needs the key.
-   */
-  readonly auditHead: AuditHead = {
-    read: () => {
-      const value = this.meta.read(AUDIT_HEAD, HEAD_WHAT);
-      const position = value === undefined ? undefined : decodeAuditPosition(value);
-      if (!position) throw tampered(HEAD_WHAT);
-      return position;
-    },
-    write: (position) => this.meta.write(AUDIT_HEAD, encodeAuditPosition(position)),
-  };
-
-  exclusive<T>(fn: () => T): T {
-    return runWrite(this.db, fn);
-  }
-
-  close(): void {
+  async close(): Promise<void> {
     this.db.close();
   }
 }

@@ -1,10 +1,11 @@
 /**
- * The store behind sy: secrets with versions and the lease ledger. Everything above this
- * interface deals in plaintext records; an implementation seals payloads itself. Methods
- * are asynchronous and each one is atomic on its own, so a shared, networked ledger (a
- * PostgreSQL-backed one for fleets of daemons) can implement the same interface.
+ * The store behind sy: secrets with versions, the lease ledger and the audit log.
+ * Everything above this interface deals in plaintext records; an implementation seals
+ * payloads itself. Methods are asynchronous and each one is atomic on its own, so a shared,
+ * networked store (a PostgreSQL-backed one for fleets of daemons) can implement the same
+ * interface. test/contract/store.contract.ts is the suite every implementation passes.
  */
-import type { AuditHead } from '../audit/log.js';
+import type { AuditEntry, AuditEvent, AuditFilter, AuditPosition, VerifyResult } from '../audit/chain.js';
 import type { LeaseChanges, LeaseRecord, LeaseState, NewLease } from '../model/lease.js';
 import type { NewSecret, Secret, SecretContent, SecretMetadata, SecretRef } from '../model/secret.js';
 
@@ -35,17 +36,63 @@ export interface SecretRepository {
   search(search: SecretSearch): Promise<SecretMetadata[]>;
 }
 
+export type StoreKind = 'sqlite' | 'postgresql';
+
 export interface Store {
-  readonly home: string;
+  readonly kind: StoreKind;
+  /** Where it lives, for messages and `sy store info`: the SY_HOME directory, or the URL without its password. */
+  readonly location: string;
   readonly secrets: SecretRepository;
   readonly leases: LeaseLedger;
-  /** Runs `fn` while holding the store's write lock (the audit log chains its lines under it). */
-  exclusive<T>(fn: () => T): T;
-  /** HMAC-SHA256 under a key derived from the store's data key (the audit chain). */
-  auditMac(text: string): string;
-  /** Where the audit log ends (lines, bytes, last hash); read and written under `exclusive`. */
-  readonly auditHead: AuditHead;
-  close(): void;
+  /** The audit log belongs to the store: one chain, whoever appends to it. */
+  readonly audit: AuditTrail;
+  /** Schema version and counts, for `sy store info`. */
+  info(): Promise<StoreInfo>;
+  close(): Promise<void>;
+}
+
+/** What a store needs from the one who opens it: who acts, and where warnings go. */
+export interface StoreOptions {
+  /** Named in every audit line this handle writes. */
+  actor: string;
+  /** Warnings for the user (the audit log could not be written); the CLI prints them on stderr. */
+  warn: (text: string) => void;
+}
+
+export interface StoreInfo {
+  schemaVersion: number;
+  /** Secrets, not versions. */
+  secrets: number;
+  secretVersions: number;
+  /** Leases per state; states with none are left out. */
+  leases: Record<string, number>;
+  auditLines: number;
+}
+
+export interface AuditVerifyResult extends VerifyResult {
+  /** Where the log was read: the file, or the table. */
+  location: string;
+}
+
+export interface AuditTrail {
+  /**
+   * Refuses (a SyError with exit 4, codes audit_log_*) a log that the next append would
+   * refuse: a command must not change anything it could not then record. Changes nothing.
+   */
+  check(): Promise<void>;
+  /**
+   * Appends the events as consecutive lines of the one chain, serialised across processes
+   * and machines. Time and actor (given when the store was opened) are filled in. A
+   * tampered log throws (exit 4); an I/O failure of a file log only warns through the
+   * `warn` callback given at open: a full disk must not undo the operation it records.
+   */
+  append(events: AuditEvent[]): Promise<void>;
+  /** The entries, oldest first, filtered (`limit`: the last N). */
+  read(filter: AuditFilter): Promise<AuditEntry[]>;
+  /** Recomputes the chain and compares it with the recorded head, and says where it looked. */
+  verify(): Promise<AuditVerifyResult>;
+  /** Where the log ends (lines, hash; bytes for a file log). A tampered log throws (exit 4). */
+  head(): Promise<AuditPosition>;
 }
 
 export interface LeaseQuery {

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import type { AuditEntry } from '../../src/audit/log.js';
+import type { AuditEntry } from '../../src/audit/chain.js';
 import { ROOT, SY_BIN, type SyHome } from './cli.js';
 import { localPgQuery, MARIADB, myAdminQuery, ownPrefix } from './db.js';
 
@@ -198,11 +198,11 @@ export async function ledger<T>(sy: SyHome, fn: (db: BetterSqlite3.Database) => 
 export function changeLease(sy: SyHome, id: string, state: string, changes: { attempts?: number; nextAttemptAt?: number; expiresAt?: number }): void {
   const script = `
     const { openStore } = await import(${JSON.stringify(new URL('dist/store/open.js', `file://${ROOT}/`).href)});
-    const store = await openStore(process.env.SY_HOME, process.env);
+    const store = await openStore(process.env.SY_HOME, process.env, { actor: 'test', warn: () => undefined });
     try {
-      if (!(await store.leases.transition(process.argv[1], [process.argv[2]], process.argv[2], JSON.parse(process.argv[3])))) process.exit(3);
+      if (!(await store.leases.transition(process.argv[1], [process.argv[2]], process.argv[2], JSON.parse(process.argv[3])))) process.exitCode = 3;
     } finally {
-      store.close();
+      await store.close();
     }`;
   execFileSync(process.execPath, ['--input-type=module', '-e', script, id, state, JSON.stringify(changes)], { env: { ...sy.env, PATH: process.env.PATH }, stdio: 'pipe' });
 }

@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import type { Context, OutputFlags } from '../../cli/context.js';
 import { usageError } from '../../errors.js';
-import { AUDIT_FILE, type AuditEntry } from '../../audit/log.js';
-import { readAuditLog } from '../../audit/read.js';
+import type { AuditEntry } from '../../audit/chain.js';
 import { canonicalPath } from '../../secrets/path.js';
 import { parseDuration } from '../../util/duration.js';
 import { localTime } from '../../util/time.js';
@@ -18,7 +16,7 @@ export interface AuditListOptions extends OutputFlags {
 /** `sy audit list`: the audit log, filtered; `--since` takes a time (ISO-8601) or a duration ago (`1h`). */
 export async function auditListCommand(ctx: Context, options: AuditListOptions): Promise<AuditEntry[]> {
   const store = await ctx.store();
-  const entries = readAuditLog(join(store.home, AUDIT_FILE), {
+  const entries = await store.audit.read({
     since: options.since === undefined ? undefined : parseSince(options.since),
     leaseId: options.lease,
     path: options.path === undefined ? undefined : canonicalPath(options.path),

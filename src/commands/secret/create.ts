@@ -25,7 +25,7 @@ export async function createCommand(ctx: Context, positional: string | undefined
     ? fromWizard(ctx, positional, options)
     : fromFlags(ctx, positional, options));
   const check = recipeCheck(ctx, options.verify);
-  const { secret, warnings } = await ctx.audited({ action: 'secret.create', path: wanted.path }, (store) => createSecret(store, wanted.path, wanted, check));
+  const { secret, warnings } = await createSecret(await ctx.store(), wanted.path, wanted, check);
   printWarnings(ctx, warnings);
   const metadata = withoutData(secret);
   await ctx.print(metadataPrintable(metadata), options);

@@ -18,6 +18,6 @@ export async function deleteCommand(ctx: Context, positional: string | undefined
     const confirmed = await confirmDestructive(ctx.io, `Delete ${refName(ref)} even if dynamic secrets or active leases depend on it?`, options.yes);
     if (!confirmed) throw cancelled('Nothing was deleted.');
   }
-  const deleted = await ctx.audited({ action: 'secret.delete', path: refName(ref) }, (store) => deleteSecret(store, ref, Boolean(options.force)));
+  const deleted = await deleteSecret(await ctx.store(), ref, Boolean(options.force));
   ctx.io.notice(`Deleted ${deleted.path}.`);
 }

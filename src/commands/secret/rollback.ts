@@ -1,5 +1,5 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
-import { refName, secretRef } from '../../secrets/path.js';
+import { secretRef } from '../../secrets/path.js';
 import { rollbackSecret, withoutData } from '../../secrets/service.js';
 import type { SecretMetadata } from '../../model/secret.js';
 import { metadataPrintable, parseVersion, pathArgument } from './shared.js';
@@ -8,7 +8,7 @@ import { metadataPrintable, parseVersion, pathArgument } from './shared.js';
 export async function rollbackCommand(ctx: Context, positional: string | undefined, options: OutputFlags & { path?: string; version?: string }): Promise<SecretMetadata> {
   const ref = secretRef(pathArgument(positional, options.path)!);
   const version = parseVersion(options.version);
-  const secret = await ctx.audited({ action: 'secret.rollback', path: refName(ref) }, (store) => rollbackSecret(store, ref, version));
+  const secret = await rollbackSecret(await ctx.store(), ref, version);
   const metadata = withoutData(secret);
   await ctx.print(metadataPrintable(metadata), options);
   return metadata;

@@ -1,6 +1,6 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
 import { usageError } from '../../errors.js';
-import { refName, secretRef } from '../../secrets/path.js';
+import { secretRef } from '../../secrets/path.js';
 import { updateSecret, withoutData } from '../../secrets/service.js';
 import type { SecretMetadata } from '../../model/secret.js';
 import { metadataPrintable, optionalJson, pathArgument, printWarnings, recipeCheck } from './shared.js';
@@ -25,9 +25,8 @@ export async function updateCommand(ctx: Context, positional: string | undefined
   const data = await optionalJson(options.data, '--data', ctx.io.stdin);
   const attributes = await optionalJson(options.attributes, '--attributes', ctx.io.stdin);
   const check = recipeCheck(ctx, options.verify);
-  const { secret, warnings } = await ctx.audited({ action: 'secret.update', path: refName(ref) }, (store) =>
-    updateSecret(store, ref, { data, attributes, description: options.desc, overwrite: Boolean(options.overwrite) }, check),
-  );
+  const store = await ctx.store();
+  const { secret, warnings } = await updateSecret(store, ref, { data, attributes, description: options.desc, overwrite: Boolean(options.overwrite) }, check);
   printWarnings(ctx, warnings);
   const metadata = withoutData(secret);
   await ctx.print(metadataPrintable(metadata), options);

@@ -1,15 +1,88 @@
-import { createHmac } from 'node:crypto';
-import { join } from 'node:path';
-import { tryOpen } from '../keys/crypto.js';
 import { existsSync } from 'node:fs';
-import { AUDIT_FILE, type AuditPosition, EMPTY_LOG, homeIdentity } from '../audit/log.js';
-import { locateAuditLine } from '../audit/read.js';
-import { Census, RecordMac, recordKey, shown, tampered } from './records.js';
-import { AuthenticatedMeta, type Database, SCHEMA_VERSION, readMeta, runWrite } from './sqlite-db.js';
+import { join } from 'node:path';
+import { auditMac } from '../audit/chain.js';
+import { AUDIT_FILE, EMPTY_LOG, type FilePosition, encodeAuditPosition, homeIdentity, locateAuditLine } from '../audit/file-log.js';
+import { tryOpen } from '../keys/crypto.js';
 import { LIVE_LEASE_STATES } from '../model/lease.js';
+import { Census, RecordMac, recordKey, shown, tampered } from './records.js';
+import { AuthenticatedMeta, type Database, readMeta, runWrite } from './sqlite-db.js';
 import { LEASE_CENSUS, leaseMac } from './sqlite-leases.js';
 import { SECRET_CENSUS, secretMac, versionMac } from './sqlite-secrets.js';
-import { AUDIT_HEAD, auditKey, encodeAuditPosition } from './sqlite.js';
+
+/** The SQLite store's tables, and the migrations of stores that older versions of sy made. */
+
+/**
+ * 1: sealed payloads, plain index columns. 2: every row carries a MAC of its values
+ * (`mac`), the census of live leases and of secrets and the audit log's head are kept in
+ * meta, authenticated too. Stores of version 1 are migrated when opened with the key.
+ */
+export const SCHEMA_VERSION = 2;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secrets (
+  id              TEXT PRIMARY KEY,
+  path            TEXT NOT NULL UNIQUE,
+  kind            TEXT NOT NULL,
+  linked_path     TEXT,
+  current_version INTEGER NOT NULL,
+  created         TEXT NOT NULL,
+  last_modified   TEXT NOT NULL,
+  mac             BLOB
+);
+CREATE INDEX IF NOT EXISTS secrets_linked_path ON secrets (linked_path) WHERE linked_path IS NOT NULL;
+CREATE TABLE IF NOT EXISTS secret_versions (
+  secret_id TEXT NOT NULL REFERENCES secrets (id) ON DELETE CASCADE,
+  version   INTEGER NOT NULL,
+  created   TEXT NOT NULL,
+  sealed    BLOB NOT NULL,
+  mac       BLOB,
+  PRIMARY KEY (secret_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+  id             TEXT PRIMARY KEY,
+  secret_id      TEXT NOT NULL,
+  base_id        TEXT NOT NULL,
+  path           TEXT NOT NULL,
+  pool           TEXT NOT NULL,
+  engine         TEXT NOT NULL,
+  target         TEXT NOT NULL,
+  username       TEXT NOT NULL,
+  state          TEXT NOT NULL,
+  created_at     INTEGER NOT NULL,
+  expires_at     INTEGER NOT NULL,
+  max_expires_at INTEGER NOT NULL,
+  attempts       INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  last_error     TEXT,
+  ended_at       INTEGER,
+  owner_pid      INTEGER,
+  owner_host     TEXT,
+  claimant       TEXT,
+  claimed_until  INTEGER,
+  sealed         BLOB NOT NULL,
+  mac            BLOB
+);
+CREATE INDEX IF NOT EXISTS leases_due ON leases (state, expires_at);
+CREATE INDEX IF NOT EXISTS leases_retry ON leases (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS leases_secret ON leases (secret_id, state);
+CREATE INDEX IF NOT EXISTS leases_base ON leases (base_id, state);
+CREATE INDEX IF NOT EXISTS leases_path ON leases (path);
+`;
+
+export function createSchema(db: Database): void {
+  runWrite(db, () => {
+    db.exec(SCHEMA);
+    db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SCHEMA_VERSION));
+  });
+}
+
+
+/** The meta row that records where the audit log ends (a FilePosition, authenticated). */
+export const AUDIT_HEAD = 'audit_head';
 
 /**
  * Schema 1 to 2, once, by the first process that opens the store with its key: every row
@@ -69,12 +142,12 @@ export function migrateToRecordMacs(db: Database, options: { dataKey: Buffer; st
  * no log can reach keeps saying so. No head, or no log here (a store copied without it):
  * there is nothing to compare, and the log of this directory starts now.
  */
-function legacyAuditHead(db: Database, dataKey: Buffer, home: string): AuditPosition {
+function legacyAuditHead(db: Database, dataKey: Buffer, home: string): FilePosition {
   const value = readMeta(db, AUDIT_HEAD);
   const file = join(home, AUDIT_FILE);
   if (value === undefined || !existsSync(file)) return EMPTY_LOG;
   const [hash, mac] = value.split(':');
-  const expected = createHmac('sha256', auditKey(dataKey)).update(`head:${hash}`).digest('hex');
+  const expected = auditMac(dataKey)(`head:${hash}`);
   if (mac !== expected || !/^[0-9a-f]{64}$/.test(hash)) throw tampered("the audit log's end");
   return { ...(locateAuditLine(file, hash) ?? { lines: -1, bytes: -1, hash }), place: homeIdentity(home) };
 }

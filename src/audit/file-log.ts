@@ -1,62 +1,60 @@
 import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, readSync, statSync, writeSync } from 'node:fs';
-import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { SyError, storeError } from '../errors.js';
+import type { AuditTrail, AuditVerifyResult } from '../store/store.js';
+import {
+  type AuditEntry,
+  type AuditEvent,
+  type AuditFilter,
+  type AuditMac,
+  type AuditPosition,
+  GENESIS_HASH,
+  chainEntries,
+  entryHash,
+  parseEntry,
+  selectEntries,
+  verifyChain,
+} from './chain.js';
 
 /**
- * The audit log: append-only JSON lines in SY_HOME, each chained to the one before by an
- * HMAC, so an edited, removed or reordered line is found by `sy audit verify`. Where the log
- * ends (lines, bytes, last hash) is kept in the store under the same lock as the write, so
- * lines cut from the end are found too, however many writes come after: every append first
- * checks that the file still ends there. Lines hold who, what, where and the outcome —
- * never a password or key.
+ * The audit log of a store in SY_HOME: the chain's lines appended to a file next to sy.db.
+ * Where the log ends (lines, bytes, last hash) is kept in the store under the same lock as
+ * the write, so lines cut from the end are found too, however many writes come after:
+ * every append first checks that the file still ends there.
  */
 export const AUDIT_FILE = 'audit.log';
-export const GENESIS_HASH = '0'.repeat(64);
 
-export interface AuditEvent {
-  action: string;
-  path?: string;
-  lease_id?: string;
-  db_user?: string;
-  target?: string;
-  ttl?: number;
-  outcome: 'success' | 'failure';
-  error?: string;
-  detail?: Record<string, unknown>;
-}
-
-export interface AuditEntry extends AuditEvent {
-  time: string;
-  actor: string;
-  prev: string;
-  hash: string;
-}
-
-export function defaultActor(env: NodeJS.ProcessEnv): string {
-  if (env.SY_CLIENT_ID) return env.SY_CLIENT_ID;
-  let user: string;
-  try {
-    user = userInfo().username;
-  } catch {
-    user = env.USER ?? String(process.getuid?.() ?? 'unknown');
-  }
-  return `${user}@${hostname()}`;
-}
-
-/**
- * The hash of a line covers everything but the hash itself, keyed by the store (an HMAC
- * under a key derived from the data key): rewriting the log consistently needs the key.
- */
-export type AuditMac = (text: string) => string;
-
-/** Where the log ends: its number of lines, its length in bytes and the hash of its last line. */
-export interface AuditPosition {
-  lines: number;
+/** Where a file log ends, as the store records it. */
+export interface FilePosition extends AuditPosition {
   bytes: number;
-  hash: string;
   /** The SY_HOME directory the log was written in (see homeIdentity). */
   place?: string;
+}
+
+export const EMPTY_LOG: FilePosition = { lines: 0, bytes: 0, hash: GENESIS_HASH };
+
+/** The position of the log's end, kept outside the log (in the store). */
+export interface AuditHead {
+  /** Throws when the record is missing or was changed without the key. */
+  read(): FilePosition;
+  write(position: FilePosition): void;
+}
+
+export function encodeAuditPosition(position: FilePosition): string {
+  return JSON.stringify({ lines: position.lines, bytes: position.bytes, hash: position.hash, place: position.place });
+}
+
+export function decodeAuditPosition(text: string): FilePosition | undefined {
+  try {
+    const { lines, bytes, hash, place } = JSON.parse(text) as Partial<FilePosition>;
+    const count = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= -1;
+    if (count(lines) && count(bytes) && typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash) && (place === undefined || typeof place === 'string')) {
+      return { lines, bytes, hash, place };
+    }
+  } catch {
+    // fall through
+  }
+  return undefined;
 }
 
 /**
@@ -71,99 +69,96 @@ export function homeIdentity(home: string): string {
 }
 
 /** A head that belongs to a log written in another directory, which is not here. */
-export function logLeftBehind(head: AuditPosition, size: number, place: string): boolean {
+function logLeftBehind(head: FilePosition, size: number, place: string): boolean {
   return size === 0 && head.bytes > 0 && head.place !== undefined && head.place !== place;
 }
 
-export const EMPTY_LOG: AuditPosition = { lines: 0, bytes: 0, hash: GENESIS_HASH };
-
-/** The position of the log's end, kept outside the log (in the store). */
-export interface AuditHead {
-  /** Throws when the record is missing or was changed without the key. */
-  read(): AuditPosition;
-  write(position: AuditPosition): void;
+export interface FileAuditLogOptions {
+  home: string;
+  actor: string;
+  /** Serialises appenders across processes (the store's write lock). */
+  exclusive: <T>(fn: () => T) => T;
+  mac: AuditMac;
+  head: AuditHead;
+  /** Where an I/O failure of the log is said (the CLI prints it on stderr). */
+  warn: (text: string) => void;
 }
 
-export function entryHash(entry: Omit<AuditEntry, 'hash'>, mac: AuditMac): string {
-  return mac(JSON.stringify(entry));
-}
-
-export class AuditLog {
+export class FileAuditLog implements AuditTrail {
   readonly file: string;
 
-  constructor(
-    private readonly home: string,
-    private readonly actor: string,
-    /** Serialises appenders across processes (the store's write lock). */
-    private readonly exclusive: <T>(fn: () => T) => T,
-    private readonly mac: AuditMac,
-    private readonly head: AuditHead,
-  ) {
-    this.file = join(home, AUDIT_FILE);
+  constructor(private readonly options: FileAuditLogOptions) {
+    this.file = join(options.home, AUDIT_FILE);
   }
 
   /**
-   * Refuses, before an operation, a log that the next append would refuse: a command must
-   * not change anything it could not then record. Read-only, without the lock; the append
-   * checks again under it.
+   * Read-only, without the lock; the append checks again under it.
    */
-  check(): void {
-    const head = this.head.read();
-    const fd = openLog(this.file, 'check');
+  async check(): Promise<void> {
+    this.end('check');
+  }
+
+  async head(): Promise<AuditPosition> {
+    const { lines, bytes, hash } = this.end('read');
+    return { lines, bytes, hash };
+  }
+
+  /** Where the log really ends, checked against the store's record. */
+  private end(use: 'check' | 'read'): FilePosition {
+    const head = this.options.head.read();
+    const fd = openLog(this.file, use);
     try {
-      findEnd(fd, head, this.mac, false, this.place());
+      return findEnd(fd, head, this.options.mac, false, this.place());
     } finally {
       if (fd !== undefined) closeSync(fd);
     }
   }
 
   private place(): string {
-    return homeIdentity(this.home);
+    return homeIdentity(this.options.home);
   }
 
-  /** Appends one line. A full disk must not undo the operation it records, so I/O failures only warn. */
-  append(event: AuditEvent): void {
-    this.appendAll([event]);
-  }
-
-  /** Appends several lines with one lock and one write. A log that was tampered with is refused (exit 4). */
-  appendAll(events: AuditEvent[]): void {
+  /** Appends the lines with one lock and one write. */
+  async append(events: AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
+    const { mac, actor } = this.options;
     try {
-      this.exclusive(() => {
-        const head = this.head.read();
+      this.options.exclusive(() => {
+        const head = this.options.head.read();
         const place = this.place();
         const fd = openLog(this.file, 'append')!;
         try {
-          const end = findEnd(fd, head, this.mac, true, place);
-          let prev = end.hash;
-          let text = '';
+          const end = findEnd(fd, head, mac, true, place);
           // A new log in a new directory says which log came before it.
           const restart: AuditEvent[] = end === EMPTY_LOG && head.bytes > 0
             ? [{ action: 'audit.start', outcome: 'success', detail: { previous_lines: head.lines, previous_hash: head.hash } }]
             : [];
-          for (const event of [...restart, ...events]) {
-            const body: Omit<AuditEntry, 'hash'> = { time: new Date().toISOString(), actor: this.actor, ...withoutUndefined(event), prev };
-            const entry: AuditEntry = { ...body, hash: entryHash(body, this.mac) };
-            text += `${JSON.stringify(entry)}\n`;
-            prev = entry.hash;
-          }
-          const bytes = Buffer.from(text, 'utf8');
+          const entries = chainEntries([...restart, ...events], { prev: end.hash, actor, mac });
+          const bytes = Buffer.from(entries.map((entry) => `${JSON.stringify(entry)}\n`).join(''), 'utf8');
           writeSync(fd, bytes);
-          this.head.write({ lines: end.lines + restart.length + events.length, bytes: end.bytes + bytes.length, hash: prev, place });
+          this.options.head.write({ lines: end.lines + entries.length, bytes: end.bytes + bytes.length, hash: entries[entries.length - 1].hash, place });
         } finally {
           closeSync(fd);
         }
       });
     } catch (error) {
       if (error instanceof SyError) throw error;
-      process.stderr.write(`sy: warning: could not write the audit log (${(error as NodeJS.ErrnoException).code ?? 'error'}).\n`);
+      this.options.warn(`warning: could not write the audit log (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
     }
   }
-}
 
-function withoutUndefined(event: AuditEvent): AuditEvent {
-  return Object.fromEntries(Object.entries(event).filter(([, v]) => v !== undefined)) as unknown as AuditEvent;
+  async read(filter: AuditFilter): Promise<AuditEntry[]> {
+    return selectEntries(readLines(this.file), filter);
+  }
+
+  /** The head is read under the lock, then the file: an append writes the file before it moves the head. */
+  async verify(): Promise<AuditVerifyResult> {
+    const recorded = this.options.exclusive(() => this.options.head.read());
+    const lines = readLines(this.file);
+    // The store was copied here without its log: there is no log of this directory yet.
+    const head = logLeftBehind(recorded, lines.length, this.place()) ? EMPTY_LOG : recorded;
+    return { ...verifyChain(lines, this.options.mac, head), location: this.file };
+  }
 }
 
 const logChanged = (how: string): SyError =>
@@ -177,7 +172,7 @@ const logChanged = (how: string): SyError =>
  * for the same reason, and one we own is made 0600. Undefined when there is no log and
  * `use` does not create one.
  */
-export function openLog(file: string, use: 'append' | 'check' | 'read'): number | undefined {
+function openLog(file: string, use: 'append' | 'check' | 'read'): number | undefined {
   const flags = use === 'append' ? constants.O_RDWR | constants.O_APPEND | constants.O_CREAT : constants.O_RDONLY;
   let fd: number;
   try {
@@ -224,7 +219,7 @@ function readAt(fd: number, start: number, length: number): Buffer {
  * cut off when `repair` is set. Anything else was written by someone without the key. A
  * store copied into another directory without its log starts a new one (EMPTY_LOG).
  */
-function findEnd(fd: number | undefined, head: AuditPosition, mac: AuditMac, repair: boolean, place: string): AuditPosition {
+function findEnd(fd: number | undefined, head: FilePosition, mac: AuditMac, repair: boolean, place: string): FilePosition {
   const size = fd === undefined ? 0 : fstatSync(fd).size;
   if (logLeftBehind(head, size, place)) return EMPTY_LOG;
   if (head.bytes < 0 || size < head.bytes) throw logChanged('lines were removed from its end');
@@ -235,7 +230,7 @@ function findEnd(fd: number | undefined, head: AuditPosition, mac: AuditMac, rep
   const parts = extra.split('\n');
   const torn = parts.pop()!;
   for (const line of parts) {
-    const entry = parseLine(line);
+    const entry = parseEntry(line);
     if (!entry) throw logChanged(`lines after the end the store recorded are not sy's`);
     const { hash, ...body } = entry;
     if (entry.prev !== end.hash || entryHash(body, mac) !== hash) throw logChanged(`lines after the end the store recorded are not sy's`);
@@ -243,15 +238,6 @@ function findEnd(fd: number | undefined, head: AuditPosition, mac: AuditMac, rep
   }
   if (torn !== '' && repair) ftruncateSync(fd!, end.bytes);
   return end;
-}
-
-function parseLine(line: string): AuditEntry | undefined {
-  try {
-    const entry = JSON.parse(line) as AuditEntry;
-    return typeof entry === 'object' && entry !== null && typeof entry.hash === 'string' ? entry : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The line whose newline is the byte before `end`, read backwards in growing windows. */
@@ -262,7 +248,38 @@ function lineEndingAt(fd: number, end: number): AuditEntry | undefined {
     const chunk = readAt(fd, start, end - start);
     if (chunk.length !== end - start || chunk[chunk.length - 1] !== 0x0a) return undefined;
     const previous = chunk.lastIndexOf(0x0a, chunk.length - 2);
-    if (previous >= 0 || start === 0) return parseLine(chunk.subarray(previous + 1, chunk.length - 1).toString('utf8'));
+    if (previous >= 0 || start === 0) return parseEntry(chunk.subarray(previous + 1, chunk.length - 1).toString('utf8'));
     window *= 4;
   }
+}
+
+/** The whole log, read without following a link; empty when there is none. */
+function readText(file: string): string {
+  const fd = openLog(file, 'read');
+  if (fd === undefined) return '';
+  try {
+    return readAt(fd, 0, fstatSync(fd).size).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readLines(file: string): string[] {
+  const lines = readText(file).split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+/**
+ * The position of the line with this hash (a store of schema 1 kept only the newest hash);
+ * undefined when the log holds no such line.
+ */
+export function locateAuditLine(file: string, hash: string): FilePosition | undefined {
+  let bytes = 0;
+  const lines = readLines(file);
+  for (let i = 0; i < lines.length; i++) {
+    bytes += Buffer.byteLength(lines[i]) + 1;
+    if (parseEntry(lines[i])?.hash === hash) return { lines: i + 1, bytes, hash };
+  }
+  return undefined;
 }
