@@ -5,7 +5,7 @@
  * byte; nothing reaches the test runner's own streams.
  */
 import { cursorTo, clearLine, moveCursor } from 'node:readline';
-import { Readable, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { interrupted } from '../../src/errors.js';
 import type { Answer, Prompter, Question } from '../../src/io/prompter.js';
 import { createStreams, type IOStreams } from '../../src/io/streams.js';
@@ -31,13 +31,25 @@ export class CapturedStream extends Writable {
     done();
   }
 
+  /**
+   * Never ends, as process.stdout and stderr never do: inquirer pipes each prompt's output
+   * into the stream and ends that pipe when the prompt is answered.
+   */
+  override end(...args: unknown[]): this {
+    const chunk = args.find((a) => typeof a === 'string' || Buffer.isBuffer(a));
+    if (chunk !== undefined) this.write(chunk);
+    const callback = args.find((a) => typeof a === 'function') as (() => void) | undefined;
+    callback?.();
+    return this;
+  }
+
   /** Everything written so far. */
   text(): string {
     return this.chunks.join('');
   }
 
   cursorTo(x: number, y?: number | (() => void), callback?: () => void): boolean {
-    return typeof y === 'function' ? cursorTo(this, x, y) : cursorTo(this, x, y, callback);
+    return typeof y === 'function' ? cursorTo(this, x, undefined, y) : cursorTo(this, x, y, callback);
   }
 
   moveCursor(dx: number, dy: number, callback?: () => void): boolean {
@@ -54,6 +66,24 @@ export class CapturedStream extends Writable {
 
   hasColors(): boolean {
     return true;
+  }
+}
+
+/**
+ * A keyboard: a stdin that says it is a terminal, into which a test types keys for a real
+ * inquirer prompt (`\r` is Enter).
+ */
+export class FakeKeyboard extends PassThrough {
+  readonly isTTY = true;
+  isRaw = false;
+
+  setRawMode(mode: boolean): this {
+    this.isRaw = mode;
+    return this;
+  }
+
+  type(keys: string): void {
+    this.write(keys);
   }
 }
 
