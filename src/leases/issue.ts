@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { SyError, failed, notFound, usageError } from '../errors.js';
-import { kindOf, parseBaseConnection, parseDynamicRecipe } from '../secrets/validate.js';
+import { SyError, failed, usageError } from '../errors.js';
+import { kindOf } from '../secrets/validate.js';
+import { followLink } from '../secrets/lookup.js';
 import { MAX_LEASE_SECONDS } from '../model/secret.js';
-import { canonicalPath } from '../secrets/path.js';
 import type { Secret } from '../model/secret.js';
-import { ENGINES, engineOfType } from '../model/engines.js';
+import { ENGINES } from '../model/engines.js';
 import { newPassword, newUserName } from '../targets/names.js';
 import type { RevokeOptions, Target } from '../targets/target.js';
 import { parseDuration } from '../util/duration.js';
@@ -36,13 +36,7 @@ export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?:
   if (kindOf(secret.attributes) !== 'dynamic') {
     throw usageError('not_dynamic', `${secret.path} is not a dynamic secret.`);
   }
-  const link = secret.attributes.linkConfig as { linkedSecret: string };
-  const base = await store.secrets.get({ path: canonicalPath(link.linkedSecret) });
-  if (!base) throw notFound('linked_secret_not_found', `The base secret of ${secret.path} no longer exists.`);
-  const engine = engineOfType(base.attributes.type);
-  if (!engine) throw usageError('linked_secret_not_base', `The linked secret of ${secret.path} is not a base secret.`);
-  const connection = parseBaseConnection(base.attributes, base.data);
-  const recipe = parseDynamicRecipe(secret.attributes, secret.data, engine);
+  const { base, engine, connection, recipe } = await followLink(store, secret.attributes, secret.data, secret.path);
   const ttl = resolveTtl(requestedTtl, recipe.ttl, recipe.maxTtl);
 
   const createdAt = deps.now();
