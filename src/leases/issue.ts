@@ -3,20 +3,19 @@ import { hostname } from 'node:os';
 import { SyError, failed, usageError } from '../errors.js';
 import { kindOf } from '../secrets/validate.js';
 import { followLink } from '../secrets/lookup.js';
-import { MAX_LEASE_SECONDS } from '../model/secret.js';
-import type { Secret } from '../model/secret.js';
+import { getSecret } from '../secrets/service.js';
+import { MAX_LEASE_SECONDS, type SecretRef } from '../model/secret.js';
 import { ENGINES } from '../model/engines.js';
 import { newPassword, newUserName } from '../targets/names.js';
 import type { RevokeOptions, Target } from '../targets/target.js';
-import { parseDuration } from '../util/duration.js';
 import { isoSeconds } from '../util/time.js';
 import { connectionString, defaultDatabase, targetLabel } from './connection.js';
 import { CONNECT_TIMEOUT_MS, type LeaseDeps, REAP_GRACE_MS } from './deps.js';
 import type { IssuedLease } from './view.js';
 
-/** Checks a requested TTL against the 24-hour ceiling and the secret's maxTtl. */
-export function resolveTtl(requested: string | undefined, defaultTtl: number, maxTtl: number, flag = '--ttl'): number {
-  const ttl = requested === undefined ? defaultTtl : parseDuration(requested, flag);
+/** Checks a TTL (the secret's own when none is asked for) against the 24-hour ceiling and the secret's maxTtl. */
+export function resolveTtl(requested: number | undefined, defaultTtl: number, maxTtl: number): number {
+  const ttl = requested ?? defaultTtl;
   if (ttl > MAX_LEASE_SECONDS) {
     throw usageError('ttl_too_long', `A TTL of ${ttl} seconds is above the maximum of ${MAX_LEASE_SECONDS} seconds (24 hours).`);
   }
@@ -26,18 +25,28 @@ export function resolveTtl(requested: string | undefined, defaultTtl: number, ma
   return ttl;
 }
 
+export interface IssueRequest {
+  /** The lease's length; the secret's ttl when not given. */
+  ttlSeconds?: number;
+  /** Issue from this version of the dynamic secret (`secret read --version`); the current one when not given. */
+  version?: number;
+}
+
 /**
- * Issues a lease: records an intent, creates the user, then marks the lease active. A crash
- * between the first two steps leaves an intent that the sweep resolves by dropping the user
- * if it exists; the user's name carries its reap-after bound for the reaper.
+ * Issues a lease of the dynamic secret `ref` names, for `request.ttlSeconds` (parsed by the
+ * command: this layer never sees flag text). It records an intent, creates the user, then
+ * marks the lease active. A crash between the first two steps leaves an intent that the
+ * sweep resolves by dropping the user if it exists; the user's name carries its reap-after
+ * bound for the reaper.
  */
-export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?: string): Promise<IssuedLease> {
+export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: IssueRequest = {}): Promise<IssuedLease> {
   const { store } = deps;
+  const secret = await getSecret(store, ref, request.version);
   if (kindOf(secret.attributes) !== 'dynamic') {
     throw usageError('not_dynamic', `${secret.path} is not a dynamic secret.`);
   }
   const { base, engine, connection, recipe } = await followLink(store, secret.attributes, secret.data, secret.path);
-  const ttl = resolveTtl(requestedTtl, recipe.ttl, recipe.maxTtl);
+  const ttl = resolveTtl(request.ttlSeconds, recipe.ttl, recipe.maxTtl);
 
   const createdAt = deps.now();
   const expiresAt = createdAt + ttl * 1000;
