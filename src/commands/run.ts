@@ -6,7 +6,7 @@ import type { Context } from '../cli/context.js';
 import { dynamicSecretRef, seconds } from '../cli/flags.js';
 import { failed, usageError } from '../errors.js';
 import { clientEnv, mysqlOptionFile } from '../io/client-env.js';
-import type { IssuedLease } from '../leases/view.js';
+import { type IssuedLease, issuedLease } from '../io/lease-view.js';
 import { issueLease } from '../leases/issue.js';
 import { renewLease } from '../leases/renew.js';
 import { revokeLease } from '../leases/revoke.js';
@@ -91,7 +91,7 @@ export async function runCommand(ctx: Context, argv: string[], options: RunOptio
   if (argv.length === 0) throw usageError('missing_command', 'Give the command to run after --, e.g. sy run --path P -- psql.');
   const ttlSeconds = seconds(options.ttl, '--ttl');
   const deps = await ctx.leaseDeps();
-  const lease = await issueLease(deps, ref, { ttlSeconds });
+  const lease = issuedLease(await issueLease(deps, ref, { ttlSeconds }));
   deps.progress = undefined;
   ctx.stopSpinner();
   let optionDir: OptionDir | undefined;

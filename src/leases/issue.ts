@@ -5,13 +5,11 @@ import { kindOf } from '../secrets/validate.js';
 import { followLink } from '../secrets/lookup.js';
 import { getSecret } from '../secrets/service.js';
 import { MAX_LEASE_SECONDS, type SecretRef } from '../model/secret.js';
-import { ENGINES } from '../model/engines.js';
+import { ENGINES, type Engine } from '../model/engines.js';
 import { newPassword, newUserName } from '../targets/names.js';
 import type { RevokeOptions, Target } from '../targets/target.js';
-import { isoSeconds } from '../util/time.js';
-import { connectionString, defaultDatabase, targetLabel } from './connection.js';
+import { type ClientTls, clientTls, defaultDatabase, targetLabel } from './connection.js';
 import { CONNECT_TIMEOUT_MS, type LeaseDeps, REAP_GRACE_MS } from './deps.js';
-import type { IssuedLease } from './view.js';
 
 /** Checks a TTL (the secret's own when none is asked for) against the 24-hour ceiling and the secret's maxTtl. */
 export function resolveTtl(requested: number | undefined, defaultTtl: number, maxTtl: number): number {
@@ -33,13 +31,38 @@ export interface IssueRequest {
 }
 
 /**
+ * A lease just issued: where its user lives, how clients reach it, and the only copy of its
+ * password (sy never stores it). The CLI turns it into PRODUCT.md's lease JSON (io/lease-view.ts).
+ */
+export interface IssuedCredentials {
+  leaseId: string;
+  /** The dynamic secret's id. */
+  secretId: string;
+  path: string;
+  engine: Engine;
+  host: string;
+  port: number;
+  /** Where clients land: the base's database, else the first schema the recipe grants on. */
+  database?: string;
+  /** TLS as sy reaches the server; none when the base secret has none. */
+  tls?: ClientTls;
+  username: string;
+  password: string;
+  createdAt: number;
+  expiresAt: number;
+  maxExpiresAt: number;
+  /** Seconds from creation to expiry. */
+  ttl: number;
+}
+
+/**
  * Issues a lease of the dynamic secret `ref` names, for `request.ttlSeconds` (parsed by the
  * command: this layer never sees flag text). It records an intent, creates the user, then
  * marks the lease active. A crash between the first two steps leaves an intent that the
  * sweep resolves by dropping the user if it exists; the user's name carries its reap-after
  * bound for the reaper.
  */
-export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: IssueRequest = {}): Promise<IssuedLease> {
+export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: IssueRequest = {}): Promise<IssuedCredentials> {
   const { store } = deps;
   const secret = await getSecret(store, ref, request.version);
   if (kindOf(secret.attributes) !== 'dynamic') {
@@ -103,22 +126,21 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
   }
   await deps.store.audit.append([{ action: 'lease.create', ...audit, outcome: 'success' }]);
 
-  const database = defaultDatabase(connection) ?? firstSchema(recipe.grants) ?? null;
   return {
-    lease_id: leaseId,
-    record_uid: secret.id,
+    leaseId,
+    secretId: secret.id,
     path: secret.path,
     engine,
     host: connection.host,
     port: connection.port,
-    database,
+    database: defaultDatabase(connection) ?? firstSchema(recipe.grants),
+    tls: clientTls(connection),
     username,
     password,
-    connection_string: connectionString(connection, username, password, database ?? undefined),
-    created_at: isoSeconds(createdAt),
-    expires_at: isoSeconds(expiresAt),
-    lease_duration: ttl,
-    renewable: expiresAt < maxExpiresAt,
+    createdAt,
+    expiresAt,
+    maxExpiresAt,
+    ttl,
   };
 }
 

@@ -1,9 +1,9 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
 import { dynamicSecretRef, seconds } from '../../../cli/flags.js';
 import { checkOutputPath } from '../../../io/output.js';
+import { type IssuedLease, issuedLease } from '../../../io/lease-view.js';
 import { type IssueRequest, issueLease } from '../../../leases/issue.js';
 import { revokeLease } from '../../../leases/revoke.js';
-import type { IssuedLease } from '../../../leases/view.js';
 import type { SecretRef } from '../../../model/secret.js';
 import { issuedLeasePrintable } from '../shared.js';
 
@@ -23,7 +23,7 @@ export async function createLeaseCommand(ctx: Context, options: LeaseCreateOptio
 export async function issueLeaseCommand(ctx: Context, ref: SecretRef, request: IssueRequest, flags: OutputFlags): Promise<IssuedLease> {
   if (flags.output !== undefined) checkOutputPath(flags.output);
   const deps = await ctx.leaseDeps();
-  const lease = await issueLease(deps, ref, request);
+  const lease = issuedLease(await issueLease(deps, ref, request));
   try {
     await ctx.print(issuedLeasePrintable(lease), flags);
   } catch (error) {

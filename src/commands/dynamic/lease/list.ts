@@ -1,6 +1,6 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
 import { recordUid, wholeNumber } from '../../../cli/flags.js';
-import { leaseSummary, type LeaseSummary } from '../../../leases/view.js';
+import { leaseSummary, type LeaseSummary } from '../../../io/lease-view.js';
 import { canonicalPath } from '../../../secrets/path.js';
 import { leaseListPrintable } from '../shared.js';
 

@@ -1,7 +1,7 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
 import { seconds } from '../../../cli/flags.js';
+import { leaseDetails, type LeaseDetails } from '../../../io/lease-view.js';
 import { renewLease } from '../../../leases/renew.js';
-import { leaseDetails, type LeaseDetails } from '../../../leases/view.js';
 import { leaseDetailsPrintable } from '../shared.js';
 import { isoSeconds } from '../../../util/time.js';
 
