@@ -4,7 +4,7 @@ import type { AuditEntry } from '../../audit/chain.js';
 import { canonicalPath } from '../../secrets/path.js';
 import { parseDuration } from '../../util/duration.js';
 import { localTime } from '../../util/time.js';
-import { wholeNumber } from '../dynamic/lease/list.js';
+import { wholeNumber } from '../../cli/flags.js';
 
 export interface AuditListOptions extends OutputFlags {
   since?: string;
@@ -20,7 +20,7 @@ export async function auditListCommand(ctx: Context, options: AuditListOptions):
     since: options.since === undefined ? undefined : parseSince(options.since),
     leaseId: options.lease,
     path: options.path === undefined ? undefined : canonicalPath(options.path),
-    limit: options.limit === undefined ? undefined : wholeNumber(options.limit, '--limit', 0, 1),
+    limit: wholeNumber(options.limit, '--limit', { min: 1 }),
   });
   await ctx.print(
     {
