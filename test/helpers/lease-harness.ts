@@ -2,7 +2,7 @@
  * The lease state machine on a real SQLite store in a temporary SY_HOME, with fake servers
  * (fake-target.ts) and a fake clock (fake-clock.ts) in LeaseDeps. This file is the one place
  * that knows how LeaseDeps and the lease functions are called (the store's audit log, TTLs
- * as flag text or seconds): the unit tests go through it, so only it changes with them.
+ * in seconds): the unit tests go through it, so only it changes with them.
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -14,7 +14,7 @@ import { AUDIT_FILE } from '../../src/audit/file-log.js';
 import type { LeaseDeps } from '../../src/leases/deps.js';
 import { issueLease } from '../../src/leases/issue.js';
 import { type RenewResult, renewLease } from '../../src/leases/renew.js';
-import type { IssuedLease } from '../../src/leases/view.js';
+import { type IssuedLease, issuedLease } from '../../src/io/lease-view.js';
 import { REAP_GRACE_MS } from '../../src/leases/deps.js';
 import type { LeaseRecord } from '../../src/model/lease.js';
 import type { Engine } from '../../src/model/engines.js';
@@ -124,10 +124,10 @@ export async function leaseHarness(): Promise<LeaseHarness> {
       return written.secret;
     },
     async issue(path, ttlSeconds) {
-      return issueLease(main.deps, await secretAt(path), ttlSeconds === undefined ? undefined : String(ttlSeconds));
+      return issuedLease(await issueLease(main.deps, { path }, { ttlSeconds }));
     },
     async renew(leaseId, incrementSeconds, on = main) {
-      return renewLease(on.deps, leaseId, incrementSeconds === undefined ? undefined : String(incrementSeconds));
+      return renewLease(on.deps, leaseId, incrementSeconds);
     },
     async intent(path, options) {
       const secret = await secretAt(path);
