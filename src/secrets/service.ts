@@ -203,10 +203,8 @@ export async function deleteSecret(store: Store, ref: SecretRef, force: boolean)
   });
 }
 
-export async function searchSecrets(store: Store, options: { query?: string; searchLinks: boolean; limit: number }): Promise<SecretMetadata[]> {
-  if (options.searchLinks) {
-    if (!options.query) throw usageError('missing_query', '--search-links needs --query <base secret path>.');
-    return store.secrets.search({ linkedTo: canonicalPath(options.query), limit: options.limit });
-  }
+/** Paths containing `query`, or (`linkedTo`) the dynamic secrets linked to that base path. */
+export async function searchSecrets(store: Store, options: { query?: string; linkedTo?: string; limit: number }): Promise<SecretMetadata[]> {
+  if (options.linkedTo !== undefined) return store.secrets.search({ linkedTo: canonicalPath(options.linkedTo), limit: options.limit });
   return store.secrets.search({ query: options.query, limit: options.limit });
 }

@@ -19,7 +19,9 @@ export async function searchCommand(ctx: Context, positional: string | undefined
     throw usageError('conflicting_query', 'Give the query once: as an argument or with --query, not both.');
   }
   const limit = wholeNumber(options.limit, '--limit', { min: 1, max: MAX_LIMIT, code: 'invalid_limit' }) ?? 25;
-  const found = await searchSecrets(await ctx.store(), { query: positional ?? options.query, searchLinks: Boolean(options.searchLinks), limit });
+  const query = positional ?? options.query;
+  if (options.searchLinks && !query) throw usageError('missing_query', '--search-links needs --query <base secret path>.');
+  const found = await searchSecrets(await ctx.store(), options.searchLinks ? { linkedTo: query, limit } : { query, limit });
   await ctx.print(secretListPrintable(found), options);
   return found;
 }
