@@ -1,19 +1,10 @@
 import type { Context, OutputFlags } from '../cli/context.js';
-import { usageError } from '../errors.js';
+import { keySource } from '../cli/flags.js';
 import { keyValueTable } from '../io/format.js';
 import { passphrasePrompt } from '../io/prompt.js';
-import { KEY_SOURCES, type KeySourceName } from '../keys/sources.js';
 
 export interface InitOptions extends OutputFlags {
   keySource?: string;
-}
-
-export function parseKeySource(value: string | undefined, flag: string): KeySourceName | undefined {
-  if (value === undefined) return undefined;
-  if (!(KEY_SOURCES as string[]).includes(value)) {
-    throw usageError('invalid_key_source', `${flag} must be one of ${KEY_SOURCES.join(', ')}.`);
-  }
-  return value as KeySourceName;
 }
 
 /**
@@ -24,7 +15,7 @@ export async function initCommand(ctx: Context, options: InitOptions) {
   const { initStore, postgresModules, sharedStoreUrl } = await import('../store/open.js');
   const { defaultActor } = await import('../audit/actor.js');
   const how = {
-    source: parseKeySource(options.keySource, '--key-source'),
+    source: keySource(options.keySource, '--key-source'),
     ask: passphrasePrompt(ctx.io),
     actor: defaultActor(ctx.env),
     warn: (text: string) => ctx.io.warn(`sy: ${text}`),

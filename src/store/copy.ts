@@ -9,8 +9,7 @@ import { resolve } from 'node:path';
 import type { KeyEnvironment, PassphrasePrompt } from '../keys/sources.js';
 import { postgresModules, sharedStoreUrl } from './open.js';
 import { isStoreUrl, parseStoreUrl } from './postgres/url.js';
-import type { StoreOptions } from './sqlite.js';
-import type { Store } from './store.js';
+import type { Store, StoreOptions } from './store.js';
 import type { CopyReport, StoreDump } from './transfer.js';
 
 export async function copyStore(

@@ -21,9 +21,9 @@ import { AuthenticatedMeta, openDatabase, readMeta, runSnapshot, writeMeta } fro
 import { LEASE_CENSUS } from './sqlite-leases.js';
 import { AUDIT_HEAD, SCHEMA_VERSION, createSchema, migrateToRecordMacs } from './sqlite-schema.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
-import { SqliteStore, type StoreOptions } from './sqlite.js';
+import { SqliteStore } from './sqlite.js';
 import { type StoreUrl, isStoreUrl, parseStoreUrl } from './postgres/url.js';
-import type { Store } from './store.js';
+import type { Store, StoreOptions } from './store.js';
 
 export const STORE_FILE = 'sy.db';
 

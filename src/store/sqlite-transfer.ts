@@ -19,7 +19,8 @@ import { AuthenticatedMeta, openDatabase } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
 import { AUDIT_HEAD, createSchema } from './sqlite-schema.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
-import { SqliteStore, type StoreOptions } from './sqlite.js';
+import { SqliteStore } from './sqlite.js';
+import type { StoreOptions } from './store.js';
 import { type LeaseColumns, type SecretColumns, type StoreDump, type VersionColumns, checkedDump, sealedRows, storeNotEmpty } from './transfer.js';
 
 type WithMac<T> = T & { mac: Buffer | null };

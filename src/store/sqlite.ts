@@ -5,17 +5,9 @@ import { AuthenticatedMeta, type Database, readMeta, runSnapshot, runWrite } fro
 import { SqliteLeaseLedger } from './sqlite-leases.js';
 import { AUDIT_HEAD } from './sqlite-schema.js';
 import { SqliteSecretRepository } from './sqlite-secrets.js';
-import type { Store, StoreInfo } from './store.js';
+import type { Store, StoreInfo, StoreOptions } from './store.js';
 
 const HEAD_WHAT = "the audit log's end";
-
-/** What a store needs from the one who opens it: who acts, and where warnings go. */
-export interface StoreOptions {
-  /** Named in every audit line this handle writes. */
-  actor: string;
-  /** Warnings for the user (the audit log could not be written); the CLI prints them on stderr. */
-  warn: (text: string) => void;
-}
 
 /** The store in one SQLite file in SY_HOME, its audit log in a file next to it. */
 export class SqliteStore implements Store {

@@ -51,6 +51,14 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** What a store needs from the one who opens it: who acts, and where warnings go. */
+export interface StoreOptions {
+  /** Named in every audit line this handle writes. */
+  actor: string;
+  /** Warnings for the user (the audit log could not be written); the CLI prints them on stderr. */
+  warn: (text: string) => void;
+}
+
 export interface StoreInfo {
   schemaVersion: number;
   /** Secrets, not versions. */

@@ -10,7 +10,7 @@ import { storeError } from '../../errors.js';
 import { type KeyEnvironment, type PassphrasePrompt, keyForOpening } from '../../keys/sources.js';
 import { type KeySlot, openSlot, parseSlot } from '../key-slot.js';
 import { RecordMac, recordKey } from '../records.js';
-import type { Store, StoreInfo } from '../store.js';
+import type { Store, StoreInfo, StoreOptions } from '../store.js';
 import { PostgresAuditTrail } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
 import { PostgresLeaseLedger } from './leases.js';
@@ -19,9 +19,7 @@ import { SCHEMA_VERSION, tooNew, tooOld } from './schema.js';
 import { PostgresSecretRepository } from './secrets.js';
 import type { StoreUrl } from './url.js';
 
-export interface PostgresStoreOptions {
-  actor: string;
-  warn: (text: string) => void;
+export interface PostgresStoreOptions extends StoreOptions {
   ask?: PassphrasePrompt;
 }
 
