@@ -161,6 +161,9 @@ export class StoreConnection {
       ssl: ssl ?? false,
       connectionTimeoutMillis: url.connectTimeoutMs,
       application_name: url.applicationName,
+      // Set here so that PGOPTIONS and PGCLIENTENCODING cannot change what a session of the store does.
+      options: '-c search_path=pg_catalog',
+      client_encoding: 'UTF8',
       lock_timeout: LOCK_TIMEOUT_MS,
       statement_timeout: STATEMENT_TIMEOUT_MS,
       idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
