@@ -1,6 +1,7 @@
 /**
- * The unit tier: tests that need no server, run without the global setup (which starts
- * PostgreSQL clusters for the end-to-end tests). `npm run test:unit`.
+ * The unit tier alone (`npm run test:unit`): no server, no PostgreSQL cluster to start, so
+ * no global setup. It is the default config narrowed to test/unit and test/contract; the
+ * default config (`npm test`) still runs these files too, once, with everything else.
  */
 import base from './jest.config.js';
 
@@ -9,4 +10,7 @@ const { globalSetup: _setup, globalTeardown: _teardown, ...rest } = base;
 export default {
   ...rest,
   testMatch: ['<rootDir>/test/unit/**/*.test.ts', '<rootDir>/test/contract/**/*.test.ts'],
+  // The contract against PostgreSQL needs the machine's server and a database per test: `npm test` runs it.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/contract/postgres.test.ts'],
+  testTimeout: 30000,
 };

@@ -9,7 +9,7 @@ _sy_spec() {
   _sy_subcommands= _sy_flags= _sy_valued= _sy_args=
   case "$1" in
     'sy')
-      _sy_subcommands='init key secret dynamic daemon pool run audit config completion'
+      _sy_subcommands='init key secret dynamic daemon pool run audit store config completion'
       _sy_flags='-V --version --debug -q --quiet --no-color --no-sweep -h --help'
       _sy_valued=''
       _sy_args=''
@@ -176,6 +176,24 @@ _sy_spec() {
       _sy_valued='-f --format --filter -o --output'
       _sy_args=''
       ;;
+    'sy store')
+      _sy_subcommands='info copy'
+      _sy_flags='-h --help'
+      _sy_valued=''
+      _sy_args=''
+      ;;
+    'sy store info')
+      _sy_subcommands=''
+      _sy_flags='-f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='-f --format --filter -o --output'
+      _sy_args=''
+      ;;
+    'sy store copy')
+      _sy_subcommands=''
+      _sy_flags='--to -f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='--to -f --format --filter -o --output'
+      _sy_args=''
+      ;;
     'sy config')
       _sy_subcommands='list get set unset'
       _sy_flags='-h --help'
@@ -315,6 +333,13 @@ _sy_value_source() {
     'sy audit verify -f'|'sy audit verify --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy audit verify --filter') _sy_source=text ;;
     'sy audit verify -o'|'sy audit verify --output') _sy_source=file ;;
+    'sy store info -f'|'sy store info --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
+    'sy store info --filter') _sy_source=text ;;
+    'sy store info -o'|'sy store info --output') _sy_source=file ;;
+    'sy store copy --to') _sy_source=text ;;
+    'sy store copy -f'|'sy store copy --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
+    'sy store copy --filter') _sy_source=text ;;
+    'sy store copy -o'|'sy store copy --output') _sy_source=file ;;
     'sy config list -f'|'sy config list --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy config list --filter') _sy_source=text ;;
     'sy config list -o'|'sy config list --output') _sy_source=file ;;

@@ -18,6 +18,24 @@ const EXIT_STATUS: Record<ErrorKind, number> = {
   interrupted: 130,
 };
 
+/**
+ * What each exit status means, one line each: the manual's EXIT STATUS section is generated
+ * from this and EXIT_STATUS, so the two cannot drift (../shared/PRODUCT.md "Exit codes").
+ */
+const EXIT_MEANING: Record<ErrorKind, string> = {
+  failed: 'The operation failed (a target database refused or was unreachable, ...).',
+  usage: 'Bad usage or invalid input (flags, JSON, TTL, validation, a recipe its server cannot fulfil).',
+  not_found: 'Not found (secret, lease, version).',
+  store: 'The store could not be opened (no key, wrong key, tampered or locked).',
+  interrupted: 'Interrupted, or a prompt was cancelled or answered no.',
+};
+
+/** Every exit status of sy with its meaning, success first, in increasing order. */
+export function exitStatuses(): { code: number; meaning: string }[] {
+  const failures = (Object.keys(EXIT_STATUS) as ErrorKind[]).map((kind) => ({ code: EXIT_STATUS[kind], meaning: EXIT_MEANING[kind] }));
+  return [{ code: 0, meaning: 'Success.' }, ...failures.sort((a, b) => a.code - b.code)];
+}
+
 export class SyError extends Error {
   readonly kind: ErrorKind;
   /** Stable machine-readable code, e.g. `secret_not_found`. */

@@ -7,22 +7,23 @@ import { processStreams, type IOStreams } from './io/streams.js';
  * The entry point: parses, runs, and holds the only top-level catch. It is the one place
  * that turns an error into an exit status; commands only throw.
  */
-/** Commands that sweep on their own terms. */
-const NO_PRE_SWEEP = new Set(['sweep', 'daemon', 'init']);
+/** Commands that sweep on their own terms, or must read the store as it is (`store copy`). */
+const NO_PRE_SWEEP = new Set(['sweep', 'daemon', 'init', 'copy']);
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+/** `streams` defaults to the process's; a test passes its own (test/helpers/context.ts). */
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, streams?: IOStreams): Promise<number> {
   // Everything sy creates (store, WAL, audit log, --output files) is private to the user.
   process.umask(0o077);
   const version = packageVersion();
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
-    process.stdout.write(`${version}\n`);
+    (streams?.stdout ?? process.stdout).write(`${version}\n`);
     return 0;
   }
   if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h') && typeof SY_ROOT_HELP === 'string') {
-    process.stdout.write(SY_ROOT_HELP);
+    (streams?.stdout ?? process.stdout).write(SY_ROOT_HELP);
     return 0;
   }
-  const io = processStreams(env);
+  const io = streams ?? processStreams(env);
   io.debug = argv.includes('--debug');
   const { createContext } = await import('./cli/context.js');
   const ctx = createContext(io, env);

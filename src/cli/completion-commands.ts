@@ -1,7 +1,7 @@
 import { Argument, type Command } from 'commander';
 import type { Context } from './context.js';
-// Types only: docs.ts itself is loaded when a script is printed, never at start-up.
-import type { Shell } from './docs.js';
+// Types only: the generators are loaded when a script is printed, never at start-up.
+import type { Shell } from './docs/completion.js';
 
 const SHELLS: readonly Shell[] = ['bash', 'zsh', 'fish'];
 
@@ -26,7 +26,7 @@ export function registerCompletionCommands(program: Command, ctx: Context): void
       '\nbash: source <(sy completion bash)\nzsh:  source <(sy completion zsh)   (after compinit)\nfish: sy completion fish | source',
     )
     .action(async (shell: Shell) => {
-      const { completionScript } = await import('./docs.js');
+      const { completionScript } = await import('./docs/completion.js');
       ctx.io.stdout.write(completionScript(shell, program));
     });
 

@@ -104,7 +104,7 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     store() {
       store ??= Promise.all([import('../store/open.js'), import('../audit/actor.js')])
         .then(([{ openStore }, { defaultActor }]) =>
-          withPassphraseTries(io, (ask) => openStore(ctx.home(), env, { ask, actor: defaultActor(env), warn: (text) => io.warn(`sy: ${text}`) })))
+          withPassphraseTries(io, (ask) => openStore(() => ctx.home(), env, { ask, actor: defaultActor(env), warn: (text) => io.warn(`sy: ${text}`) })))
         .then(async (s) => {
           opened = s;
           if (ctx.autoSweep) await preSweep(s);

@@ -25,12 +25,12 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
     // Commander's errors are thrown (exitOverride) and reported by the entry point as sy's own.
     .configureOutput({ outputError: () => undefined })
     .showSuggestionAfterError()
-    .addHelpText('after', '\nEnvironment: SY_HOME, SY_MASTER_KEY, SY_MASTER_KEY_FILE, SY_PASSPHRASE, SY_NO_SWEEP, SY_CLIENT_ID.\nRun `man sy` for the whole manual.');
+    .addHelpText('after', '\nEnvironment: SY_HOME, SY_STORE, SY_MASTER_KEY, SY_MASTER_KEY_FILE, SY_PASSPHRASE, SY_NO_SWEEP, SY_CLIENT_ID.\nRun `man sy` for the whole manual.');
 
   if (want('init')) {
     program
       .command('init')
-      .description('create the encrypted store in SY_HOME')
+      .description('create the encrypted store in SY_HOME, or in the database SY_STORE names (there it may run again)')
       .addOption(new Option('--key-source <source>', 'where the key comes from (default: the first available)').choices(KEY_SOURCES))
       .addOption(formatOption())
       .action(lazy(() => import('../commands/init.js'), (m, opts) => m.initCommand(ctx, opts)));
@@ -227,6 +227,19 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
     ).action(lazy(() => import('../commands/audit/verify.js'), (m, opts) => m.auditVerifyCommand(ctx, opts)));
   }
 
+  if (want('store')) {
+    const store = program.command('store').description('where the store lives: SQLite in SY_HOME, or PostgreSQL (SY_STORE)');
+    withOutput(store.command('info').description('print the store\'s kind, location, schema version and counts')).action(
+      lazy(() => import('../commands/store/info.js'), (m, opts) => m.storeInfoCommand(ctx, opts)),
+    );
+    withOutput(
+      store
+        .command('copy')
+        .description('copy the whole store (every version, the leases, the audit log) into an empty one, keeping its key')
+        .addOption(new Option('--to <url|dir>', 'a postgresql:// URL, or a directory for a SQLite store; it must hold no store').makeOptionMandatory()),
+    ).action(lazy(() => import('../commands/store/copy.js'), (m, opts) => m.storeCopyCommand(ctx, opts)));
+  }
+
   if (want('config')) {
     const config = program.command('config').description('non-secret preferences (default output format, colour)');
     withOutput(config.command('list').description('show every setting and its value')).action(
@@ -257,7 +270,7 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
 }
 
 /** The top-level commands: buildProgram can build one of them alone. */
-const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'run', 'audit', 'config', 'completion', '__complete'];
+const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'run', 'audit', 'store', 'config', 'completion', '__complete'];
 
 /**
  * The flags every command takes. They are added to each command (not only to the root)

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { Context } from '../cli/context.js';
 import { usageError } from '../errors.js';
 import { type DaemonEvent, runDaemon } from '../leases/daemon.js';
-import { parseDuration } from '../util/duration.js';
+import { seconds } from '../cli/flags.js';
 
 export interface DaemonFlags {
   interval?: string;
@@ -21,8 +21,8 @@ export interface DaemonFlags {
  * flight; 4 when the store is tampered with or its key does not open it.
  */
 export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<void> {
-  const intervalMs = parseDuration(flags.interval ?? '60s', '--interval') * 1000;
-  const reapEveryMs = parseDuration(flags.reapInterval ?? '10m', '--reap-interval') * 1000;
+  const intervalMs = (seconds(flags.interval, '--interval') ?? 60) * 1000;
+  const reapEveryMs = (seconds(flags.reapInterval, '--reap-interval') ?? 600) * 1000;
   const format = flags.logFormat ?? 'json';
   if (format !== 'json' && format !== 'text') throw usageError('invalid_log_format', '--log-format must be json or text.');
   const deps = await ctx.leaseDeps();

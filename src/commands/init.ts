@@ -1,31 +1,38 @@
 import type { Context, OutputFlags } from '../cli/context.js';
-import { usageError } from '../errors.js';
+import { keySource } from '../cli/flags.js';
 import { keyValueTable } from '../io/format.js';
 import { passphrasePrompt } from '../io/prompt.js';
-import { KEY_SOURCES, type KeySourceName } from '../keys/sources.js';
 
 export interface InitOptions extends OutputFlags {
   keySource?: string;
 }
 
-export function parseKeySource(value: string | undefined, flag: string): KeySourceName | undefined {
-  if (value === undefined) return undefined;
-  if (!(KEY_SOURCES as string[]).includes(value)) {
-    throw usageError('invalid_key_source', `${flag} must be one of ${KEY_SOURCES.join(', ')}.`);
-  }
-  return value as KeySourceName;
-}
-
-/** `sy init`: creates the store in SY_HOME and says where its key lives. */
+/**
+ * `sy init`: creates the store in SY_HOME and says where its key lives. With SY_STORE, it
+ * creates or upgrades the schema in that database, and says so when the store was there.
+ */
 export async function initCommand(ctx: Context, options: InitOptions) {
-  const { initStore } = await import('../store/open.js');
+  const { initStore, postgresModules, sharedStoreUrl } = await import('../store/open.js');
   const { defaultActor } = await import('../audit/actor.js');
-  const result = await initStore(ctx.home(), ctx.env, {
-    source: parseKeySource(options.keySource, '--key-source'),
+  const how = {
+    source: keySource(options.keySource, '--key-source'),
     ask: passphrasePrompt(ctx.io),
     actor: defaultActor(ctx.env),
-    warn: (text) => ctx.io.warn(`sy: ${text}`),
-  });
+    warn: (text: string) => ctx.io.warn(`sy: ${text}`),
+  };
+  const url = sharedStoreUrl(ctx.env);
+  if (url) {
+    const shared = await (await postgresModules()).initPostgresStore(url, ctx.env, how);
+    await shared.store.close();
+    const { from, to } = shared.migrated;
+    if (!shared.created) {
+      ctx.io.notice(`The store at ${url.location} was already there${from < to ? `; its schema was upgraded from ${from} to ${to}` : ''}; nothing else was changed.`);
+    }
+    const summary = { store: url.location, kind: 'postgresql', store_id: shared.storeId, key_source: shared.keySource, schema_version: to, created: shared.created };
+    await ctx.print({ value: summary, table: () => keyValueTable(summary) }, options);
+    return summary;
+  }
+  const result = await initStore(ctx.home(), ctx.env, how);
   await result.store.close();
   const summary = { home: result.home, store_id: result.storeId, key_source: result.keySource };
   await ctx.print({ value: summary, table: () => keyValueTable(summary) }, options);

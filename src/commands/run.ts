@@ -3,14 +3,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
+import { dynamicSecretRef, seconds } from '../cli/flags.js';
 import { failed, usageError } from '../errors.js';
 import { clientEnv, mysqlOptionFile } from '../io/client-env.js';
-import type { IssuedLease } from '../leases/view.js';
+import { type IssuedLease, issuedLease } from '../io/lease-view.js';
 import { issueLease } from '../leases/issue.js';
 import { renewLease } from '../leases/renew.js';
 import { revokeLease } from '../leases/revoke.js';
-import { canonicalPath, isUuid } from '../secrets/path.js';
-import { getSecret } from '../secrets/service.js';
 
 export interface RunOptions {
   path?: string;
@@ -88,16 +87,11 @@ function myCnfOverrides(env: NodeJS.ProcessEnv): boolean {
  * sweep revokes it on time.
  */
 export async function runCommand(ctx: Context, argv: string[], options: RunOptions): Promise<void> {
-  if ((options.recordUid === undefined) === (options.path === undefined)) {
-    throw usageError('missing_secret', 'Name the dynamic secret with exactly one of --record-uid or --path.');
-  }
+  const ref = dynamicSecretRef(options);
   if (argv.length === 0) throw usageError('missing_command', 'Give the command to run after --, e.g. sy run --path P -- psql.');
-  if (options.recordUid !== undefined && !isUuid(options.recordUid)) {
-    throw usageError('invalid_record_uid', '--record-uid must be the id (a UUID) of a dynamic secret.');
-  }
+  const ttlSeconds = seconds(options.ttl, '--ttl');
   const deps = await ctx.leaseDeps();
-  const ref = options.recordUid !== undefined ? { id: options.recordUid.toLowerCase() } : { path: canonicalPath(options.path!) };
-  const lease = await issueLease(deps, await getSecret(deps.store, ref), options.ttl);
+  const lease = issuedLease(await issueLease(deps, ref, { ttlSeconds }));
   deps.progress = undefined;
   ctx.stopSpinner();
   let optionDir: OptionDir | undefined;
@@ -118,7 +112,7 @@ export async function runCommand(ctx: Context, argv: string[], options: RunOptio
     // Renew at two thirds of the remaining time, so a slow database still has a third left.
     renewTimer = setTimeout(async () => {
       try {
-        const { lease: renewed, capped, unchanged } = await renewLease(deps, lease.lease_id, String(lease.lease_duration));
+        const { lease: renewed, capped, unchanged } = await renewLease(deps, lease.lease_id, lease.lease_duration);
         expiresAt = renewed.expiresAt;
         if (capped || unchanged) {
           ctx.io.notice(`sy: lease ${lease.lease_id} reached its max TTL; it ends at ${new Date(expiresAt).toISOString()}.`);

@@ -1,4 +1,4 @@
-import type { IssuedLease } from '../leases/view.js';
+import type { IssuedLease } from './lease-view.js';
 
 /**
  * How a lease is handed to database clients: the variables they read (`--format env`,

@@ -1,56 +1,51 @@
-import { SyError, interrupted, usageError } from '../errors.js';
+import { SyError, usageError } from '../errors.js';
 import type { PassphrasePrompt } from '../keys/sources.js';
+import type { Validate } from './prompter.js';
 import type { IOStreams } from './streams.js';
 
 /**
- * Prompts through inquirer, loaded only when a prompt is really shown. Ctrl-C or a closed
- * terminal becomes the `interrupted` error (exit 130) and nothing is written.
+ * The questions sy asks, through the prompter of the streams given (inquirer at a real
+ * terminal, loaded only when a prompt is really shown). Ctrl-C or a closed terminal becomes
+ * the `interrupted` error (exit 130) and nothing is written.
  */
-type Inquirer = typeof import('inquirer').default;
-
-let loaded: Promise<Inquirer> | undefined;
-const inquirer = (): Promise<Inquirer> => (loaded ??= import('inquirer').then((m) => m.default));
-
-async function ask<T>(question: Record<string, unknown>): Promise<T> {
-  const prompt = await inquirer();
-  try {
-    const answers = (await prompt.prompt([{ ...question, name: 'value' }] as never)) as { value: T };
-    return answers.value;
-  } catch (error) {
-    const name = (error as Error).name;
-    if (name === 'ExitPromptError' || name === 'AbortPromptError') throw interrupted();
-    throw error;
-  }
+export function askPassword(io: IOStreams, message: string): Promise<string> {
+  return io.prompter.ask({ type: 'password', message, mask: '*' });
 }
 
-export function askPassword(message: string): Promise<string> {
-  return ask<string>({ type: 'password', message, mask: '*' });
+export function askText(io: IOStreams, message: string, options: { default?: string; validate?: Validate } = {}): Promise<string> {
+  return io.prompter.ask({ type: 'input', message, ...options });
 }
 
-export function askText(message: string, options: { default?: string; validate?: (v: string) => true | string | Promise<true | string> } = {}): Promise<string> {
-  return ask<string>({ type: 'input', message, ...options });
+export function askConfirm(io: IOStreams, message: string, defaultValue = false): Promise<boolean> {
+  return io.prompter.ask({ type: 'confirm', message, default: defaultValue });
 }
 
-export function askConfirm(message: string, defaultValue = false): Promise<boolean> {
-  return ask<boolean>({ type: 'confirm', message, default: defaultValue });
+export async function askSelect<T extends string>(io: IOStreams, message: string, choices: { name: string; value: T }[]): Promise<T> {
+  return (await io.prompter.ask({ type: 'select', message, choices })) as T;
 }
 
-export function askSelect<T extends string>(message: string, choices: { name: string; value: T }[]): Promise<T> {
-  return ask<T>({ type: 'select', message, choices });
+/** The four questions bound to one set of streams, for a command that asks many (the wizard). */
+export function prompts(io: IOStreams) {
+  return {
+    askPassword: (message: string) => askPassword(io, message),
+    askText: (message: string, options?: { default?: string; validate?: Validate }) => askText(io, message, options),
+    askConfirm: (message: string, defaultValue?: boolean) => askConfirm(io, message, defaultValue),
+    askSelect: <T extends string>(message: string, choices: { name: string; value: T }[]) => askSelect(io, message, choices),
+  };
 }
 
 /** A passphrase prompt for the key sources, or undefined when nothing may prompt. */
 export function passphrasePrompt(io: IOStreams) {
   if (!io.canPrompt()) return undefined;
   return async (purpose: 'unlock' | 'new'): Promise<string> => {
-    if (purpose === 'unlock') return askPassword('Passphrase for the sy store:');
+    if (purpose === 'unlock') return askPassword(io, 'Passphrase for the sy store:');
     for (;;) {
-      const first = await askPassword('New passphrase for the sy store (at least 8 characters):');
+      const first = await askPassword(io, 'New passphrase for the sy store (at least 8 characters):');
       if (first.length < 8) {
         io.warn('The passphrase must be at least 8 characters long.');
         continue;
       }
-      const second = await askPassword('Repeat the passphrase:');
+      const second = await askPassword(io, 'Repeat the passphrase:');
       if (first === second) return first;
       io.warn('The two passphrases differ; try again.');
     }
@@ -94,5 +89,5 @@ export async function confirmDestructive(io: IOStreams, message: string, yes: bo
     throw usageError('confirmation_required', `${message.replace(/\?$/, '')}: pass --yes to confirm without a terminal.`);
   }
   for (const line of details) io.warn(`  ${line}`);
-  return askConfirm(message, false);
+  return askConfirm(io, message, false);
 }

@@ -1,8 +1,8 @@
 import type { IOStreams } from './streams.js';
 
 /**
- * A spinner on stderr while sy talks to a database, drawn only when stdout and stderr are
- * terminals and --quiet is off. ora is imported on first use.
+ * A spinner on the streams' stderr while sy talks to a database, drawn only when stdout and
+ * stderr are terminals and --quiet is off. ora is imported on first use.
  */
 export interface Spinner {
   update(text: string): void;
@@ -24,7 +24,7 @@ export function createSpinner(io: IOStreams): Spinner {
       }
       pending ??= import('ora').then(({ default: ora }) => {
         if (stopped) return;
-        spinner = ora({ text: latest, stream: process.stderr, color: 'cyan', isEnabled: true, discardStdin: false });
+        spinner = ora({ text: latest, stream: io.stderr, color: 'cyan', isEnabled: true, discardStdin: false });
         (spinner as unknown as { start(): void }).start();
         if (!io.colorEnabled) (spinner as unknown as { color: string }).color = 'white';
       });

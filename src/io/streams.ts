@@ -1,9 +1,11 @@
 import { isatty } from 'node:tty';
+import { type Prompter, inquirerPrompter } from './prompter.js';
 
 /**
  * One object that knows what the process is connected to: whether stdin, stdout and
  * stderr are terminals, whether colour is on, whether prompting is allowed. Everything
- * that prints or asks goes through it, as gh's IOStreams does.
+ * that prints or asks goes through it, as gh's IOStreams does: through its own streams,
+ * so a test can give it others (test/helpers/streams.ts).
  */
 export interface IOStreams {
   readonly stdin: NodeJS.ReadableStream;
@@ -12,6 +14,8 @@ export interface IOStreams {
   readonly stdinIsTTY: boolean;
   readonly stdoutIsTTY: boolean;
   readonly stderrIsTTY: boolean;
+  /** Asks the questions of io/prompt.ts: inquirer on stdin and stdout. */
+  readonly prompter: Prompter;
   colorEnabled: boolean;
   quiet: boolean;
   debug: boolean;
@@ -26,23 +30,35 @@ export interface IOStreams {
   warn(text: string): void;
 }
 
-export function processStreams(env: NodeJS.ProcessEnv = process.env): IOStreams {
-  // isatty() on the descriptors: touching process.stdin builds a stream, which costs
-  // milliseconds at every start-up; commands that read stdin get it on first use.
-  const stdoutIsTTY = isatty(1);
-  const stderrIsTTY = isatty(2);
-  const stdinIsTTY = isatty(0);
-  const noColor = env.NO_COLOR !== undefined && env.NO_COLOR !== '';
+export interface StreamOptions {
+  /** A function when building the stream costs something (process.stdin does). */
+  stdin: NodeJS.ReadableStream | (() => NodeJS.ReadableStream);
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  stdinIsTTY: boolean;
+  stdoutIsTTY: boolean;
+  stderrIsTTY: boolean;
+  colorEnabled: boolean;
+  /** Default: inquirer on these stdin and stdout. */
+  prompter?: Prompter;
+}
+
+export function createStreams(options: StreamOptions): IOStreams {
+  const { stdout, stderr, stdinIsTTY, stdoutIsTTY, stderrIsTTY } = options;
+  let stdin = typeof options.stdin === 'function' ? undefined : options.stdin;
+  const input = (): NodeJS.ReadableStream => (stdin ??= (options.stdin as () => NodeJS.ReadableStream)());
+  const line = (text: string) => (text.endsWith('\n') ? text : `${text}\n`);
   return {
     get stdin() {
-      return process.stdin;
+      return input();
     },
-    stdout: process.stdout,
-    stderr: process.stderr,
+    stdout,
+    stderr,
     stdinIsTTY,
     stdoutIsTTY,
     stderrIsTTY,
-    colorEnabled: stderrIsTTY && !noColor && env.TERM !== 'dumb',
+    prompter: options.prompter ?? inquirerPrompter(() => ({ input: input(), output: stdout })),
+    colorEnabled: options.colorEnabled,
     quiet: false,
     debug: false,
     canPrompt() {
@@ -52,13 +68,34 @@ export function processStreams(env: NodeJS.ProcessEnv = process.env): IOStreams 
       return stdoutIsTTY && stderrIsTTY && !this.quiet;
     },
     out(text) {
-      process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+      stdout.write(line(text));
     },
     notice(text) {
-      if (!this.quiet) process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+      if (!this.quiet) stderr.write(line(text));
     },
     warn(text) {
-      process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+      stderr.write(line(text));
     },
   };
+}
+
+/** Colour on a terminal's stderr, unless NO_COLOR is set or the terminal is dumb. */
+export function colorByDefault(env: NodeJS.ProcessEnv, stderrIsTTY: boolean): boolean {
+  const noColor = env.NO_COLOR !== undefined && env.NO_COLOR !== '';
+  return stderrIsTTY && !noColor && env.TERM !== 'dumb';
+}
+
+export function processStreams(env: NodeJS.ProcessEnv = process.env): IOStreams {
+  // isatty() on the descriptors: touching process.stdin builds a stream, which costs
+  // milliseconds at every start-up; commands that read stdin get it on first use.
+  const stderrIsTTY = isatty(2);
+  return createStreams({
+    stdin: () => process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdinIsTTY: isatty(0),
+    stdoutIsTTY: isatty(1),
+    stderrIsTTY,
+    colorEnabled: colorByDefault(env, stderrIsTTY),
+  });
 }

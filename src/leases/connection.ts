@@ -1,5 +1,4 @@
 import { notFound } from '../errors.js';
-import { ENGINES } from '../model/engines.js';
 import { kindOf, parseBaseConnection } from '../secrets/validate.js';
 import type { BaseConnection } from '../model/secret.js';
 import type { Store } from '../store/store.js';
@@ -14,27 +13,19 @@ export function defaultDatabase(connection: BaseConnection): string | undefined 
   return connection.database ?? (connection.engine === 'postgresql' ? 'postgres' : undefined);
 }
 
-function hostForUrl(host: string): string {
+/** A host as URLs and target labels write it: an IPv6 address in brackets. */
+export function hostForUrl(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
-/**
- * The connection string of an issued lease: user and password percent-encoded, TLS carried
- * over from the base secret (`sslmode` for PostgreSQL, `ssl-mode` for MySQL).
- */
-export function connectionString(base: BaseConnection, username: string, password: string, database: string | undefined): string {
-  const scheme = ENGINES[base.engine].urlScheme;
-  const auth = `${encodeURIComponent(username)}:${encodeURIComponent(password)}`;
-  const path = database ? `/${encodeURIComponent(database)}` : '';
-  const query = tlsQuery(base);
-  return `${scheme}://${auth}@${hostForUrl(base.host)}:${base.port}${path}${query}`;
+/** TLS as a lease's clients need it: as sy itself reaches the base's server, verifying it unless told not to. */
+export interface ClientTls {
+  verify: boolean;
 }
 
-function tlsQuery(base: BaseConnection): string {
-  if (!base.ssl) return '';
-  const verify = base.ssl === true || base.ssl.rejectUnauthorized !== false;
-  if (base.engine === 'postgresql') return `?sslmode=${verify ? 'verify-full' : 'require'}`;
-  return `?ssl-mode=${verify ? 'VERIFY_IDENTITY' : 'REQUIRED'}`;
+export function clientTls(base: BaseConnection): ClientTls | undefined {
+  if (!base.ssl) return undefined;
+  return { verify: base.ssl === true || base.ssl.rejectUnauthorized !== false };
 }
 
 /** Engine, host, port and database: the place a user lives, whatever the credentials. */

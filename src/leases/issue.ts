@@ -1,23 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { SyError, failed, notFound, usageError } from '../errors.js';
-import { kindOf, parseBaseConnection, parseDynamicRecipe } from '../secrets/validate.js';
-import { MAX_LEASE_SECONDS } from '../model/secret.js';
-import { canonicalPath } from '../secrets/path.js';
-import type { Secret } from '../model/secret.js';
-import { ENGINES, engineOfType } from '../model/engines.js';
+import { SyError, failed, usageError } from '../errors.js';
+import { kindOf } from '../secrets/validate.js';
+import { followLink } from '../secrets/lookup.js';
+import { getSecret } from '../secrets/service.js';
+import { MAX_LEASE_SECONDS, type SecretRef } from '../model/secret.js';
+import { ENGINES, type Engine } from '../model/engines.js';
 import { newPassword, newUserName } from '../targets/names.js';
 import type { RevokeOptions, Target } from '../targets/target.js';
-import { parseDuration } from '../util/duration.js';
-import { isoSeconds } from '../util/time.js';
-import { connectionString, defaultDatabase, targetLabel } from './connection.js';
+import { type ClientTls, clientTls, defaultDatabase, targetLabel } from './connection.js';
 import { CONNECT_TIMEOUT_MS, type LeaseDeps, REAP_GRACE_MS } from './deps.js';
 import { unattendedPoolWarning } from './pool.js';
-import type { IssuedLease } from './view.js';
 
-/** Checks a requested TTL against the 24-hour ceiling and the secret's maxTtl. */
-export function resolveTtl(requested: string | undefined, defaultTtl: number, maxTtl: number, flag = '--ttl'): number {
-  const ttl = requested === undefined ? defaultTtl : parseDuration(requested, flag);
+/** Checks a TTL (the secret's own when none is asked for) against the 24-hour ceiling and the secret's maxTtl. */
+export function resolveTtl(requested: number | undefined, defaultTtl: number, maxTtl: number): number {
+  const ttl = requested ?? defaultTtl;
   if (ttl > MAX_LEASE_SECONDS) {
     throw usageError('ttl_too_long', `A TTL of ${ttl} seconds is above the maximum of ${MAX_LEASE_SECONDS} seconds (24 hours).`);
   }
@@ -27,24 +24,53 @@ export function resolveTtl(requested: string | undefined, defaultTtl: number, ma
   return ttl;
 }
 
+export interface IssueRequest {
+  /** The lease's length; the secret's ttl when not given. */
+  ttlSeconds?: number;
+  /** Issue from this version of the dynamic secret (`secret read --version`); the current one when not given. */
+  version?: number;
+}
+
 /**
- * Issues a lease: records an intent, creates the user, then marks the lease active. A crash
- * between the first two steps leaves an intent that the sweep resolves by dropping the user
- * if it exists; the user's name carries its reap-after bound for the reaper.
+ * A lease just issued: where its user lives, how clients reach it, and the only copy of its
+ * password (sy never stores it). The CLI turns it into PRODUCT.md's lease JSON (io/lease-view.ts).
  */
-export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?: string): Promise<IssuedLease> {
+export interface IssuedCredentials {
+  leaseId: string;
+  /** The dynamic secret's id. */
+  secretId: string;
+  path: string;
+  engine: Engine;
+  host: string;
+  port: number;
+  /** Where clients land: the base's database, else the first schema the recipe grants on. */
+  database?: string;
+  /** TLS as sy reaches the server; none when the base secret has none. */
+  tls?: ClientTls;
+  username: string;
+  password: string;
+  createdAt: number;
+  expiresAt: number;
+  maxExpiresAt: number;
+  /** Seconds from creation to expiry. */
+  ttl: number;
+}
+
+/**
+ * Issues a lease of the dynamic secret `ref` names, for `request.ttlSeconds` (parsed by the
+ * command: this layer never sees flag text). It records an intent, creates the user, then
+ * marks the lease active. A crash between the first two steps leaves an intent that the
+ * sweep resolves by dropping the user if it exists; the user's name carries its reap-after
+ * bound for the reaper.
+ */
+export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: IssueRequest = {}): Promise<IssuedCredentials> {
   const { store } = deps;
+  const secret = await getSecret(store, ref, request.version);
   if (kindOf(secret.attributes) !== 'dynamic') {
     throw usageError('not_dynamic', `${secret.path} is not a dynamic secret.`);
   }
-  const link = secret.attributes.linkConfig as { linkedSecret: string };
-  const base = await store.secrets.get({ path: canonicalPath(link.linkedSecret) });
-  if (!base) throw notFound('linked_secret_not_found', `The base secret of ${secret.path} no longer exists.`);
-  const engine = engineOfType(base.attributes.type);
-  if (!engine) throw usageError('linked_secret_not_base', `The linked secret of ${secret.path} is not a base secret.`);
-  const connection = parseBaseConnection(base.attributes, base.data);
-  const recipe = parseDynamicRecipe(secret.attributes, secret.data, engine);
-  const ttl = resolveTtl(requestedTtl, recipe.ttl, recipe.maxTtl);
+  const { base, engine, connection, recipe } = await followLink(store, secret.attributes, secret.data, secret.path);
+  const ttl = resolveTtl(request.ttlSeconds, recipe.ttl, recipe.maxTtl);
 
   const createdAt = deps.now();
   const expiresAt = createdAt + ttl * 1000;
@@ -103,22 +129,21 @@ export async function issueLease(deps: LeaseDeps, secret: Secret, requestedTtl?:
   const unattended = await unattendedPoolWarning(store, recipe.pool, deps.now());
   if (unattended) deps.warn?.(unattended);
 
-  const database = defaultDatabase(connection) ?? firstSchema(recipe.grants) ?? null;
   return {
-    lease_id: leaseId,
-    record_uid: secret.id,
+    leaseId,
+    secretId: secret.id,
     path: secret.path,
     engine,
     host: connection.host,
     port: connection.port,
-    database,
+    database: defaultDatabase(connection) ?? firstSchema(recipe.grants),
+    tls: clientTls(connection),
     username,
     password,
-    connection_string: connectionString(connection, username, password, database ?? undefined),
-    created_at: isoSeconds(createdAt),
-    expires_at: isoSeconds(expiresAt),
-    lease_duration: ttl,
-    renewable: expiresAt < maxExpiresAt,
+    createdAt,
+    expiresAt,
+    maxExpiresAt,
+    ttl,
   };
 }
 

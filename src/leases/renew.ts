@@ -18,20 +18,20 @@ export interface RenewResult {
 }
 
 /**
- * Extends a lease from now by `increment` (default: the secret's ttl), capped at the max
+ * Extends a lease from now by `incrementSeconds` (default: the secret's ttl), capped at the max
  * TTL fixed when it was issued. As in Vault, renewing never shortens a lease: an increment
  * that would end it sooner keeps the current expiry and touches nothing. An expired lease
  * stays expired (its user may already be gone, and the sweep is due to drop it). The
  * target's expiry moves first (VALID UNTIL), then the ledger, only if the lease is still
  * active: a concurrent revoke wins.
  */
-export async function renewLease(deps: LeaseDeps, leaseId: string, increment?: string): Promise<RenewResult> {
+export async function renewLease(deps: LeaseDeps, leaseId: string, incrementSeconds?: number): Promise<RenewResult> {
   const lease = await deps.store.leases.get(leaseId);
   if (!lease) throw notFound('lease_not_found', `No lease with id ${leaseId}.`);
   if (lease.state !== 'active') {
     throw failed('lease_not_active', `Lease ${leaseId} is ${lease.state} and cannot be renewed.`);
   }
-  const seconds = resolveTtl(increment, await defaultIncrement(deps, lease), MAX_LEASE_SECONDS, '--increment');
+  const seconds = resolveTtl(incrementSeconds, await defaultIncrement(deps, lease), MAX_LEASE_SECONDS);
   const now = deps.now();
   // The max TTL is never before the expiry, so this also covers a lease past its max TTL.
   if (now >= lease.expiresAt) {

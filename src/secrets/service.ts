@@ -4,9 +4,9 @@ import type { Store } from '../store/store.js';
 import type { Secret, SecretContent, SecretMetadata } from '../model/secret.js';
 import { canonicalPath, newSecretPath, refName } from './path.js';
 import type { SecretRef } from '../model/secret.js';
-import { checkFieldNames, isObject, kindOf, linkedBasePath, parseBaseConnection, parseDynamicRecipe } from './validate.js';
+import { checkFieldNames, isObject, kindOf, parseBaseConnection } from './validate.js';
 import type { Attributes, BaseConnection, DynamicRecipe, SecretData, SecretKind } from '../model/secret.js';
-import { engineOfType } from '../model/engines.js';
+import { followLink } from './lookup.js';
 import type { RecipeVerdict } from './verify.js';
 
 /**
@@ -47,17 +47,8 @@ export async function checkContent(store: Store, attributes: Attributes, data: S
     return { kind };
   }
   if (kind === 'dynamic') {
-    const basePath = linkedBasePath(attributes);
-    const base = await store.secrets.get({ path: basePath });
-    if (!base) {
-      throw notFound('linked_secret_not_found', `The linked secret ${basePath} does not exist.`);
-    }
-    const engine = engineOfType(base.attributes.type);
-    if (kindOf(base.attributes) !== 'base' || !engine) {
-      throw usageError('linked_secret_not_base', `The linked secret ${basePath} is not a base secret (it has no database type).`);
-    }
-    const recipe = parseDynamicRecipe(attributes, data, engine);
-    return { kind, linkedPath: basePath, dynamic: { connection: parseBaseConnection(base.attributes, base.data), recipe } };
+    const { basePath, connection, recipe } = await followLink(store, attributes, data);
+    return { kind, linkedPath: basePath, dynamic: { connection, recipe } };
   }
   return { kind };
 }
@@ -212,10 +203,8 @@ export async function deleteSecret(store: Store, ref: SecretRef, force: boolean)
   });
 }
 
-export async function searchSecrets(store: Store, options: { query?: string; searchLinks: boolean; limit: number }): Promise<SecretMetadata[]> {
-  if (options.searchLinks) {
-    if (!options.query) throw usageError('missing_query', '--search-links needs --query <base secret path>.');
-    return store.secrets.search({ linkedTo: canonicalPath(options.query), limit: options.limit });
-  }
+/** Paths containing `query`, or (`linkedTo`) the dynamic secrets linked to that base path. */
+export async function searchSecrets(store: Store, options: { query?: string; linkedTo?: string; limit: number }): Promise<SecretMetadata[]> {
+  if (options.linkedTo !== undefined) return store.secrets.search({ linkedTo: canonicalPath(options.linkedTo), limit: options.limit });
   return store.secrets.search({ query: options.query, limit: options.limit });
 }

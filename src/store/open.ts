@@ -3,17 +3,18 @@ import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EMPTY_LOG, encodeAuditPosition } from '../audit/file-log.js';
 import { storeError, usageError } from '../errors.js';
-import { randomKey, seal, tryOpen } from '../keys/crypto.js';
+import { randomKey } from '../keys/crypto.js';
 import { deleteKeychainKey } from '../keys/keychain.js';
 import {
   type KeyEncryptionKey,
   type KeyEnvironment,
   type KeySourceName,
-  type KeyWrap,
   type PassphrasePrompt,
   keyForOpening,
   newKey,
 } from '../keys/sources.js';
+import { definePgNavigator } from '../util/pg-navigator.js';
+import { type KeySlot, openSlot, parseSlot, wrapDataKey } from './key-slot.js';
 import { secureHome } from './permissions.js';
 import { Census, RecordMac, recordKey, tampered } from './records.js';
 import { AuthenticatedMeta, openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
@@ -21,23 +22,10 @@ import { LEASE_CENSUS } from './sqlite-leases.js';
 import { AUDIT_HEAD, RECORDS_SCHEMA, SCHEMA_VERSION, createSchema, migrateToPools, migrateToRecordMacs } from './sqlite-schema.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
 import { SqliteStore } from './sqlite.js';
+import { type StoreUrl, isStoreUrl, parseStoreUrl } from './postgres/url.js';
 import type { Store, StoreOptions } from './store.js';
 
 export const STORE_FILE = 'sy.db';
-
-/** The key slot: how the random data key is wrapped. Non-secret; kept in the store's meta table. */
-interface KeySlot {
-  storeId: string;
-  wrap: KeyWrap;
-  wrappedKey: string;
-}
-
-/**
- * The key slot's associated data names the schema the store's records follow: from schema 2
- * on, rows carry MACs. A schema-2 store whose schema_version is set back to 1 still has a
- * schema-2 slot, so it is refused instead of having its rows MACed afresh by a migration.
- */
-const dataKeyAad = (storeId: string, records: 1 | 2 = 2): string => `sy/data-key/v${records}/${storeId}`;
 
 /**
  * How a store is opened: who acts (named in the audit log), where warnings go (SY_HOME's
@@ -49,6 +37,26 @@ export interface OpenStoreOptions extends StoreOptions {
 }
 
 export const storePath = (home: string): string => join(home, STORE_FILE);
+
+/**
+ * Where the store lives: SY_STORE's PostgreSQL database, or (SY_STORE unset or empty)
+ * undefined, for the SQLite store in SY_HOME. Anything else in SY_STORE is a usage error.
+ */
+export function sharedStoreUrl(env: NodeJS.ProcessEnv): StoreUrl | undefined {
+  const value = env.SY_STORE;
+  if (value === undefined || value === '') return undefined;
+  if (!isStoreUrl(value)) {
+    throw usageError('invalid_store_url', 'SY_STORE must be a postgresql:// URL.', 'Unset it to use the SQLite store in SY_HOME.');
+  }
+  return parseStoreUrl(value);
+}
+
+/** The PostgreSQL store's modules, loaded only when SY_STORE names one: pg stays unloaded otherwise. */
+export async function postgresModules() {
+  definePgNavigator();
+  const [store, init] = await Promise.all([import('./postgres/store.js'), import('./postgres/init.js')]);
+  return { ...store, ...init };
+}
 
 export interface InitResult {
   store: Store;
@@ -74,7 +82,7 @@ export async function initStore(
   const storeId = randomUUID();
   const kek = await newKey(storeId, env, options);
   const dataKey = randomKey();
-  const slot: KeySlot = { storeId, wrap: kek.wrap, wrappedKey: seal(kek.key, dataKey, dataKeyAad(storeId)).toString('base64') };
+  const slot = wrapDataKey(kek.key, dataKey, storeId, kek.wrap);
 
   const db = await openDatabase(file, { create: true });
   chmodSync(file, 0o600);
@@ -95,9 +103,16 @@ export async function initStore(
   return { store: new SqliteStore(home, db, dataKey, storeId, options), storeId, keySource: kek.source, home };
 }
 
-export async function openStore(home: string, env: KeyEnvironment, options: OpenStoreOptions): Promise<Store> {
-  const { db, dataKey, slot } = await unlock(home, env, options.ask, options.warn);
-  return new SqliteStore(home, db, dataKey, slot.storeId, options);
+/**
+ * Opens the store SY_STORE names in `env`, or else the one in SY_HOME (`home`, a function so
+ * that a PostgreSQL store never looks at SY_HOME).
+ */
+export async function openStore(home: string | (() => string), env: NodeJS.ProcessEnv & KeyEnvironment, options: OpenStoreOptions): Promise<Store> {
+  const url = sharedStoreUrl(env);
+  if (url) return (await postgresModules()).openPostgresStore(url, env, options);
+  const dir = typeof home === 'string' ? home : home();
+  const { db, dataKey, slot } = await unlockSqlite(dir, env, options.ask, options.warn);
+  return new SqliteStore(dir, db, dataKey, slot.storeId, options);
 }
 
 /**
@@ -105,19 +120,21 @@ export async function openStore(home: string, env: KeyEnvironment, options: Open
  * store has a data key at all.
  */
 export async function changeStoreKey(
-  home: string,
-  env: KeyEnvironment,
+  home: string | (() => string),
+  env: NodeJS.ProcessEnv & KeyEnvironment,
   newEnv: KeyEnvironment,
   options: { to: KeySourceName; ask?: PassphrasePrompt },
 ): Promise<{ from: string; to: string }> {
-  const { db, dataKey, slot, kek } = await unlock(home, env, options.ask);
+  const url = sharedStoreUrl(env);
+  if (url) return (await postgresModules()).changePostgresStoreKey(url, env, newEnv, options);
+  const { db, dataKey, slot, kek } = await unlockSqlite(typeof home === 'string' ? home : home(), env, options.ask);
   try {
     const next = await newKey(slot.storeId, newEnv, {
       source: options.to,
       ask: options.ask,
       names: { flag: '--to', masterKey: 'SY_NEW_MASTER_KEY', masterKeyFile: 'SY_NEW_MASTER_KEY_FILE', passphrase: 'SY_NEW_PASSPHRASE' },
     });
-    const nextSlot: KeySlot = { storeId: slot.storeId, wrap: next.wrap, wrappedKey: seal(next.key, dataKey, dataKeyAad(slot.storeId)).toString('base64') };
+    const nextSlot = wrapDataKey(next.key, dataKey, slot.storeId, next.wrap);
     writeMeta(db, { keyslot: JSON.stringify(nextSlot) });
     if (slot.wrap.type === 'key' && slot.wrap.keychain && !(next.wrap.type === 'key' && next.wrap.keychain)) {
       await deleteKeychainKey(slot.storeId);
@@ -128,7 +145,8 @@ export async function changeStoreKey(
   }
 }
 
-async function unlock(home: string, env: KeyEnvironment, ask?: PassphrasePrompt, warn?: (text: string) => void) {
+/** The SQLite store in `home`, opened with the key: its database, data key and slot (`sy store copy` reads them too). */
+export async function unlockSqlite(home: string, env: KeyEnvironment, ask?: PassphrasePrompt, warn?: (text: string) => void) {
   const file = storePath(home);
   secureHome(home, warn ?? (() => undefined));
   if (!existsSync(file)) {
@@ -143,16 +161,15 @@ async function unlock(home: string, env: KeyEnvironment, ask?: PassphrasePrompt,
       throw storeError('store_too_new', `The store in ${home} was written by a newer version of sy.`, 'Upgrade sy to open it.');
     }
     const kek: KeyEncryptionKey = await keyForOpening(slot.wrap, slot.storeId, env, ask);
-    const wrapped = Buffer.from(slot.wrappedKey, 'base64');
-    let dataKey = tryOpen(kek.key, wrapped, dataKeyAad(slot.storeId, 2));
+    let dataKey = openSlot(kek.key, slot, 2);
     if (dataKey) {
       if (schema === RECORDS_SCHEMA) migrateToPools(db);
       else if (schema !== SCHEMA_VERSION) throw tampered('its schema version');
     } else {
-      dataKey = tryOpen(kek.key, wrapped, dataKeyAad(slot.storeId, 1));
+      dataKey = openSlot(kek.key, slot, 1);
       if (dataKey && schema !== 1) throw tampered('its key slot');
       if (dataKey) {
-        const upgraded: KeySlot = { ...slot, wrappedKey: seal(kek.key, dataKey, dataKeyAad(slot.storeId, 2)).toString('base64') };
+        const upgraded: KeySlot = wrapDataKey(kek.key, dataKey, slot.storeId, slot.wrap);
         migrateToRecordMacs(db, { dataKey, storeId: slot.storeId, home, slot: JSON.stringify(upgraded) });
       }
     }
@@ -174,17 +191,4 @@ function readMetaSafely(db: Parameters<typeof readMeta>[0], key: string): string
     if ((error as { code?: string }).code === 'SQLITE_ERROR') return undefined;
     throw error;
   }
-}
-
-function parseSlot(text: string | undefined): KeySlot {
-  try {
-    const slot = JSON.parse(text ?? '') as KeySlot;
-    if (typeof slot.storeId === 'string' && typeof slot.wrappedKey === 'string' && (slot.wrap?.type === 'key' || slot.wrap?.type === 'passphrase')) {
-      return slot;
-    }
-  } catch {
-    // fall through
-  }
-  throw storeError('store_tampered', 'The store has no valid key slot: it is damaged, was tampered with, or was never initialised.',
-    'Restore it from a backup, or run `sy init` in an empty SY_HOME.');
 }

@@ -90,8 +90,11 @@ export function shown(value: unknown): string {
   return /^[\w:./@-]{1,200}$/.test(text) ? text : JSON.stringify(text.slice(0, 80));
 }
 
-/** `record` names what was changed: `lease <id>`, `secret <path>`, `its live leases`. */
-export function tampered(record: string): SyError {
+/**
+ * `record` names what was changed: `lease <id>`, `secret <path>`, `its live leases`;
+ * `restore` what to restore (a PostgreSQL store's is its database).
+ */
+export function tampered(record: string, restore = 'SY_HOME'): SyError {
   return storeError('store_tampered', `The store's record of ${record} was changed by someone without the key.`,
-    'sy acted on none of it; restore SY_HOME from a backup.');
+    `sy acted on none of it; restore ${restore} from a backup.`);
 }

@@ -2,7 +2,10 @@ import { usageError } from '../errors.js';
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
-/** `3600`, `90s`, `15m`, `1h30m`, `1d` → seconds. `what` names the flag in the error. */
+/**
+ * `3600`, `90s`, `15m`, `1h30m`, `1d` → seconds. `what` names the value in the error: an
+ * attribute (`attributes.ttl`) or a wizard's answer here, a flag through cli/flags.ts.
+ */
 export function parseDuration(input: string | number, what: string): number {
   if (typeof input === 'number') {
     if (Number.isInteger(input) && input > 0) return input;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type Options } from 'execa';
-import type { IssuedLease } from '../../src/leases/view.js';
+import type { IssuedLease } from '../../src/io/lease-view.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const SY_BIN = join(ROOT, 'bin', 'sy');

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clientEnv, mysqlOptionFile } from '../../src/io/client-env.js';
-import type { IssuedLease } from '../../src/leases/view.js';
+import type { IssuedLease } from '../../src/io/lease-view.js';
 
 const lease = (over: Partial<IssuedLease>): IssuedLease => ({
   lease_id: 'l', record_uid: 'r', path: 'db:mariadb:x', engine: 'mariadb', host: '127.0.0.1', port: 3306,

@@ -10,7 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { buildProgram } from '../../src/cli/program.js';
 import type { Context } from '../../src/cli/context.js';
-import { describeTree, docFiles, leafCommands, manPage } from '../../src/cli/docs.js';
+import { exitStatuses, SyError, type ErrorKind } from '../../src/errors.js';
+import { docFiles } from '../../src/cli/docs.js';
+import { manPage } from '../../src/cli/docs/man.js';
+import { describeTree, leafCommands } from '../../src/cli/docs/tree.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -94,6 +97,13 @@ describe('generated documentation', () => {
     }
     const exit = section('EXIT STATUS', 'SECURITY');
     for (const code of ['0', '1', '2', '3', '4', '130']) expect(exit).toMatch(new RegExp(`^ {7}${code} +[A-Z]`, 'm'));
+    // The section is errors.ts's table, whose codes are the ones errors exit with.
+    const kinds: ErrorKind[] = ['failed', 'usage', 'not_found', 'store', 'interrupted'];
+    expect(exitStatuses().map((status) => status.code)).toEqual([0, ...kinds.map((kind) => new SyError(kind, 'test', 'test').exitCode)]);
+    for (const { code, meaning } of exitStatuses()) {
+      const firstWord = meaning.split(' ')[0].replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      expect(exit).toMatch(new RegExp(`^ {7}${code} +${firstWord}( |$)`, 'm'));
+    }
     // Options in the page are typed with ASCII hyphen-minus, so they can be copied.
     expect(expected['man/sy.1']).toContain('\\-\\-no\\-sweep');
     expect(expected['man/sy.1']).not.toMatch(/[^\\]--no-sweep/);
@@ -106,7 +116,7 @@ describe('generated documentation', () => {
       .description(".starts with a dot, has a back\\slash, 'quotes' and --flags")
       .argument('[path]', "'leading quote")
       .option('--weird-flag <value>', '.dot first, then \\fB not bold');
-    const roff = manPage(tricky, { version: '9.9.9', date: 'today' });
+    const roff = manPage(describeTree(tricky), { version: '9.9.9', date: 'today' });
     expect(groff(['-man', '-ww', '-z'], roff)).toEqual({ status: 0, stdout: '', stderr: '' });
     const text = render(roff);
     expect(text).toContain(".starts with a dot, has a back\\slash, 'quotes' and --flags.");

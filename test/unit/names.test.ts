@@ -1,4 +1,5 @@
-import { connectionString } from '../../src/leases/connection.js';
+import { connectionString } from '../../src/io/lease-view.js';
+import { clientTls } from '../../src/leases/connection.js';
 import { newPassword, newUserName, parseManagedName, MANAGED_NAME_SQL_PATTERN } from '../../src/targets/names.js';
 
 describe('user names', () => {
@@ -35,7 +36,7 @@ describe('passwords', () => {
 });
 
 describe('connection strings', () => {
-  const base = { engine: 'postgresql' as const, host: 'db.example.com', port: 5432, username: 'admin', password: 'x' };
+  const base = { engine: 'postgresql' as const, host: 'db.example.com', port: 5432 };
   it('percent-encode user and password', () => {
     const url = connectionString(base, 'sy_user', 'xK9#mP2$qR7wL4nB', 'myapp');
     expect(url).toBe('postgresql://sy_user:xK9%23mP2%24qR7wL4nB@db.example.com:5432/myapp');
@@ -43,9 +44,16 @@ describe('connection strings', () => {
     expect(decodeURIComponent(parsed.password)).toBe('xK9#mP2$qR7wL4nB');
   });
   it('carry TLS settings and the mysql scheme', () => {
-    expect(connectionString({ ...base, ssl: true }, 'u', 'p', 'd')).toMatch(/\?sslmode=verify-full$/);
-    expect(connectionString({ ...base, ssl: { rejectUnauthorized: false } }, 'u', 'p', 'd')).toMatch(/\?sslmode=require$/);
-    expect(connectionString({ ...base, engine: 'mysql', port: 3306, ssl: { rejectUnauthorized: false } }, 'u', 'p', undefined)).toBe('mysql://u:p@db.example.com:3306?ssl-mode=REQUIRED');
+    expect(connectionString({ ...base, tls: { verify: true } }, 'u', 'p', 'd')).toMatch(/\?sslmode=verify-full$/);
+    expect(connectionString({ ...base, tls: { verify: false } }, 'u', 'p', 'd')).toMatch(/\?sslmode=require$/);
+    expect(connectionString({ ...base, engine: 'mysql', port: 3306, tls: { verify: false } }, 'u', 'p', undefined)).toBe('mysql://u:p@db.example.com:3306?ssl-mode=REQUIRED');
     expect(connectionString({ ...base, host: '::1' }, 'u', 'p', 'd')).toBe('postgresql://u:p@[::1]:5432/d');
+  });
+  it('ask for TLS as sy reaches the base, verifying unless the base says not to', () => {
+    const admin = { ...base, username: 'admin', password: 'x' };
+    expect(clientTls(admin)).toBeUndefined();
+    expect(clientTls({ ...admin, ssl: true })).toEqual({ verify: true });
+    expect(clientTls({ ...admin, ssl: { ca: 'pem' } })).toEqual({ verify: true });
+    expect(clientTls({ ...admin, ssl: { rejectUnauthorized: false } })).toEqual({ verify: false });
   });
 });

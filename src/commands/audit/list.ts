@@ -2,9 +2,8 @@ import type { Context, OutputFlags } from '../../cli/context.js';
 import { usageError } from '../../errors.js';
 import type { AuditEntry } from '../../audit/chain.js';
 import { canonicalPath } from '../../secrets/path.js';
-import { parseDuration } from '../../util/duration.js';
 import { localTime } from '../../util/time.js';
-import { wholeNumber } from '../dynamic/lease/list.js';
+import { seconds, wholeNumber } from '../../cli/flags.js';
 
 export interface AuditListOptions extends OutputFlags {
   since?: string;
@@ -20,7 +19,7 @@ export async function auditListCommand(ctx: Context, options: AuditListOptions):
     since: options.since === undefined ? undefined : parseSince(options.since),
     leaseId: options.lease,
     path: options.path === undefined ? undefined : canonicalPath(options.path),
-    limit: options.limit === undefined ? undefined : wholeNumber(options.limit, '--limit', 0, 1),
+    limit: wholeNumber(options.limit, '--limit', { min: 1 }),
   });
   await ctx.print(
     {
@@ -41,5 +40,5 @@ function parseSince(value: string): number {
     if (!Number.isNaN(time)) return time;
     throw usageError('invalid_since', `--since "${value.slice(0, 40)}" is not a date: use ISO-8601 (2026-04-06T12:00:00Z) or a duration such as 1h.`);
   }
-  return Date.now() - parseDuration(value, '--since') * 1000;
+  return Date.now() - seconds(value, '--since')! * 1000;
 }

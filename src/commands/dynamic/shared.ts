@@ -1,7 +1,7 @@
 import type { Printable, Table } from '../../io/format.js';
 import { keyValueTable } from '../../io/format.js';
 import { clientEnv } from '../../io/client-env.js';
-import { type IssuedLease, type LeaseDetails, type LeaseSummary } from '../../leases/view.js';
+import type { IssuedLease, LeaseDetails, LeaseSummary } from '../../io/lease-view.js';
 import { humanDuration } from '../../util/duration.js';
 import { localTime } from '../../util/time.js';
 

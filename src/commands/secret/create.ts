@@ -1,10 +1,11 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
+import { pathArgument } from '../../cli/flags.js';
 import { usageError } from '../../errors.js';
 import { readJsonObject } from '../../io/input.js';
 import { createSecret, withoutData } from '../../secrets/service.js';
 import { isObject } from '../../secrets/validate.js';
 import type { SecretContent, SecretMetadata } from '../../model/secret.js';
-import { metadataPrintable, optionalJson, pathArgument, printWarnings, recipeCheck } from './shared.js';
+import { metadataPrintable, optionalJson, printWarnings, recipeCheck } from './shared.js';
 
 export interface CreateOptions extends OutputFlags {
   path?: string;

@@ -1,9 +1,9 @@
 import type { Context } from '../../cli/context.js';
 import { cancelled } from '../../errors.js';
 import { confirmDestructive } from '../../io/prompt.js';
-import { refName, secretRef } from '../../secrets/path.js';
+import { secretArgument } from '../../cli/flags.js';
+import { refName } from '../../secrets/path.js';
 import { deleteSecret } from '../../secrets/service.js';
-import { pathArgument } from './shared.js';
 
 export interface DeleteOptions {
   path?: string;
@@ -13,7 +13,7 @@ export interface DeleteOptions {
 
 /** `sy secret delete`: refused while something depends on the secret, unless --force. */
 export async function deleteCommand(ctx: Context, positional: string | undefined, options: DeleteOptions): Promise<void> {
-  const ref = secretRef(pathArgument(positional, options.path)!);
+  const ref = secretArgument(positional, options.path);
   if (options.force) {
     const confirmed = await confirmDestructive(ctx.io, `Delete ${refName(ref)} even if dynamic secrets or active leases depend on it?`, options.yes);
     if (!confirmed) throw cancelled('Nothing was deleted.');

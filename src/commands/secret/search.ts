@@ -1,4 +1,5 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
+import { wholeNumber } from '../../cli/flags.js';
 import { usageError } from '../../errors.js';
 import { searchSecrets } from '../../secrets/service.js';
 import type { SecretMetadata } from '../../model/secret.js';
@@ -17,11 +18,10 @@ export async function searchCommand(ctx: Context, positional: string | undefined
   if (positional !== undefined && options.query !== undefined && positional !== options.query) {
     throw usageError('conflicting_query', 'Give the query once: as an argument or with --query, not both.');
   }
-  const limit = options.limit === undefined ? 25 : Number(options.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
-    throw usageError('invalid_limit', `--limit must be a whole number between 1 and ${MAX_LIMIT}.`);
-  }
-  const found = await searchSecrets(await ctx.store(), { query: positional ?? options.query, searchLinks: Boolean(options.searchLinks), limit });
+  const limit = wholeNumber(options.limit, '--limit', { min: 1, max: MAX_LIMIT, code: 'invalid_limit' }) ?? 25;
+  const query = positional ?? options.query;
+  if (options.searchLinks && !query) throw usageError('missing_query', '--search-links needs --query <base secret path>.');
+  const found = await searchSecrets(await ctx.store(), options.searchLinks ? { linkedTo: query, limit } : { query, limit });
   await ctx.print(secretListPrintable(found), options);
   return found;
 }

@@ -1,5 +1,4 @@
 import type { Context } from '../../cli/context.js';
-import { usageError } from '../../errors.js';
 import { type Printable, type Table, envName, keyValueTable, scalarText } from '../../io/format.js';
 import { readJsonObject } from '../../io/input.js';
 import type { RecipeCheck } from '../../secrets/service.js';
@@ -7,16 +6,6 @@ import { kindOf } from '../../secrets/validate.js';
 import { CONNECT_TIMEOUT_MS } from '../../leases/deps.js';
 import { localTime } from '../../util/time.js';
 import type { Secret, SecretMetadata } from '../../model/secret.js';
-
-/** The positional path, or `--path`; exactly one of them. */
-export function pathArgument(positional: string | undefined, flag: string | undefined, required = true): string | undefined {
-  if (positional !== undefined && flag !== undefined && positional !== flag) {
-    throw usageError('conflicting_path', 'Give the path once: as an argument or with --path, not both.');
-  }
-  const path = positional ?? flag;
-  if (path === undefined && required) throw usageError('missing_path', 'A secret path is required (as an argument or with --path).');
-  return path;
-}
 
 /**
  * The server check of dynamic recipes for create and update, unless `--no-verify`. It
@@ -40,12 +29,6 @@ export function printWarnings(ctx: Context, warnings: string[]): void {
 
 export async function optionalJson(value: string | undefined, flag: string, stdin: NodeJS.ReadableStream) {
   return value === undefined ? undefined : readJsonObject(value, flag, stdin);
-}
-
-export function parseVersion(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw usageError('invalid_version', '--version must be a whole number of 1 or more.');
-  return Number(value);
 }
 
 /** Tables show times in local time; JSON keeps ISO-8601 UTC. */

@@ -1,9 +1,9 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
+import { secretArgument } from '../../cli/flags.js';
 import { usageError } from '../../errors.js';
-import { secretRef } from '../../secrets/path.js';
 import { updateSecret, withoutData } from '../../secrets/service.js';
 import type { SecretMetadata } from '../../model/secret.js';
-import { metadataPrintable, optionalJson, pathArgument, printWarnings, recipeCheck } from './shared.js';
+import { metadataPrintable, optionalJson, printWarnings, recipeCheck } from './shared.js';
 
 export interface UpdateOptions extends OutputFlags {
   path?: string;
@@ -17,7 +17,7 @@ export interface UpdateOptions extends OutputFlags {
 
 /** `sy secret update`: a new version; data and attributes are merged unless --overwrite. */
 export async function updateCommand(ctx: Context, positional: string | undefined, options: UpdateOptions): Promise<SecretMetadata> {
-  const ref = secretRef(pathArgument(positional, options.path)!);
+  const ref = secretArgument(positional, options.path);
   if (options.data === undefined && options.attributes === undefined && options.desc === undefined) {
     throw usageError('nothing_to_update', 'Nothing to update: give --data, --attributes or --desc.');
   }

@@ -1,6 +1,6 @@
 import type { Context } from '../../cli/context.js';
 import { SyError, cancelled, usageError } from '../../errors.js';
-import { askConfirm, askPassword, askSelect, askText } from '../../io/prompt.js';
+import { prompts } from '../../io/prompt.js';
 import { newSecretPath } from '../../secrets/path.js';
 import { kindOf, parseBaseConnection, parseDatabaseName, parseGrant, parseHost, parseMaxTtl, parsePool, parsePort, parsePrivileges, parseUserPrefix } from '../../secrets/validate.js';
 import { type BaseConnection, MAX_LEASE_SECONDS } from '../../model/secret.js';
@@ -52,6 +52,7 @@ const CONNECTION_TEST_TIMEOUT_MS = 5_000;
  * shows the JSON it will store, and saves only on yes.
  */
 export async function secretWizard(ctx: Context, path: string | undefined): Promise<WizardResult> {
+  const { askConfirm, askPassword, askSelect, askText } = prompts(ctx.io);
   const store = await ctx.store();
   const freePath = async (value: string): Promise<true | string> => {
     try {
@@ -136,6 +137,7 @@ export async function secretWizard(ctx: Context, path: string | undefined): Prom
  * allowed (the server may simply not be up yet).
  */
 async function offerConnectionTest(ctx: Context, connection: BaseConnection, which: string): Promise<void> {
+  const { askConfirm } = prompts(ctx.io);
   const address = `${connection.host}:${connection.port}`;
   if (!(await askConfirm(`Test the connection to ${address}${which} now?`, true))) return;
   const { connectTarget } = await import('../../targets/connect.js');

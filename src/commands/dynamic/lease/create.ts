@@ -1,12 +1,10 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
-import { usageError } from '../../../errors.js';
+import { dynamicSecretRef, seconds } from '../../../cli/flags.js';
 import { checkOutputPath } from '../../../io/output.js';
-import { issueLease } from '../../../leases/issue.js';
+import { type IssuedLease, issuedLease } from '../../../io/lease-view.js';
+import { type IssueRequest, issueLease } from '../../../leases/issue.js';
 import { revokeLease } from '../../../leases/revoke.js';
-import type { IssuedLease } from '../../../leases/view.js';
-import { canonicalPath, isUuid } from '../../../secrets/path.js';
-import { getSecret } from '../../../secrets/service.js';
-import type { Secret } from '../../../model/secret.js';
+import type { SecretRef } from '../../../model/secret.js';
 import { issuedLeasePrintable } from '../shared.js';
 
 export interface LeaseCreateOptions extends OutputFlags {
@@ -17,24 +15,17 @@ export interface LeaseCreateOptions extends OutputFlags {
 
 /** `sy dynamic lease create (--record-uid ID | --path P) [--ttl T]`. */
 export async function createLeaseCommand(ctx: Context, options: LeaseCreateOptions): Promise<IssuedLease> {
-  if ((options.recordUid === undefined) === (options.path === undefined)) {
-    throw usageError('missing_secret', 'Name the dynamic secret with exactly one of --record-uid or --path.');
-  }
-  if (options.recordUid !== undefined && !isUuid(options.recordUid)) {
-    throw usageError('invalid_record_uid', '--record-uid must be the id (a UUID) of a dynamic secret.');
-  }
-  const store = await ctx.store();
-  const ref = options.recordUid !== undefined ? { id: options.recordUid.toLowerCase() } : { path: canonicalPath(options.path!) };
-  return issueLeaseCommand(ctx, await getSecret(store, ref), options);
+  const ref = dynamicSecretRef(options);
+  return issueLeaseCommand(ctx, ref, { ttlSeconds: seconds(options.ttl, '--ttl') }, options);
 }
 
 /** Shared with `sy secret read` of a dynamic secret: same lease, same output. */
-export async function issueLeaseCommand(ctx: Context, secret: Secret, options: OutputFlags & { ttl?: string }): Promise<IssuedLease> {
-  if (options.output !== undefined) checkOutputPath(options.output);
+export async function issueLeaseCommand(ctx: Context, ref: SecretRef, request: IssueRequest, flags: OutputFlags): Promise<IssuedLease> {
+  if (flags.output !== undefined) checkOutputPath(flags.output);
   const deps = await ctx.leaseDeps();
-  const lease = await issueLease(deps, secret, options.ttl);
+  const lease = issuedLease(await issueLease(deps, ref, request));
   try {
-    await ctx.print(issuedLeasePrintable(lease), options);
+    await ctx.print(issuedLeasePrintable(lease), flags);
   } catch (error) {
     // Nobody received the password: the user must not live on.
     await revokeLease(deps, lease.lease_id).catch(() => undefined);

@@ -1,7 +1,7 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
-import { usageError } from '../../../errors.js';
-import { leaseSummary, type LeaseSummary } from '../../../leases/view.js';
-import { canonicalPath, isUuid } from '../../../secrets/path.js';
+import { recordUid, wholeNumber } from '../../../cli/flags.js';
+import { leaseSummary, type LeaseSummary } from '../../../io/lease-view.js';
+import { canonicalPath } from '../../../secrets/path.js';
 import { leaseListPrintable } from '../shared.js';
 
 export interface LeaseListOptions extends OutputFlags {
@@ -14,26 +14,13 @@ export interface LeaseListOptions extends OutputFlags {
 
 /** `sy dynamic lease list`: active leases (with --all, ended ones too), oldest first, paged. */
 export async function listLeasesCommand(ctx: Context, options: LeaseListOptions): Promise<LeaseSummary[]> {
-  if (options.recordUid !== undefined && !isUuid(options.recordUid)) {
-    throw usageError('invalid_record_uid', '--record-uid must be the id (a UUID) of a dynamic secret.');
-  }
-  const limit = wholeNumber(options.limit, '--limit', 1000, 1);
-  const offset = wholeNumber(options.offset, '--offset', 0, 0);
+  const secretId = recordUid(options.recordUid);
+  const limit = wholeNumber(options.limit, '--limit', { min: 1 }) ?? 1000;
+  const offset = wholeNumber(options.offset, '--offset', { min: 0 }) ?? 0;
+  const path = options.path === undefined ? undefined : canonicalPath(options.path);
   const store = await ctx.store();
-  const leases = await store.leases.list({
-    secretId: options.recordUid?.toLowerCase(),
-    path: options.path === undefined ? undefined : canonicalPath(options.path),
-    all: Boolean(options.all),
-    limit,
-    offset,
-  });
+  const leases = await store.leases.list({ secretId, path, all: Boolean(options.all), limit, offset });
   const summaries = leases.map(leaseSummary);
   await ctx.print(leaseListPrintable(summaries, Date.now()), options);
   return summaries;
-}
-
-export function wholeNumber(value: string | undefined, flag: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value) || Number(value) < min) throw usageError('invalid_number', `${flag} must be a whole number of ${min} or more.`);
-  return Number(value);
 }

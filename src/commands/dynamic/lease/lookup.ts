@@ -1,6 +1,6 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
 import { notFound } from '../../../errors.js';
-import { leaseDetails, type LeaseDetails } from '../../../leases/view.js';
+import { leaseDetails, type LeaseDetails } from '../../../io/lease-view.js';
 import { leaseDetailsPrintable } from '../shared.js';
 
 /** `sy dynamic lease lookup <lease_id>`: one lease, never its password (sy does not keep it). */

@@ -1,6 +1,7 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
+import { seconds } from '../../../cli/flags.js';
+import { leaseDetails, type LeaseDetails } from '../../../io/lease-view.js';
 import { renewLease } from '../../../leases/renew.js';
-import { leaseDetails, type LeaseDetails } from '../../../leases/view.js';
 import { leaseDetailsPrintable } from '../shared.js';
 import { isoSeconds } from '../../../util/time.js';
 
@@ -10,8 +11,9 @@ import { isoSeconds } from '../../../util/time.js';
  * a notice: a script that renews on a timer must not fail because it renewed early.
  */
 export async function renewLeaseCommand(ctx: Context, leaseId: string, options: OutputFlags & { increment?: string }): Promise<LeaseDetails> {
+  const increment = seconds(options.increment, '--increment');
   const deps = await ctx.leaseDeps();
-  const { lease, capped, unchanged } = await renewLease(deps, leaseId, options.increment);
+  const { lease, capped, unchanged } = await renewLease(deps, leaseId, increment);
   if (unchanged) {
     const why = lease.expiresAt >= lease.maxExpiresAt ? 'its max TTL' : 'later than the increment asked for';
     ctx.io.notice(`Lease ${lease.id} already runs until ${isoSeconds(lease.expiresAt)}, ${why}; its expiry is unchanged.`);

@@ -3,7 +3,7 @@ import { cancelled, failed, usageError } from '../../../errors.js';
 import { confirmDestructive } from '../../../io/prompt.js';
 import { CLAIM_MS } from '../../../leases/deps.js';
 import { revokeClaimed, revokeLease } from '../../../leases/revoke.js';
-import { leaseDetails, leaseSummary } from '../../../leases/view.js';
+import { leaseDetails, leaseSummary } from '../../../io/lease-view.js';
 import { canonicalPrefix, isUnderPrefix } from '../../../secrets/path.js';
 import type { LeaseRecord } from '../../../model/lease.js';
 import { leaseDetailsPrintable, leaseListPrintable } from '../shared.js';

@@ -1,0 +1,48 @@
+import { interrupted } from '../errors.js';
+
+/**
+ * One question to the person at the terminal. The shapes are the few that sy asks; a
+ * Prompter answers them (gh's prompter): inquirer on a real terminal, scripted answers in
+ * a test (test/helpers/streams.ts).
+ */
+export type Validate = (value: string) => true | string | Promise<true | string>;
+
+export type Question =
+  | { type: 'input'; message: string; default?: string; validate?: Validate }
+  | { type: 'password'; message: string; mask: string }
+  | { type: 'confirm'; message: string; default: boolean }
+  | { type: 'select'; message: string; choices: { name: string; value: string }[] };
+
+export type Answer<Q extends Question> = Q extends { type: 'confirm' } ? boolean : string;
+
+export interface Prompter {
+  /** The answer; Ctrl-C or a closed terminal throws the `interrupted` error (exit 130). */
+  ask<Q extends Question>(question: Q): Promise<Answer<Q>>;
+}
+
+type Inquirer = typeof import('inquirer').default;
+
+let loaded: Promise<Inquirer> | undefined;
+const inquirer = (): Promise<Inquirer> => (loaded ??= import('inquirer').then((m) => m.default));
+
+/**
+ * inquirer reading and drawing on the given streams, loaded only when a prompt is really
+ * shown. The streams are read at the first question, so a lazily built stdin stays unbuilt
+ * until then.
+ */
+export function inquirerPrompter(streams: () => { input: NodeJS.ReadableStream; output: NodeJS.WritableStream }): Prompter {
+  return {
+    async ask(question) {
+      const { createPromptModule } = await inquirer();
+      const prompt = createPromptModule(streams() as never);
+      try {
+        const answers = (await prompt([{ ...question, name: 'value' }] as never)) as { value: never };
+        return answers.value;
+      } catch (error) {
+        const name = (error as Error).name;
+        if (name === 'ExitPromptError' || name === 'AbortPromptError') throw interrupted();
+        throw error;
+      }
+    },
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * The store in a PostgreSQL database (SY_STORE=postgresql://...): secrets with their
+ * versions, the lease ledger and the audit log, shared by every machine that has the URL and
+ * the master key. The database sees sealed payloads and authenticated index columns, never a
+ * secret or a key: its operator can read paths, states and times, and any change made
+ * without the key is refused (exit 4) before sy acts on it.
+ */
+import { auditMac } from '../../audit/chain.js';
+import { storeError } from '../../errors.js';
+import { type KeyEnvironment, type PassphrasePrompt, keyForOpening } from '../../keys/sources.js';
+import { type KeySlot, openSlot, parseSlot } from '../key-slot.js';
+import { RecordMac, recordKey } from '../records.js';
+import type { Store, StoreInfo, StoreOptions } from '../store.js';
+import { PostgresAuditTrail } from './audit.js';
+import { type Sql, StoreConnection } from './connection.js';
+import { PostgresLeaseLedger } from './leases.js';
+import { KEYSLOT, PgMeta } from './meta.js';
+import { SCHEMA_VERSION, tooNew, tooOld } from './schema.js';
+import { PostgresSecretRepository } from './secrets.js';
+import { PostgresPoolRegistry, listenForChanges } from './pools.js';
+import type { StoreWatch, StoreWatcher } from '../pools.js';
+import type { StoreUrl } from './url.js';
+
+export interface PostgresStoreOptions extends StoreOptions {
+  ask?: PassphrasePrompt;
+}
+
+export const SLOT_HINT = 'Restore the store database from a backup, or run `sy init` against an empty database.';
+
+export class PostgresStore implements Store {
+  readonly kind = 'postgresql';
+  readonly location: string;
+  readonly secrets: PostgresSecretRepository;
+  readonly leases: PostgresLeaseLedger;
+  readonly audit: PostgresAuditTrail;
+  readonly pools: PostgresPoolRegistry;
+  /** For `sy store copy` and the tests: the pieces the repositories share. */
+  readonly macs: RecordMac;
+  readonly meta: PgMeta;
+
+  constructor(
+    readonly db: StoreConnection,
+    readonly dataKey: Buffer,
+    readonly storeId: string,
+    options: Pick<PostgresStoreOptions, 'actor'>,
+  ) {
+    this.location = db.url.location;
+    this.macs = new RecordMac(recordKey(dataKey), storeId);
+    this.meta = new PgMeta(this.macs);
+    const ledger = new PostgresLeaseLedger(db, dataKey, this.macs, this.meta);
+    this.leases = ledger;
+    this.secrets = new PostgresSecretRepository(db, dataKey, this.macs, this.meta, (sql, id) => ledger.liveLeasesOf(sql, id));
+    this.audit = new PostgresAuditTrail(db, this.meta, auditMac(dataKey), options.actor, `${this.location} (table sy.audit_lines)`);
+    this.pools = new PostgresPoolRegistry(db);
+  }
+
+  /** LISTEN/NOTIFY: the ledger notifies when a lease is recorded, activated or renewed. */
+  watch(watcher: StoreWatcher): Promise<StoreWatch> {
+    return listenForChanges(() => this.db.dedicated(), watcher);
+  }
+
+  async info(): Promise<StoreInfo> {
+    const [counts] = await this.db.use((sql) =>
+      sql<{ schema: number; secrets: number; versions: number }>(
+        `SELECT (SELECT max(version) FROM sy.schema_migrations) AS schema, (SELECT count(*)::integer FROM sy.secrets) AS secrets,
+                (SELECT count(*)::integer FROM sy.secret_versions) AS versions`,
+      ));
+    return {
+      schemaVersion: counts.schema,
+      secrets: counts.secrets,
+      secretVersions: counts.versions,
+      leases: await this.leases.countByState(),
+      auditLines: (await this.audit.head()).lines,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}
+
+/** What the database holds before the key is used: its schema version (0: none) and key slot. */
+export interface StoreState {
+  schema: number;
+  slot?: string;
+}
+
+export async function readState(sql: Sql): Promise<StoreState> {
+  try {
+    const [row] = await sql<{ schema: number | null; slot: string | null }>(
+      `SELECT (SELECT max(version) FROM sy.schema_migrations) AS schema, (SELECT value FROM sy.meta WHERE key = '${KEYSLOT}') AS slot`,
+    );
+    return { schema: row.schema ?? 0, slot: row.slot ?? undefined };
+  } catch (error) {
+    // No schema sy, or not all of it: there is no store here (yet).
+    if ((error as { code?: string }).code === 'store_damaged') return { schema: 0 };
+    throw error;
+  }
+}
+
+export const noStore = (location: string) =>
+  storeError('no_store', `There is no sy store at ${location}.`, 'Run `sy init` with this SY_STORE to create one.');
+
+/** Opens the store with the key: the schema must be this sy's, and the key must open its slot. */
+export async function openPostgresStore(url: StoreUrl, env: KeyEnvironment, options: PostgresStoreOptions): Promise<PostgresStore> {
+  const db = new StoreConnection(url);
+  try {
+    const state = await db.use(readState);
+    if (state.schema === 0 || state.slot === undefined) {
+      if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);
+      throw noStore(url.location);
+    }
+    if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);
+    if (state.schema < SCHEMA_VERSION) throw tooOld(url.location, state.schema);
+    const { slot, dataKey } = await unlockSlot(state.slot, url, env, options.ask);
+    return new PostgresStore(db, dataKey, slot.storeId, options);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+}
+
+export async function unlockSlot(text: string, url: StoreUrl, env: KeyEnvironment, ask?: PassphrasePrompt) {
+  const slot: KeySlot = parseSlot(text, SLOT_HINT);
+  const kek = await keyForOpening(slot.wrap, slot.storeId, env, ask);
+  const dataKey = openSlot(kek.key, slot);
+  if (!dataKey) throw storeError('wrong_key', `The key from ${kek.source} does not open the store at ${url.location}.`, 'Check the key; nothing was changed.');
+  return { slot, dataKey, kek };
+}
