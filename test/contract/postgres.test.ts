@@ -85,7 +85,7 @@ describe('the PostgreSQL store', () => {
     expect({ kind: opened.store.kind, location: opened.store.location }).toEqual({ kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}` });
     expect((await opened.store.audit.verify()).location).toBe(`postgresql://postgres@127.0.0.1/${database.name} (table sy.audit_lines)`);
     const tables = await database.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_schema = 'sy' ORDER BY 1");
-    expect(tables.map((t) => t.table_name)).toEqual(['audit_lines', 'leases', 'meta', 'schema_migrations', 'secret_versions', 'secrets']);
+    expect(tables.map((t) => t.table_name)).toEqual(['audit_lines', 'daemons', 'leases', 'meta', 'schema_migrations', 'secret_versions', 'secrets']);
     expect(await database.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public'")).toEqual([{ n: 0 }]);
   });
 
@@ -102,12 +102,12 @@ describe('the PostgreSQL store', () => {
     const again = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });
     try {
       expect({ created: again.created, storeId: again.storeId, migrated: again.migrated }).toEqual({
-        created: false, storeId: (await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).map((r) => JSON.parse(r.value).storeId)[0], migrated: { from: 1, to: 1 },
+        created: false, storeId: (await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).map((r) => JSON.parse(r.value).storeId)[0], migrated: { from: 2, to: 2 },
       });
     } finally {
       await again.store.close();
     }
-    expect(await database.query('SELECT version FROM sy.schema_migrations')).toEqual([{ version: 1 }]);
+    expect(await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }]);
   });
 
   test('init again with another key: refused with exit 4, nothing changed', async () => {
@@ -121,7 +121,7 @@ describe('the PostgreSQL store', () => {
     await database.query("INSERT INTO sy.schema_migrations (version, sy_version) VALUES (99, '9.9.9')");
     await expect(initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options })).rejects.toMatchObject({ code: 'store_too_new', exitCode: 4 });
     await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_new', exitCode: 4 });
-    expect((await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual([1, 99]);
+    expect((await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual([1, 2, 99]);
   });
 
   test('two inits at once on an empty database: one creates the store, the other finds it; one schema', async () => {
@@ -132,7 +132,7 @@ describe('the PostgreSQL store', () => {
       for (const result of results) await result.store.close();
       expect(results.map((r) => r.created).sort()).toEqual([false, false, true]);
       expect(new Set(results.map((r) => r.storeId)).size).toBe(1);
-      expect(await fresh.query('SELECT version FROM sy.schema_migrations')).toEqual([{ version: 1 }]);
+      expect(await fresh.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }]);
     } finally {
       await fresh.drop();
     }

@@ -92,7 +92,7 @@ describe('sy init against a PostgreSQL store', () => {
   test('creates the schema, then says the store is there; SY_HOME is never touched', async () => {
     const sy = client(database.url);
     const first = await sy.ok(['init']);
-    expect(first).toEqual({ store: `postgresql://postgres@127.0.0.1/${database.name}`, kind: 'postgresql', store_id: expect.any(String), key_source: 'SY_MASTER_KEY', schema_version: 1, created: true });
+    expect(first).toEqual({ store: `postgresql://postgres@127.0.0.1/${database.name}`, kind: 'postgresql', store_id: expect.any(String), key_source: 'SY_MASTER_KEY', schema_version: 2, created: true });
     const again = await sy.run(['init']);
     expect(again.exitCode).toBe(0);
     expect(JSON.parse(again.stdout)).toEqual({ ...first, created: false });
@@ -107,7 +107,7 @@ describe('sy init against a PostgreSQL store', () => {
   test('a schema written by a newer sy: init and every command refuse it with exit 4, nothing is touched', async () => {
     const sy = client(database.url);
     await sy.ok(['init']);
-    await database.query("INSERT INTO sy.schema_migrations (version, sy_version) VALUES (2, '99.0.0')");
+    await database.query("INSERT INTO sy.schema_migrations (version, sy_version) VALUES (99, '99.0.0')");
     expectSentence(await sy.run(['init']), 4, /newer version of sy/);
     expectSentence(await sy.run(['secret', 'create', 'app:x', '--data', '{"a":1}']), 4, /newer version of sy/);
     expect(await database.query('SELECT count(*)::int AS n FROM sy.secrets')).toEqual([{ n: 0 }]);
@@ -131,7 +131,7 @@ describe('sy store info', () => {
     const info = await sy.run(['store', 'info']);
     expect(info.exitCode).toBe(0);
     expect(JSON.parse(info.stdout)).toEqual({
-      kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}`, schema_version: 1,
+      kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}`, schema_version: 2,
       secrets: 2, secret_versions: 3, leases: { active: 1 }, audit_lines: 4,
     });
     expect(info.stdout + info.stderr).not.toContain('never-shown');
