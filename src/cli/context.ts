@@ -102,7 +102,8 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     autoSweep: env.SY_NO_SWEEP !== '1',
     home: () => checkedHome(resolveHome(env), env.SY_HOME ? 'SY_HOME' : 'The store directory'),
     store() {
-      store ??= Promise.all([import('../store/open.js'), import('../audit/actor.js')])
+      if (store) return store;
+      const opening = Promise.all([import('../store/open.js'), import('../audit/actor.js')])
         .then(([{ openStore }, { defaultActor }]) =>
           withPassphraseTries(io, (ask) => openStore(() => ctx.home(), env, { ask, actor: defaultActor(env), warn: (text) => io.warn(`sy: ${text}`) })))
         .then(async (s) => {
@@ -110,7 +111,12 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
           if (ctx.autoSweep) await preSweep(s);
           return s;
         });
-      return store;
+      store = opening;
+      // A store that could not be opened may be tried again (the daemon waits for its database).
+      opening.catch(() => {
+        if (store === opening) store = undefined;
+      });
+      return opening;
     },
     async leaseDeps() {
       const s = await ctx.store();

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Context } from '../cli/context.js';
 import { usageError } from '../errors.js';
 import { type DaemonEvent, runDaemon } from '../leases/daemon.js';
+import { StoreHealth, openPatiently } from '../leases/pool-daemon.js';
 import { seconds } from '../cli/flags.js';
 
 export interface DaemonFlags {
@@ -25,14 +26,17 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
   const reapEveryMs = (seconds(flags.reapInterval, '--reap-interval') ?? 600) * 1000;
   const format = flags.logFormat ?? 'json';
   if (format !== 'json' && format !== 'text') throw usageError('invalid_log_format', '--log-format must be json or text.');
-  const deps = await ctx.leaseDeps();
-  deps.progress = undefined;
   const controller = new AbortController();
   const stop = () => controller.abort();
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  const log = (event: DaemonEvent) =>
+    ctx.io.stdout.write(`${format === 'json' ? JSON.stringify({ time: new Date().toISOString(), ...event }) : textLine(event)}\n`);
   const ready = flags.readyFile === undefined ? undefined : new ReadyFile(flags.readyFile, (text) => ctx.io.warn(`sy: ${text}`));
   try {
+    const deps = flags.once ? await ctx.leaseDeps() : await openPatiently(() => ctx.leaseDeps(), controller.signal, new StoreHealth(Date.now, log));
+    if (!deps) return;
+    deps.progress = undefined;
     await runDaemon(
       deps,
       {
@@ -44,7 +48,7 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
         member: { host: hostname(), pid: process.pid, version: syVersion() },
         onHealthy: ready && (() => ready.touch()),
       },
-      (event) => ctx.io.stdout.write(`${format === 'json' ? JSON.stringify({ time: new Date().toISOString(), ...event }) : textLine(event)}\n`),
+      log,
     );
   } finally {
     ready?.remove();

@@ -72,6 +72,36 @@ export class StoreHealth {
   }
 }
 
+/**
+ * Opens the store for a daemon that starts while the store's database is away (a node and
+ * the database restarting together): the same one line and backoff as a store lost later.
+ * Only a store that cannot be reached waits; a wrong key, a tampered store, a URL that is
+ * not one, or no store there ends the start at once. Undefined when stopped meanwhile.
+ */
+export async function openPatiently<T>(open: () => Promise<T>, signal: AbortSignal, health: StoreHealth): Promise<T | undefined> {
+  while (!signal.aborted) {
+    try {
+      const opened = await open();
+      health.ok();
+      return opened;
+    } catch (error) {
+      const away = error instanceof SyError && (error.kind === 'failed' || (error.kind === 'store' && !isFatalStoreError(error)));
+      if (!away) throw error;
+      const wait = health.failed(error);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, wait);
+        function done() {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+        signal.addEventListener('abort', done);
+      });
+    }
+  }
+  return undefined;
+}
+
 export interface MembershipEvents {
   beat(): void;
   failed(error: unknown): void;
