@@ -99,13 +99,17 @@ export interface Setup {
  */
 export async function createSecrets(
   sy: SyHome,
-  options: { pgPrefix: string; myPrefix: string; myDatabase: string; ttl?: number; maxTtl?: number; pool?: string; pgPassword?: string; suffix?: string; pgPort?: number; myPort?: number },
+  options: {
+    pgPrefix: string; myPrefix: string; myDatabase: string; ttl?: number; maxTtl?: number; pool?: string; pgPassword?: string; suffix?: string; pgPort?: number; myPort?: number;
+    /** The PostgreSQL base secret's database (default postgres) and the grant's `where` there (default *.*). */
+    pgDatabase?: string; pgWhere?: string;
+  },
 ): Promise<Setup> {
   const s = options.suffix ?? '';
   const setup: Setup = { pgBase: `db:postgresql:root${s}`, myBase: `db:mariadb:root${s}`, pgDyn: `db:postgresql:dyn${s}`, myDyn: `db:mariadb:dyn${s}` };
   const extra = { ttl: options.ttl ?? 2, ...(options.maxTtl === undefined ? {} : { maxTtl: options.maxTtl }), ...(options.pool ? { pool: options.pool } : {}) };
   await mustJson(sy, ['secret', 'create', setup.pgBase, '--attributes', '{"type": "postgresql"}', '--data', '-'], {
-    input: JSON.stringify({ host: PG5432.host, port: options.pgPort ?? PG5432.port, username: PG5432.user, password: options.pgPassword ?? PG5432.password, database: 'postgres' }),
+    input: JSON.stringify({ host: PG5432.host, port: options.pgPort ?? PG5432.port, username: PG5432.user, password: options.pgPassword ?? PG5432.password, database: options.pgDatabase ?? 'postgres' }),
   });
   await mustJson(sy, ['secret', 'create', setup.myBase, '--attributes', '{"type": "mariadb"}', '--data', '-'], {
     input: JSON.stringify({ host: MARIADB.host, port: options.myPort ?? MARIADB.port, username: MARIADB.user, password: MARIADB.password, database: options.myDatabase }),
@@ -113,7 +117,7 @@ export async function createSecrets(
   await mustJson(sy, ['secret', 'create', setup.pgDyn, '--attributes', '-'], {
     input: JSON.stringify({
       linkConfig: { linkType: 'dynamic', linkedSecret: setup.pgBase },
-      grantPermissions: { what: 'SELECT', where: '*.*' },
+      grantPermissions: { what: 'SELECT', where: options.pgWhere ?? '*.*' },
       userPrefix: options.pgPrefix,
       ...extra,
     }),
