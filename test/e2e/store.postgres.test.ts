@@ -234,6 +234,12 @@ describe('TLS to the store', () => {
     expect((await client(url('127.0.0.1', `sslmode=verify-ca&sslrootcert=${encodeURIComponent(cert)}`), key).ok(['secret', 'read', 'app:tls'])).data).toEqual({ v: 1 });
     expectSentence(await client(url('127.0.0.1', `sslmode=verify-ca&sslrootcert=${encodeURIComponent(otherCa)}`), key).run(['secret', 'read', 'app:tls']), 4, /could not be trusted/);
     expect((await client(url('127.0.0.1', 'sslmode=require'), key).ok(['secret', 'read', 'app:tls'])).data).toEqual({ v: 1 });
+    // A login the server refuses is exit 4 too, without the password; none given is said as such.
+    const wrongPassword = await client(url('localhost', `sslmode=verify-full&sslrootcert=${encodeURIComponent(cert)}`).replace(encodeURIComponent(admin.password), 'not-the-password'), key).run(['secret', 'read', 'app:tls']);
+    expectSentence(wrongPassword, 4, /refused the password of "postgres"/);
+    expect(wrongPassword.stderr).not.toContain('not-the-password');
+    const noPassword = await client(`postgresql://${admin.user}@localhost:${admin.port}/${tlsDb}?sslmode=require`, key).run(['secret', 'read', 'app:tls']);
+    expectSentence(noPassword, 4, /asks for a password, and SY_STORE has none/);
     // The local server has no TLS: require is refused there, prefer falls back to plain.
     expectSentence(await client(database.urlFor('postgres', undefined, '?sslmode=require')).run(['init']), 4, /does not accept TLS/);
     await client(database.urlFor('postgres', undefined, '?sslmode=prefer')).ok(['init']);
