@@ -36,6 +36,12 @@ export interface DynamicRecipe {
   reassignTo?: string;
 }
 
+/**
+ * A `{{name}}` in a creation or revocation statement: validation checks the names, the
+ * targets fill them in. Global, so use it only with replace and matchAll, which keep no state.
+ */
+export const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
+
 export interface SslSettings {
   ca?: string;
   cert?: string;

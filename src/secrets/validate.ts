@@ -10,6 +10,7 @@ import {
   type DynamicRecipe,
   type GrantPermission,
   MAX_LEASE_SECONDS,
+  PLACEHOLDER,
   type SecretData,
   type SecretKind,
   type SslSettings,
@@ -18,7 +19,6 @@ import {
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 const USER_PREFIX = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const POOL = /^[A-Za-z0-9._-]{1,64}$/;
-const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
 const KNOWN_PLACEHOLDERS = new Set(['name', 'password', 'expiration']);
 
 export function isObject(value: unknown): value is Record<string, unknown> {
