@@ -42,6 +42,9 @@ export interface DynamicRecipe {
  */
 export const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
 
+/** `IDENTIFIED BY '{{password}}'`, the one place a MySQL template may hold the password. */
+export const MYSQL_IDENTIFIED_BY_PASSWORD = /IDENTIFIED\s+BY\s+'\{\{\s*password\s*\}\}'/gi;
+
 export interface SslSettings {
   ca?: string;
   cert?: string;

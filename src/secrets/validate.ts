@@ -10,6 +10,7 @@ import {
   type DynamicRecipe,
   type GrantPermission,
   MAX_LEASE_SECONDS,
+  MYSQL_IDENTIFIED_BY_PASSWORD,
   PLACEHOLDER,
   type SecretData,
   type SecretKind,
@@ -218,9 +219,6 @@ function checkMysqlPasswordPlaceholders(statements: string[]): void {
     }
   }
 }
-
-/** `IDENTIFIED BY '{{password}}'`, the one place a MySQL template may hold the password. */
-export const MYSQL_IDENTIFIED_BY_PASSWORD = /IDENTIFIED\s+BY\s+'\{\{\s*password\s*\}\}'/gi;
 
 function asDurationInput(value: unknown, field: string): string | number {
   if (typeof value === 'number' || typeof value === 'string') return value;

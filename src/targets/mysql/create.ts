@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { failed } from '../../errors.js';
 import { isSystemSchema } from '../../model/engines.js';
 import type { GrantPermission } from '../../model/secret.js';
-import { MYSQL_IDENTIFIED_BY_PASSWORD } from '../../secrets/validate.js';
+import { MYSQL_IDENTIFIED_BY_PASSWORD } from '../../model/secret.js';
 import { renderTemplate } from '../shared.js';
 import type { NewUser } from '../target.js';
 import { grantLevel, lookUpNames } from './lookup.js';

@@ -4,7 +4,7 @@
  */
 import { isSystemSchema } from '../../model/engines.js';
 import type { GrantPermission } from '../../model/secret.js';
-import { type HeldGrant, notGrantable, parseGrantLine } from '../mysql-grants.js';
+import { type HeldGrant, notGrantable, parseGrantLine } from './grants.js';
 import { grantLevel, lookUpNames } from './lookup.js';
 import { type MysqlSession, type Row, text } from './session.js';
 
