@@ -10,6 +10,8 @@ import {
   type DynamicRecipe,
   type GrantPermission,
   MAX_LEASE_SECONDS,
+  MYSQL_IDENTIFIED_BY_PASSWORD,
+  PLACEHOLDER,
   type SecretData,
   type SecretKind,
   type SslSettings,
@@ -18,7 +20,6 @@ import {
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 const USER_PREFIX = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const POOL = /^[A-Za-z0-9._-]{1,64}$/;
-const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
 const KNOWN_PLACEHOLDERS = new Set(['name', 'password', 'expiration']);
 
 export function isObject(value: unknown): value is Record<string, unknown> {
@@ -218,9 +219,6 @@ function checkMysqlPasswordPlaceholders(statements: string[]): void {
     }
   }
 }
-
-/** `IDENTIFIED BY '{{password}}'`, the one place a MySQL template may hold the password. */
-export const MYSQL_IDENTIFIED_BY_PASSWORD = /IDENTIFIED\s+BY\s+'\{\{\s*password\s*\}\}'/gi;
 
 function asDurationInput(value: unknown, field: string): string | number {
   if (typeof value === 'number' || typeof value === 'string') return value;
