@@ -7,12 +7,12 @@
  * `sy store copy` SQLite → PostgreSQL → SQLite; forty commands at once.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { type SyResult, freshKey, runSy } from '../helpers/cli.js';
-import { createPgDatabase, dropPgDatabase, dropPgRoles, localPgQuery, pgManagedRoles, pgRoleExists, scramCluster, tag } from '../helpers/db.js';
+import { ROOT, type SyResult, freshKey, runSy } from '../helpers/cli.js';
+import { createPgDatabase, dropPgDatabase, dropPgRoles, localPgQuery, pgManagedRoles, pgRoleExists, psql, scramCluster, tag } from '../helpers/db.js';
 import { type StoreDatabase, createStoreDatabase } from '../helpers/pg-store.js';
 import { startProxy } from '../helpers/proxy.js';
 
@@ -118,6 +118,37 @@ describe('sy init against a PostgreSQL store', () => {
     const result = await client(`${database.urlFor('postgres', 'Pa55-in-url')}?sslmod=require`).run(['secret', 'search']);
     expectSentence(result, 2, /sslmod/);
     expect(result.stderr).not.toContain('Pa55-in-url');
+  });
+});
+
+describe('the least-privilege roles of examples/kubernetes/store-role.sql', () => {
+  test('sy init as the owner role; every other command, init again included, as the app role that may only use rows', async () => {
+    const owner = `sy_owner_${T}`;
+    const app = `sy_app_${T}`;
+    const file = join(mkdtempSync(join(tmpdir(), 'sy-pgstore-roles-')), 'store-role.sql');
+    dirs.push(join(file, '..'));
+    writeFileSync(file, readFileSync(join(ROOT, 'examples/kubernetes/store-role.sql'), 'utf8').replace(/\bsy_owner\b/g, owner).replace(/\bsy_app\b/g, app));
+    try {
+      const applied = await psql(['-h', '127.0.0.1', '-U', 'postgres', '-d', database.name, '-f', file]);
+      expect({ exitCode: applied.exitCode, stderr: applied.stderr.replace(/^.*NOTICE.*\n?/gm, '') }).toEqual({ exitCode: 0, stderr: '' });
+      const key = freshKey();
+      const asOwner = client(database.urlFor(owner, undefined, '?sslmode=disable'), key);
+      const asApp = client(database.urlFor(app, undefined, '?sslmode=disable'), key);
+      expect(await asOwner.ok(['init'])).toMatchObject({ created: true });
+      expect(await asApp.ok(['init'])).toMatchObject({ created: false });
+      await secretsFor(asApp);
+      const lease = await asApp.ok(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn']);
+      await asApp.ok(['dynamic', 'lease', 'revoke', lease.lease_id]);
+      expect(await pgRoleExists(lease.username)).toBe(false);
+      expect(await asApp.ok(['store', 'info'])).toMatchObject({ secrets: 2, leases: { revoked: 1 } });
+      expect((await asApp.ok(['audit', 'verify'])).ok).toBe(true);
+      // The app role cannot change the schema: sy's tables belong to the owner.
+      expect(await database.query("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'sy'")).toEqual([{ tableowner: owner }]);
+    } finally {
+      await database.drop();
+      await localPgQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(app)}`);
+      await localPgQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(owner)}`);
+    }
   });
 });
 
