@@ -185,6 +185,19 @@ describe('the PostgreSQL store', () => {
     await expect(opened.store.secrets.search({ limit: 10 })).rejects.toMatchObject({ code: 'store_tampered', message: expect.stringMatching(/its secrets/) });
   });
 
+  test('an append whose session the server ends only warns, as a full disk does for a file log; the next one works', async () => {
+    await opened.store.audit.append([{ action: 'before', outcome: 'success' }]);
+    await database.query(`CREATE FUNCTION public.lose_session() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NEW; END $$`);
+    await database.query('CREATE TRIGGER lose_session BEFORE INSERT ON sy.audit_lines FOR EACH ROW EXECUTE FUNCTION public.lose_session()');
+    await opened.store.audit.append([{ action: 'lost', outcome: 'success' }]);
+    expect(warnings.splice(0)).toEqual(['warning: could not write the audit log (the store database did not answer).']);
+    await database.query('DROP TRIGGER lose_session ON sy.audit_lines');
+    await opened.store.audit.append([{ action: 'after', outcome: 'success' }]);
+    expect((await opened.store.audit.read({})).map((e) => e.action)).toEqual(['before', 'after']);
+    expect(await opened.store.audit.verify()).toMatchObject({ ok: true, lines: 2 });
+  });
+
   test('a handle holds at most one connection, and none once idle', async () => {
     const countMine = async () =>
       (await database.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'sy'", [database.name]))[0].n;
