@@ -152,6 +152,28 @@ describe('the least-privilege roles of examples/kubernetes/store-role.sql', () =
   });
 });
 
+describe("an init container's conditions", () => {
+  test('with only PATH, SY_STORE and SY_MASTER_KEY (no HOME, no SY_HOME, no terminal) a lease is issued; another machine lists it; a daemon revokes it once due', async () => {
+    const key = freshKey();
+    const laptop = client(database.url, key);
+    await laptop.ok(['init']);
+    await secretsFor(laptop);
+    await laptop.ok(['secret', 'update', 'db:pg:dyn', '--attributes', '{"ttl": 2}']);
+    const pod = await runSy(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn'], { SY_STORE: database.url, SY_MASTER_KEY: key });
+    expect({ exitCode: pod.exitCode, stderr: pod.stderr }).toEqual({ exitCode: 0, stderr: '' });
+    const lease = JSON.parse(pod.stdout);
+    expect((await laptop.ok(['dynamic', 'lease', 'list'])).data.map((l: { lease_id: string }) => l.lease_id)).toEqual([lease.lease_id]);
+    expect((await laptop.ok(['audit', 'list'])).data.filter((e: { action: string }) => e.action === 'lease.create')).toHaveLength(1);
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const daemon = client(database.url, key);
+    const pass = await daemon.run(['daemon', '--once']);
+    expect(pass.exitCode).toBe(0);
+    expect(pass.stdout).toContain(lease.lease_id);
+    expect(await pgRoleExists(lease.username)).toBe(false);
+    expect((await laptop.ok(['dynamic', 'lease', 'lookup', lease.lease_id])).state).toBe('revoked');
+  });
+});
+
 describe('sy store info', () => {
   test('kind, location without the password, schema version and counts', async () => {
     const sy = client(database.urlFor('postgres', 'never-shown', '?sslmode=disable'));
