@@ -104,6 +104,19 @@ describe('sy init against a PostgreSQL store', () => {
     expect(await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).toEqual(slot);
   });
 
+  test('sy key change re-wraps the shared store\'s key: the old key no longer opens it, the new one does', async () => {
+    const sy = client(database.url);
+    await sy.ok(['init']);
+    await sy.ok(['secret', 'create', 'app:k', '--data', '{"v":1}']);
+    const next = freshKey();
+    expect(await sy.ok(['key', 'change', '--to', 'master-key'], { SY_NEW_MASTER_KEY: next })).toEqual({
+      store: `postgresql://postgres@127.0.0.1/${database.name}`, key_source: 'SY_NEW_MASTER_KEY', previous_key_source: 'SY_MASTER_KEY',
+    });
+    expectSentence(await sy.run(['secret', 'read', 'app:k']), 4, /does not open the store/);
+    expect((await sy.ok(['secret', 'read', 'app:k'], { SY_MASTER_KEY: next })).data).toEqual({ v: 1 });
+    expect(existsSync(sy.home)).toBe(false);
+  });
+
   test('a schema written by a newer sy: init and every command refuse it with exit 4, nothing is touched', async () => {
     const sy = client(database.url);
     await sy.ok(['init']);
