@@ -1,7 +1,7 @@
 import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { SyError, storeError } from '../errors.js';
-import type { AuditTrail, AuditVerifyResult } from '../store/store.js';
+import type { AuditTrail, AuditVerifyResult } from './trail.js';
 import {
   type AuditEntry,
   type AuditEvent,

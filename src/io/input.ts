@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { usageError } from '../errors.js';
-import { isObject } from '../secrets/validate.js';
+import { isObject } from '../util/object.js';
 
 /**
  * The most a JSON flag value may hold. A secret is a few credentials, not a payload; the cap

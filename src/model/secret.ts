@@ -36,6 +36,15 @@ export interface DynamicRecipe {
   reassignTo?: string;
 }
 
+/**
+ * A `{{name}}` in a creation or revocation statement: validation checks the names, the
+ * targets fill them in. Global, so use it only with replace and matchAll, which keep no state.
+ */
+export const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
+
+/** `IDENTIFIED BY '{{password}}'`, the one place a MySQL template may hold the password. */
+export const MYSQL_IDENTIFIED_BY_PASSWORD = /IDENTIFIED\s+BY\s+'\{\{\s*password\s*\}\}'/gi;
+
 export interface SslSettings {
   ca?: string;
   cert?: string;

@@ -1,6 +1,7 @@
 import { usageError } from '../errors.js';
 import { BASE_TYPES, ENGINES, type Engine, engineOfType, isSystemSchema, maxUserPrefixLength, MYSQL_TABLE_PRIVILEGES } from '../model/engines.js';
 import { parseDuration } from '../util/duration.js';
+import { isObject } from '../util/object.js';
 import { canonicalPath } from './path.js';
 import {
   type Attributes,
@@ -10,6 +11,8 @@ import {
   type DynamicRecipe,
   type GrantPermission,
   MAX_LEASE_SECONDS,
+  MYSQL_IDENTIFIED_BY_PASSWORD,
+  PLACEHOLDER,
   type SecretData,
   type SecretKind,
   type SslSettings,
@@ -18,12 +21,7 @@ import {
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 const USER_PREFIX = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const POOL = /^[A-Za-z0-9._-]{1,64}$/;
-const PLACEHOLDER = /\{\{\s*([a-zA-Z_]+)\s*\}\}/g;
 const KNOWN_PLACEHOLDERS = new Set(['name', 'password', 'expiration']);
-
-export function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Dynamic if it links to a base secret, base if it names a database type, static otherwise. */
 export function kindOf(attributes: Attributes): SecretKind {
@@ -218,9 +216,6 @@ function checkMysqlPasswordPlaceholders(statements: string[]): void {
     }
   }
 }
-
-/** `IDENTIFIED BY '{{password}}'`, the one place a MySQL template may hold the password. */
-export const MYSQL_IDENTIFIED_BY_PASSWORD = /IDENTIFIED\s+BY\s+'\{\{\s*password\s*\}\}'/gi;
 
 function asDurationInput(value: unknown, field: string): string | number {
   if (typeof value === 'number' || typeof value === 'string') return value;

@@ -3,7 +3,7 @@
  * only when a target of their engine is used (see connectTarget).
  */
 import type { SyError } from '../errors.js';
-import type { BaseConnection, GrantPermission } from '../model/secret.js';
+import type { GrantPermission } from '../model/secret.js';
 
 export interface NewUser {
   username: string;

@@ -148,6 +148,56 @@ describe('the PostgreSQL store', () => {
     }
   });
 
+  test('a live lease deleted, or rolled back to an older copy of its row, is found by the census (exit 4)', async () => {
+    const base = await opened.store.secrets.create({ path: 'db:base', kind: 'base', description: '', attributes: {}, data: {} });
+    const dyn = await opened.store.secrets.create({ path: 'db:dyn', kind: 'dynamic', linkedPath: 'db:base', description: '', attributes: {}, data: {} });
+    const lease = (id: string, username: string) => ({
+      id, secretId: dyn.id, baseId: base.id, path: 'db:dyn', pool: 'default', engine: 'postgresql', target: 'h:1/d', username,
+      createdAt: 1000, expiresAt: 2000, maxExpiresAt: 3000, ownerPid: 1, ownerHost: 'elsewhere.invalid', revocation: { connection: {}, username },
+    });
+    await opened.store.leases.recordIntent(lease('00000000-0000-4000-8000-000000000001', 'sy_gone'));
+    await opened.store.leases.recordIntent(lease('00000000-0000-4000-8000-000000000002', 'sy_back'));
+    await opened.store.leases.transition('00000000-0000-4000-8000-000000000002', ['intent'], 'active');
+    const [older] = await database.query("SELECT * FROM sy.leases WHERE id = '00000000-0000-4000-8000-000000000002'");
+    await opened.store.leases.transition(older.id, ['active'], 'revoked', { endedAt: 2500 });
+    const [newer] = await database.query('SELECT * FROM sy.leases WHERE id = $1', [older.id]);
+
+    // Rolled back: the row is one sy wrote, its MAC holds, but the census no longer has it.
+    await database.query('UPDATE sy.leases SET state = $2, ended_at = $3, mac = $4 WHERE id = $1', [older.id, older.state, older.ended_at, older.mac]);
+    const fresh = await opened.another(options);
+    await expect(fresh.leases.claimDue({ now: 10_000, limit: 10, staleIntentBefore: 0, claimMs: 60_000 }, 'c')).rejects.toMatchObject({ code: 'store_tampered', exitCode: 4 });
+    await expect(opened.store.leases.liveUsernames()).rejects.toMatchObject({ code: 'store_tampered', message: expect.stringMatching(/its live leases/) });
+    await database.query('UPDATE sy.leases SET state = $2, ended_at = $3, mac = $4 WHERE id = $1', [newer.id, newer.state, newer.ended_at, newer.mac]);
+    expect(await (await opened.another(options)).leases.liveUsernames()).toEqual(new Set(['sy_gone']));
+
+    // Deleted: gone from every query, but not from the census.
+    await database.query("DELETE FROM sy.leases WHERE id = '00000000-0000-4000-8000-000000000001'");
+    await expect(opened.store.leases.liveUsernames()).rejects.toMatchObject({ code: 'store_tampered', exitCode: 4 });
+    await expect((await opened.another(options)).leases.countByState()).rejects.toMatchObject({ code: 'store_tampered', exitCode: 4 });
+  });
+
+  test('a secret rolled back to an older version, its newer version deleted: found by a scan of every secret', async () => {
+    const secret = await opened.store.secrets.create({ path: 'app:rolled', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
+    const [older] = await database.query('SELECT * FROM sy.secrets WHERE id = $1', [secret.id]);
+    await opened.store.secrets.addVersion(secret.id, 1, { description: '', attributes: {}, data: { v: 2 } });
+    await database.query('DELETE FROM sy.secret_versions WHERE secret_id = $1 AND version = 2', [secret.id]);
+    await database.query('UPDATE sy.secrets SET current_version = 1, last_modified = $2, mac = $3 WHERE id = $1', [secret.id, older.last_modified, older.mac]);
+    await expect(opened.store.secrets.search({ limit: 10 })).rejects.toMatchObject({ code: 'store_tampered', message: expect.stringMatching(/its secrets/) });
+  });
+
+  test('an append whose session the server ends only warns, as a full disk does for a file log; the next one works', async () => {
+    await opened.store.audit.append([{ action: 'before', outcome: 'success' }]);
+    await database.query(`CREATE FUNCTION public.lose_session() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NEW; END $$`);
+    await database.query('CREATE TRIGGER lose_session BEFORE INSERT ON sy.audit_lines FOR EACH ROW EXECUTE FUNCTION public.lose_session()');
+    await opened.store.audit.append([{ action: 'lost', outcome: 'success' }]);
+    expect(warnings.splice(0)).toEqual(['warning: could not write the audit log (the store database did not answer).']);
+    await database.query('DROP TRIGGER lose_session ON sy.audit_lines');
+    await opened.store.audit.append([{ action: 'after', outcome: 'success' }]);
+    expect((await opened.store.audit.read({})).map((e) => e.action)).toEqual(['before', 'after']);
+    expect(await opened.store.audit.verify()).toMatchObject({ ok: true, lines: 2 });
+  });
+
   test('a handle holds at most one connection, and none once idle', async () => {
     const countMine = async () =>
       (await database.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'sy'", [database.name]))[0].n;

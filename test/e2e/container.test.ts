@@ -4,8 +4,9 @@
  * --output /shared/db-creds.json` runs with nothing but PATH, SY_HOME, SY_MASTER_KEY and
  * SY_CLIENT_ID: no HOME, no D-Bus, no terminal, stdin closed. When the tests run as root,
  * the "container" runs as a uid with no passwd entry (as `runAsUser` does), so the
- * read-only mount really is read-only to it. Also checks that the examples (Kubernetes
- * YAML, Dockerfile) say what the product promises. Target: the machine's PostgreSQL on
+ * read-only mount really is read-only to it: the SQLite store of one machine, copied into a
+ * pod. (The Kubernetes examples use the shared store instead: test/unit/examples.test.ts
+ * checks them, test/e2e/dockerfile.test.ts the image.) Target: the machine's PostgreSQL on
  * 127.0.0.1:5432 (postgres, trust).
  */
 import { createHash } from 'node:crypto';
@@ -14,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import pg from 'pg';
-import { parseAllDocuments } from 'yaml';
 import { makeHome, ROOT, type SyHome } from '../helpers/cli.js';
 import { LOCAL_PG, localPgQuery, pgConnect, tag } from '../helpers/db.js';
 
@@ -174,101 +174,5 @@ describe('the init container, without Docker', () => {
     // sy looks there and finds no store: exit 4, with the same advice.)
     expect({ exitCode: result.exitCode, stderr: result.stderr }).toEqual({ exitCode: uid !== undefined ? 2 : 4, stderr: expect.stringContaining('SY_HOME') });
     expect(readdirSync(shared)).toEqual([]);
-  });
-
-  test("the CronJob example's init-container script itself works, with its mount paths pointed at temp dirs", async () => {
-    const [cronjob] = parseAllDocuments(readFileSync(join(ROOT, 'examples/kubernetes/cronjob.yaml'), 'utf8')).map((d) => d.toJS());
-    const init = cronjob.spec.jobTemplate.spec.template.spec.initContainers[0];
-    const mounts: Record<string, string> = Object.fromEntries(init.volumeMounts.map((m: { name: string; mountPath: string }) => [m.name, m.mountPath]));
-    // An emptyDir as Kubernetes makes it: 0777, owned by root (the kubelet), not by the
-    // container's user. SY_HOME is wherever the example puts it relative to that mount.
-    const emptyDir = join(base, 'sy-home-example');
-    mkdirSync(emptyDir);
-    chmodSync(emptyDir, 0o777);
-    const syHome = init.env.find((e: { name: string }) => e.name === 'SY_HOME').value as string;
-    expect(syHome.startsWith(`${mounts['sy-home']}/`)).toBe(true);
-    const home = syHome.replace(mounts['sy-home'], emptyDir);
-    containerHomes.push(home);
-    const shared = volume('shared-example');
-    // The example's Secret volume sets no defaultMode: Kubernetes mounts sy.db 0644.
-    const secretMount = join(base, 'sy-store-0644');
-    mkdirSync(secretMount);
-    copyFileSync(join(roDir, 'sy.db'), join(secretMount, 'sy.db'));
-    chmodSync(join(secretMount, 'sy.db'), 0o644);
-    chmodSync(secretMount, 0o555);
-    readOnlyDirs.push(secretMount);
-    const script = (init.command[2] as string)
-      .replaceAll(mounts['sy-store'], secretMount)
-      .replaceAll(mounts['sy-home'], emptyDir)
-      .replaceAll(mounts.shared, shared)
-      .replace(/--record-uid \S+/, `--record-uid ${dynamicId}`);
-    const result = await container(script, { SY_HOME: home, SY_MASTER_KEY: sy.env.SY_MASTER_KEY, SY_CLIENT_ID: CLIENT_ID });
-    expectStatus(result, 0);
-    await expectWorkingCreds(join(shared, 'db-creds.json'));
-    expect((statSync(home).mode & 0o777).toString(8)).toBe('700');
-    if (uid !== undefined) expect(statSync(home).uid).toBe(uid);
-    // SY_HOME set to the emptyDir itself is refused, naming the fix the example follows.
-    const direct = await container(`sy dynamic lease list`, { SY_HOME: emptyDir, SY_MASTER_KEY: sy.env.SY_MASTER_KEY });
-    if (uid !== undefined) {
-      expect({ exitCode: direct.exitCode, stdout: direct.stdout }).toEqual({ exitCode: 4, stdout: '' });
-      expect(direct.stderr).toMatch(/mkdir -m 700/);
-    }
-  });
-});
-
-describe('the container examples', () => {
-  const yamlDocs = (name: string) => {
-    const docs = parseAllDocuments(readFileSync(join(ROOT, 'examples/kubernetes', name), 'utf8'));
-    for (const doc of docs) expect(doc.errors).toEqual([]);
-    return docs.map((doc) => doc.toJS());
-  };
-
-  test('every Kubernetes example parses as YAML', () => {
-    for (const name of ['cronjob.yaml', 'daemon.yaml', 'secret.yaml']) {
-      const docs = yamlDocs(name);
-      expect(docs.length).toBeGreaterThan(0);
-      for (const doc of docs) expect(doc).toEqual(expect.objectContaining({ apiVersion: expect.any(String), kind: expect.any(String) }));
-    }
-  });
-
-  test('the CronJob init container issues a one-hour lease by record uid into /shared/db-creds.json, key from a secretKeyRef', () => {
-    const [cronjob] = yamlDocs('cronjob.yaml');
-    const [secret] = yamlDocs('secret.yaml');
-    expect(cronjob.kind).toBe('CronJob');
-    const pod = cronjob.spec.jobTemplate.spec.template.spec;
-    const init = pod.initContainers[0];
-    const command = [...init.command, ...(init.args ?? [])].join(' ').replace(/\\\n\s*/g, ' ').replace(/\s+/g, ' ');
-    expect(command).toMatch(/\bsy dynamic lease create --record-uid [0-9a-f-]{36} --ttl 3600 --output \/shared\/db-creds\.json\b/);
-    const env = Object.fromEntries(init.env.map((e: { name: string }) => [e.name, e]));
-    expect(env.SY_MASTER_KEY.valueFrom.secretKeyRef).toEqual({ name: secret.metadata.name, key: expect.any(String) });
-    expect(Object.keys(secret.stringData ?? secret.data ?? {})).toContain(env.SY_MASTER_KEY.valueFrom.secretKeyRef.key);
-    expect(env.SY_HOME.value).toEqual(expect.any(String));
-    // The store comes from a read-only mount; SY_HOME and /shared are writable volumes the app shares.
-    const mountOf = (path: string) => init.volumeMounts.find((m: { mountPath: string }) => m.mountPath === path);
-    const storeMount = init.volumeMounts.find((m: { readOnly?: boolean }) => m.readOnly);
-    expect(command).toContain(`${storeMount.mountPath}/sy.db`);
-    expect(pod.volumes.find((v: { name: string }) => v.name === storeMount.name).secret.secretName).toBe(secret.metadata.name);
-    expect(mountOf(env.SY_HOME.value)?.readOnly).toBeFalsy();
-    expect(mountOf('/shared')?.readOnly).toBeFalsy();
-    expect(pod.containers.some((c: { volumeMounts?: { mountPath: string }[] }) => c.volumeMounts?.some((m) => m.mountPath === '/shared'))).toBe(true);
-  });
-
-  test('the daemon Deployment runs `sy daemon` with the key from the same secretKeyRef', () => {
-    const [deployment] = yamlDocs('daemon.yaml');
-    const container = deployment.spec.template.spec.containers[0];
-    expect(container.args[0]).toBe('daemon');
-    const key = container.env.find((e: { name: string }) => e.name === 'SY_MASTER_KEY');
-    expect(key.valueFrom.secretKeyRef).toEqual({ name: 'sy-store', key: 'master-key' });
-  });
-
-  test("the Dockerfile's final stage has sy as its ENTRYPOINT", () => {
-    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-    const stages = dockerfile.split(/^FROM\s/m);
-    const last = stages[stages.length - 1];
-    const entrypoint = /^ENTRYPOINT\s+(.+)$/m.exec(last);
-    expect(entrypoint).not.toBeNull();
-    const value = entrypoint![1].trim();
-    const argv: string[] = value.startsWith('[') ? JSON.parse(value) : value.split(/\s+/);
-    expect(argv[0]).toMatch(/(^|\/)sy$/);
   });
 });

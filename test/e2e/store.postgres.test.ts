@@ -7,12 +7,12 @@
  * `sy store copy` SQLite → PostgreSQL → SQLite; forty commands at once.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { type SyResult, freshKey, runSy } from '../helpers/cli.js';
-import { createPgDatabase, dropPgDatabase, dropPgRoles, localPgQuery, pgManagedRoles, pgRoleExists, scramCluster, tag } from '../helpers/db.js';
+import { ROOT, type SyResult, freshKey, runSy } from '../helpers/cli.js';
+import { createPgDatabase, dropPgDatabase, dropPgRoles, localPgQuery, pgManagedRoles, pgRoleExists, psql, scramCluster, tag } from '../helpers/db.js';
 import { type StoreDatabase, createStoreDatabase } from '../helpers/pg-store.js';
 import { startProxy } from '../helpers/proxy.js';
 
@@ -104,6 +104,19 @@ describe('sy init against a PostgreSQL store', () => {
     expect(await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).toEqual(slot);
   });
 
+  test('sy key change re-wraps the shared store\'s key: the old key no longer opens it, the new one does', async () => {
+    const sy = client(database.url);
+    await sy.ok(['init']);
+    await sy.ok(['secret', 'create', 'app:k', '--data', '{"v":1}']);
+    const next = freshKey();
+    expect(await sy.ok(['key', 'change', '--to', 'master-key'], { SY_NEW_MASTER_KEY: next })).toEqual({
+      store: `postgresql://postgres@127.0.0.1/${database.name}`, key_source: 'SY_NEW_MASTER_KEY', previous_key_source: 'SY_MASTER_KEY',
+    });
+    expectSentence(await sy.run(['secret', 'read', 'app:k']), 4, /does not open the store/);
+    expect((await sy.ok(['secret', 'read', 'app:k'], { SY_MASTER_KEY: next })).data).toEqual({ v: 1 });
+    expect(existsSync(sy.home)).toBe(false);
+  });
+
   test('a schema written by a newer sy: init and every command refuse it with exit 4, nothing is touched', async () => {
     const sy = client(database.url);
     await sy.ok(['init']);
@@ -118,6 +131,59 @@ describe('sy init against a PostgreSQL store', () => {
     const result = await client(`${database.urlFor('postgres', 'Pa55-in-url')}?sslmod=require`).run(['secret', 'search']);
     expectSentence(result, 2, /sslmod/);
     expect(result.stderr).not.toContain('Pa55-in-url');
+  });
+});
+
+describe('the least-privilege roles of examples/kubernetes/store-role.sql', () => {
+  test('sy init as the owner role; every other command, init again included, as the app role that may only use rows', async () => {
+    const owner = `sy_owner_${T}`;
+    const app = `sy_app_${T}`;
+    const file = join(mkdtempSync(join(tmpdir(), 'sy-pgstore-roles-')), 'store-role.sql');
+    dirs.push(join(file, '..'));
+    writeFileSync(file, readFileSync(join(ROOT, 'examples/kubernetes/store-role.sql'), 'utf8').replace(/\bsy_owner\b/g, owner).replace(/\bsy_app\b/g, app));
+    try {
+      const applied = await psql(['-h', '127.0.0.1', '-U', 'postgres', '-d', database.name, '-f', file]);
+      expect({ exitCode: applied.exitCode, stderr: applied.stderr.replace(/^.*NOTICE.*\n?/gm, '') }).toEqual({ exitCode: 0, stderr: '' });
+      const key = freshKey();
+      const asOwner = client(database.urlFor(owner, undefined, '?sslmode=disable'), key);
+      const asApp = client(database.urlFor(app, undefined, '?sslmode=disable'), key);
+      expect(await asOwner.ok(['init'])).toMatchObject({ created: true });
+      expect(await asApp.ok(['init'])).toMatchObject({ created: false });
+      await secretsFor(asApp);
+      const lease = await asApp.ok(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn']);
+      await asApp.ok(['dynamic', 'lease', 'revoke', lease.lease_id]);
+      expect(await pgRoleExists(lease.username)).toBe(false);
+      expect(await asApp.ok(['store', 'info'])).toMatchObject({ secrets: 2, leases: { revoked: 1 } });
+      expect((await asApp.ok(['audit', 'verify'])).ok).toBe(true);
+      // The app role cannot change the schema: sy's tables belong to the owner.
+      expect(await database.query("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'sy'")).toEqual([{ tableowner: owner }]);
+    } finally {
+      await database.drop();
+      await localPgQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(app)}`);
+      await localPgQuery(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(owner)}`);
+    }
+  });
+});
+
+describe("an init container's conditions", () => {
+  test('with only PATH, SY_STORE and SY_MASTER_KEY (no HOME, no SY_HOME, no terminal) a lease is issued; another machine lists it; a daemon revokes it once due', async () => {
+    const key = freshKey();
+    const laptop = client(database.url, key);
+    await laptop.ok(['init']);
+    await secretsFor(laptop);
+    await laptop.ok(['secret', 'update', 'db:pg:dyn', '--attributes', '{"ttl": 2}']);
+    const pod = await runSy(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn'], { SY_STORE: database.url, SY_MASTER_KEY: key });
+    expect({ exitCode: pod.exitCode, stderr: pod.stderr }).toEqual({ exitCode: 0, stderr: '' });
+    const lease = JSON.parse(pod.stdout);
+    expect((await laptop.ok(['dynamic', 'lease', 'list'])).data.map((l: { lease_id: string }) => l.lease_id)).toEqual([lease.lease_id]);
+    expect((await laptop.ok(['audit', 'list'])).data.filter((e: { action: string }) => e.action === 'lease.create')).toHaveLength(1);
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const daemon = client(database.url, key);
+    const pass = await daemon.run(['daemon', '--once']);
+    expect(pass.exitCode).toBe(0);
+    expect(pass.stdout).toContain(lease.lease_id);
+    expect(await pgRoleExists(lease.username)).toBe(false);
+    expect((await laptop.ok(['dynamic', 'lease', 'lookup', lease.lease_id])).state).toBe('revoked');
   });
 });
 
@@ -234,6 +300,12 @@ describe('TLS to the store', () => {
     expect((await client(url('127.0.0.1', `sslmode=verify-ca&sslrootcert=${encodeURIComponent(cert)}`), key).ok(['secret', 'read', 'app:tls'])).data).toEqual({ v: 1 });
     expectSentence(await client(url('127.0.0.1', `sslmode=verify-ca&sslrootcert=${encodeURIComponent(otherCa)}`), key).run(['secret', 'read', 'app:tls']), 4, /could not be trusted/);
     expect((await client(url('127.0.0.1', 'sslmode=require'), key).ok(['secret', 'read', 'app:tls'])).data).toEqual({ v: 1 });
+    // A login the server refuses is exit 4 too, without the password; none given is said as such.
+    const wrongPassword = await client(url('localhost', `sslmode=verify-full&sslrootcert=${encodeURIComponent(cert)}`).replace(encodeURIComponent(admin.password), 'not-the-password'), key).run(['secret', 'read', 'app:tls']);
+    expectSentence(wrongPassword, 4, /refused the password of "postgres"/);
+    expect(wrongPassword.stderr).not.toContain('not-the-password');
+    const noPassword = await client(`postgresql://${admin.user}@localhost:${admin.port}/${tlsDb}?sslmode=require`, key).run(['secret', 'read', 'app:tls']);
+    expectSentence(noPassword, 4, /asks for a password, and SY_STORE has none/);
     // The local server has no TLS: require is refused there, prefer falls back to plain.
     expectSentence(await client(database.urlFor('postgres', undefined, '?sslmode=require')).run(['init']), 4, /does not accept TLS/);
     await client(database.urlFor('postgres', undefined, '?sslmode=prefer')).ok(['init']);

@@ -1,4 +1,4 @@
-import { databasePatternMatches, notGrantable, parseGrantLine } from '../../src/targets/mysql-grants.js';
+import { databasePatternMatches, notGrantable, parseGrantLine } from '../../src/targets/mysql/grants.js';
 
 describe('parseGrantLine (SHOW GRANTS, as MariaDB and MySQL print it)', () => {
   test('global, database and table levels, with and without GRANT OPTION', () => {

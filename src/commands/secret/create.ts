@@ -3,7 +3,7 @@ import { pathArgument } from '../../cli/flags.js';
 import { usageError } from '../../errors.js';
 import { readJsonObject } from '../../io/input.js';
 import { createSecret, withoutData } from '../../secrets/service.js';
-import { isObject } from '../../secrets/validate.js';
+import { isObject } from '../../util/object.js';
 import type { SecretContent, SecretMetadata } from '../../model/secret.js';
 import { metadataPrintable, optionalJson, printWarnings, recipeCheck } from './shared.js';
 

@@ -10,12 +10,14 @@ import {
   selectEntries,
   verifyChain,
 } from '../../audit/chain.js';
-import { type SyError, storeError } from '../../errors.js';
-import type { AuditTrail, AuditVerifyResult } from '../store.js';
+import { SyError, storeError } from '../../errors.js';
+import type { AuditTrail, AuditVerifyResult, StoreOptions } from '../store.js';
 import type { Sql, StoreConnection } from './connection.js';
 import { AUDIT_HEAD, type PgMeta, tampered } from './meta.js';
 
 const HEAD_WHAT = "the audit log's end";
+/** Failures of the store's server, not of the log: the append only warns. */
+const UNWRITTEN = new Set(['store_unreachable', 'store_timeout', 'store_io']);
 
 export const EMPTY_CHAIN: AuditPosition = { lines: 0, hash: GENESIS_HASH };
 
@@ -47,7 +49,7 @@ export class PostgresAuditTrail implements AuditTrail {
     private readonly db: StoreConnection,
     private readonly meta: PgMeta,
     private readonly mac: AuditMac,
-    private readonly actor: string,
+    private readonly options: StoreOptions,
     /** Where `verify` says it looked. */
     private readonly location: string,
   ) {}
@@ -60,15 +62,25 @@ export class PostgresAuditTrail implements AuditTrail {
     return this.db.tx((sql) => this.end(sql, false), 'snapshot');
   }
 
+  /**
+   * As with a file log's full disk, a store that cannot be reached (or answer) now must not
+   * undo the operation being recorded: that only warns. A log that was tampered with, or a
+   * head held by someone else past the lock timeout, still throws.
+   */
   async append(events: AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await this.db.tx(async (sql) => {
-      const end = await this.end(sql, true);
-      const entries = chainEntries(events, { prev: end.hash, actor: this.actor, mac: this.mac });
-      const lines = entries.map((entry) => JSON.stringify(entry));
-      await sql('INSERT INTO sy.audit_lines (seq, line) SELECT $1::bigint + n, line FROM unnest($2::text[]) WITH ORDINALITY AS t(line, n)', [end.lines, lines]);
-      await this.meta.write(sql, AUDIT_HEAD, encodeChainHead({ lines: end.lines + entries.length, hash: entries[entries.length - 1].hash }));
-    });
+    try {
+      await this.db.tx(async (sql) => {
+        const end = await this.end(sql, true);
+        const entries = chainEntries(events, { prev: end.hash, actor: this.options.actor, mac: this.mac });
+        const lines = entries.map((entry) => JSON.stringify(entry));
+        await sql('INSERT INTO sy.audit_lines (seq, line) SELECT $1::bigint + n, line FROM unnest($2::text[]) WITH ORDINALITY AS t(line, n)', [end.lines, lines]);
+        await this.meta.write(sql, AUDIT_HEAD, encodeChainHead({ lines: end.lines + entries.length, hash: entries[entries.length - 1].hash }));
+      });
+    } catch (error) {
+      if (!(error instanceof SyError) || !UNWRITTEN.has(error.code)) throw error;
+      this.options.warn(`warning: could not write the audit log (${error.code === 'store_io' ? 'the store database is full' : 'the store database did not answer'}).`);
+    }
   }
 
   async read(filter: AuditFilter): Promise<AuditEntry[]> {

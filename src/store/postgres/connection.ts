@@ -90,7 +90,7 @@ export class StoreConnection {
   async close(): Promise<void> {
     this.closed = true;
     await this.queue;
-    this.release();
+    await this.release();
   }
 
   private async withClient<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
@@ -98,7 +98,7 @@ export class StoreConnection {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     if (!this.client || this.broken) {
-      this.release();
+      void this.release();
       this.client = await this.connect();
       this.broken = false;
     }
@@ -114,20 +114,21 @@ export class StoreConnection {
     try {
       return await fn(sql);
     } finally {
-      if (this.broken) this.release();
+      if (this.broken) void this.release();
       else {
-        this.idleTimer = setTimeout(() => this.release(), this.idleMs);
+        this.idleTimer = setTimeout(() => void this.release(), this.idleMs);
         this.idleTimer.unref();
       }
     }
   }
 
-  private release(): void {
+  /** Ends the connection (politely: the server logs no broken session); resolves when it is closed. */
+  private release(): Promise<void> {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     const client = this.client;
     this.client = undefined;
-    client?.end().catch(() => undefined);
+    return client ? client.end().catch(() => undefined) : Promise.resolve();
   }
 
   /**

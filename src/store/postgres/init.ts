@@ -3,13 +3,13 @@ import { storeError, usageError } from '../../errors.js';
 import { randomKey } from '../../keys/crypto.js';
 import { deleteKeychainKey } from '../../keys/keychain.js';
 import { type KeyEncryptionKey, type KeyEnvironment, type KeySourceName, type PassphrasePrompt, newKey } from '../../keys/sources.js';
-import { type KeySlot, openSlot, wrapDataKey } from '../key-slot.js';
+import { type KeySlot, openSlot, parseSlot, wrapDataKey } from '../key-slot.js';
 import { Census, RecordMac, recordKey } from '../records.js';
 import { EMPTY_CHAIN, encodeChainHead } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
 import { AUDIT_HEAD, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS } from './meta.js';
 import { type Migrated, SCHEMA_VERSION, migrate, tooNew } from './schema.js';
-import { PostgresStore, type PostgresStoreOptions, readState, unlockSlot } from './store.js';
+import { PostgresStore, type PostgresStoreOptions, SLOT_HINT, noStore, readState, unlockSlot } from './store.js';
 import type { StoreUrl } from './url.js';
 
 export interface PostgresInitResult {
@@ -39,7 +39,7 @@ export async function initPostgresStore(
   try {
     const before = await db.use(readState);
     if (before.schema > SCHEMA_VERSION) throw tooNew(url.location);
-    let opened = before.slot === undefined ? undefined : await unlockSlot(before.slot, url, env, options.ask);
+    const opened = before.slot === undefined ? undefined : await unlockSlot(before.slot, url, env, options.ask);
     if (!opened) {
       const storeId = randomUUID();
       fresh = { kek: await newKey(storeId, env, options), dataKey: randomKey(), storeId };
@@ -54,7 +54,7 @@ export async function initPostgresStore(
       }
       // There is a store: it must be the one this key opens (another init may have made it meanwhile).
       const kek = opened?.kek ?? fresh!.kek;
-      const slotNow = JSON.parse(row.value) as KeySlot;
+      const slotNow = parseSlot(row.value, SLOT_HINT);
       const dataKey = openSlot(kek.key, slotNow);
       if (!dataKey) {
         throw opened
@@ -107,7 +107,7 @@ export async function changePostgresStoreKey(
   try {
     const state = await db.use(readState);
     if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);
-    if (state.slot === undefined) throw storeError('no_store', `There is no sy store at ${url.location}.`, 'Run `sy init` with this SY_STORE to create one.');
+    if (state.slot === undefined) throw noStore(url.location);
     const { slot, dataKey, kek } = await unlockSlot(state.slot, url, env, options.ask);
     const next = await newKey(slot.storeId, newEnv, {
       source: options.to,

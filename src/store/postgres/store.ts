@@ -42,7 +42,7 @@ export class PostgresStore implements Store {
     readonly db: StoreConnection,
     readonly dataKey: Buffer,
     readonly storeId: string,
-    options: Pick<PostgresStoreOptions, 'actor'>,
+    options: StoreOptions,
   ) {
     this.location = db.url.location;
     this.macs = new RecordMac(recordKey(dataKey), storeId);
@@ -50,7 +50,7 @@ export class PostgresStore implements Store {
     const ledger = new PostgresLeaseLedger(db, dataKey, this.macs, this.meta);
     this.leases = ledger;
     this.secrets = new PostgresSecretRepository(db, dataKey, this.macs, this.meta, (sql, id) => ledger.liveLeasesOf(sql, id));
-    this.audit = new PostgresAuditTrail(db, this.meta, auditMac(dataKey), options.actor, `${this.location} (table sy.audit_lines)`);
+    this.audit = new PostgresAuditTrail(db, this.meta, auditMac(dataKey), options, `${this.location} (table sy.audit_lines)`);
     this.pools = new PostgresPoolRegistry(db);
   }
 

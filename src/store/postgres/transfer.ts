@@ -7,6 +7,7 @@
 import { auditMac, verifyChain } from '../../audit/chain.js';
 import { storeError } from '../../errors.js';
 import { parseSlot } from '../key-slot.js';
+import type { StoreOptions } from '../store.js';
 import { type StoreDump, checkedDump, sealedRows, storeNotEmpty } from '../transfer.js';
 import { type Sql, StoreConnection } from './connection.js';
 import { writeNewStore } from './init.js';
@@ -46,7 +47,7 @@ export const auditNotIntact = (location: string, bad: { line: number; reason: st
  * Writes `dump` into the database `url` names, which must hold no store: no key slot and no
  * row of sy's. Returns the new store, opened with the dump's data key.
  */
-export async function loadPostgres(url: StoreUrl, dump: StoreDump, options: { actor: string }): Promise<PostgresStore> {
+export async function loadPostgres(url: StoreUrl, dump: StoreDump, options: StoreOptions): Promise<PostgresStore> {
   const db = new StoreConnection(url);
   try {
     await db.tx(async (sql) => {

@@ -1,0 +1,123 @@
+/**
+ * Creating a PostgreSQL user and moving its expiry. The password goes out as a SCRAM-SHA-256
+ * verifier, the role and its grants are made in one transaction, and each grant on a named
+ * schema or table is checked afterwards (PostgreSQL only warns when the grant option is missing).
+ */
+import { failed } from '../../errors.js';
+import { POSTGRES_DATA_PRIVILEGES } from '../../model/engines.js';
+import type { GrantPermission } from '../../model/secret.js';
+import { parseManagedName } from '../names.js';
+import { scramSha256Verifier } from '../scram.js';
+import { type DriverError, expandPrivileges, renderTemplate } from '../shared.js';
+import type { NewUser } from '../target.js';
+import { checkReassignTarget } from './reassign.js';
+import { revokeUsers } from './revoke.js';
+import { checkedName, escapePasswordLiteral, ident, literal, type PgSession } from './session.js';
+
+/**
+ * Creates the role with its grants in one transaction (see PostgresTarget). Custom creation
+ * statements may commit on their own, so on failure whatever they left is revoked.
+ */
+export async function createUser(session: PgSession, user: NewUser): Promise<void> {
+  const name = checkedName(user.username);
+  const expires = user.expiresAt.toISOString();
+  const verifier = scramSha256Verifier(user.password);
+  if (user.reassignTo !== undefined) await checkReassignTarget(session, user.reassignTo, `create user ${name}`);
+  const custom = user.creationStatements !== undefined && user.creationStatements.length > 0;
+  try {
+    await session.transaction(`create user ${name}`, 'create_user_failed', user.password, async () => {
+      if (custom) {
+        for (const template of user.creationStatements!) {
+          // {{password}} becomes the SCRAM verifier: PostgreSQL stores it as given, and
+          // the statement (which the server may log) never holds the password.
+          const statement = renderTemplate(template, { name, password: verifier, expiration: expires }, escapePasswordLiteral);
+          await session.query(statement, [], `create user ${name}`, 'create_user_failed', user.password);
+        }
+        return;
+      }
+      await session.query(
+        [
+          `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT PASSWORD ${literal(verifier)} VALID UNTIL ${literal(expires)}`,
+          `COMMENT ON ROLE ${ident(name)} IS ${literal(`managed by sy; reap after ${parseManagedName(name)?.reapAfter.toISOString() ?? expires}`)}`,
+          `GRANT CONNECT ON DATABASE ${ident(session.database)} TO ${ident(name)}`,
+        ].join('; '),
+        [],
+        `create user ${name}`,
+        'create_user_failed',
+        user.password,
+      );
+      for (const grant of user.grants) await grantOne(session, name, grant);
+    });
+  } catch (error) {
+    // Custom statements may have committed on their own: drop whatever is left.
+    if (custom) await revokeUsers(session, [name], { reassignTo: user.reassignTo }).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Moves VALID UNTIL; a role that is gone is `user_not_found`, so the lease can be marked gone. */
+export async function renewUser(session: PgSession, username: string, expiresAt: Date): Promise<void> {
+  const name = checkedName(username);
+  try {
+    await session.client.query(`ALTER ROLE ${ident(name)} VALID UNTIL ${literal(expiresAt.toISOString())}`);
+  } catch (error) {
+    if ((error as DriverError).code === '42704') {
+      throw failed('user_not_found', `The user ${name} no longer exists on PostgreSQL at ${session.address}.`);
+    }
+    throw session.queryFailure('renew_failed', `renew user ${name}`, error);
+  }
+}
+
+async function grantOne(session: PgSession, name: string, grant: GrantPermission): Promise<void> {
+  // `ALL` never means more than the data privileges: not TRIGGER, not MAINTAIN (PostgreSQL 17).
+  const { privileges, unknown } = expandPrivileges(grant.privileges, POSTGRES_DATA_PRIVILEGES);
+  if (unknown !== undefined) throw failed('grant_failed', `The privilege ${unknown.slice(0, 40)} cannot be granted on PostgreSQL.`);
+  const what = privileges.join(', ');
+  const where = `${grant.schema}.${grant.table}`;
+  const description = `grant ${grant.privileges.join(', ')} on ${where}`;
+  const user = ident(name);
+  let schemas: string[];
+  if (grant.schema === '*') {
+    const { rows } = await session.query<{ nspname: string }>(
+      `SELECT nspname FROM pg_namespace
+          WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+          ORDER BY nspname`,
+      [],
+      description,
+    );
+    schemas = rows.map((r) => r.nspname);
+  } else {
+    schemas = [grant.schema];
+  }
+  const statements: string[] = [];
+  for (const schema of schemas) {
+    statements.push(`GRANT USAGE ON SCHEMA ${ident(schema)} TO ${user}`);
+    statements.push(
+      grant.table === '*'
+        ? `GRANT ${what} ON ALL TABLES IN SCHEMA ${ident(schema)} TO ${user}`
+        : `GRANT ${what} ON TABLE ${ident(schema)}.${ident(grant.table)} TO ${user}`,
+    );
+  }
+  if (statements.length > 0) await session.query(statements.join('; '), [], description, 'grant_failed');
+  if (grant.schema !== '*') await checkGranted(session, name, grant.schema, grant.table, privileges, description);
+}
+
+/**
+ * GRANT only warns when the admin lacks the grant option; check that the new role really
+ * holds what an explicitly named schema or table promises.
+ */
+async function checkGranted(session: PgSession, name: string, schema: string, table: string, privileges: string[], description: string): Promise<void> {
+  const { rows } = await session.query<{ ok: boolean }>(
+    table === '*'
+      ? "SELECT has_schema_privilege($1, $2, 'USAGE') AS ok"
+      : "SELECT has_schema_privilege($1, $2, 'USAGE') AND (SELECT bool_and(has_table_privilege($1, $3, p)) FROM unnest($4::text[]) AS p) AS ok",
+    table === '*' ? [name, schema] : [name, schema, `${ident(schema)}.${ident(table)}`, privileges],
+    description,
+  );
+  if (rows[0]?.ok !== true) {
+    throw failed(
+      'grant_failed',
+      `Could not ${description} at ${session.address}: the admin user ${session.conn.username} does not hold it WITH GRANT OPTION.`,
+    );
+  }
+}

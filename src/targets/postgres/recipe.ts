@@ -1,0 +1,77 @@
+/**
+ * What on a PostgreSQL server would keep a recipe from being granted as written, read without
+ * changing anything: the schemas and tables it reaches, the admin's grant options, and the
+ * `reassignTo` role.
+ */
+import { POSTGRES_DATA_PRIVILEGES } from '../../model/engines.js';
+import type { GrantPermission } from '../../model/secret.js';
+import { expandPrivileges } from '../shared.js';
+import type { RecipeCheckOptions } from '../target.js';
+import { reassignProblem } from './reassign.js';
+import type { PgSession } from './session.js';
+
+
+/** See Target.checkRecipe: read-only, one problem per sentence. */
+export async function checkRecipe(session: PgSession, grants: GrantPermission[], options: RecipeCheckOptions = {}): Promise<string[]> {
+  const problems: string[] = [];
+  for (const grant of grants) {
+    for (const problem of await grantProblems(session, grant)) if (!problems.includes(problem)) problems.push(problem);
+  }
+  if (options.reassignTo !== undefined) {
+    const reason = await reassignProblem(session, options.reassignTo, 'check the reassignTo role');
+    if (reason !== undefined) problems.push(`reassignTo: the role "${options.reassignTo}" at ${session.address} ${reason}.`);
+  }
+  return problems;
+}
+
+/**
+ * What createUser would fail on, or grant only in part (PostgreSQL merely warns when the
+ * grant option is missing), for one grant: the schemas and tables it reaches, each
+ * privilege held WITH GRANT OPTION by the admin or already held by PUBLIC (the lease
+ * then has it anyway). `*.*` and `s.*` reach every table there, as GRANT ... ON ALL
+ * TABLES does, which fails outright on a table the admin holds nothing on.
+ */
+async function grantProblems(session: PgSession, grant: GrantPermission): Promise<string[]> {
+  const label = `${session.address}/${session.database}`;
+  const action = `check the grant of ${grant.privileges.join(', ')} on ${grant.schema}.${grant.table}`;
+  const { rows: schemas } = await session.query<{ name: string; usable: boolean }>(
+    `SELECT nspname AS name, has_schema_privilege('public', oid, 'USAGE') OR has_schema_privilege(oid, 'USAGE WITH GRANT OPTION') AS usable
+         FROM pg_namespace
+        WHERE CASE WHEN $1::text IS NULL THEN nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ELSE nspname = $1 END
+        ORDER BY nspname`,
+    [grant.schema === '*' ? null : grant.schema],
+    action,
+  );
+  if (schemas.length === 0) {
+    return [
+      grant.schema === '*'
+        ? `grantPermissions: *.* reaches nothing on ${label}: it has no schema but the system ones.`
+        : `grantPermissions: schema ${grant.schema} does not exist on ${label}.`,
+    ];
+  }
+  const named = grant.table === '*' ? null : grant.table;
+  const { rows: tables } = await session.query<{ schema: string; name: string; missing: string[] }>(
+    `SELECT * FROM (
+         SELECT n.nspname AS schema, c.relname AS name,
+                ARRAY(SELECT p FROM unnest($3::text[]) WITH ORDINALITY AS u(p, i)
+                       WHERE NOT (has_table_privilege('public', c.oid, p) OR has_table_privilege(c.oid, p || ' WITH GRANT OPTION'))
+                       ORDER BY i) AS missing
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = ANY($1::text[])
+            AND CASE WHEN $2::text IS NULL THEN c.relkind IN ('r', 'p', 'v', 'm', 'f') ELSE c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') END
+       ) AS t
+        WHERE cardinality(missing) > 0 OR $2::text IS NOT NULL
+        ORDER BY schema, name`,
+    [schemas.map((s) => s.name), named, expandPrivileges(grant.privileges, POSTGRES_DATA_PRIVILEGES).privileges],
+    action,
+  );
+  const problems: string[] = [];
+  for (const schema of schemas) {
+    if (!schema.usable) problems.push(`grantPermissions: the admin ${session.conn.username} does not hold USAGE on schema ${schema.name} WITH GRANT OPTION.`);
+    for (const table of tables.filter((t) => t.schema === schema.name && t.missing.length > 0)) {
+      problems.push(`grantPermissions: the admin ${session.conn.username} does not hold ${table.missing.join(', ')} on ${table.schema}.${table.name} WITH GRANT OPTION.`);
+    }
+  }
+  if (named !== null && tables.length === 0) problems.push(`grantPermissions: table ${grant.schema}.${named} does not exist on ${label}.`);
+  return problems;
+}
