@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
+import { FLEET_CFG, fleetRows } from './fleet.mjs';
 import {
   NODE, ROOT, SY, childEnv, fmtMs, fmtRatio, interleave, markdownTable, median, pairedRatio, quantile, run, runAsync, sleep, sy,
 } from './lib.mjs';
@@ -32,6 +33,7 @@ const QUICK = opts.quick;
 const CFG = QUICK
   ? { runs: 3, startupRuns: 3, timedRuns: 3, warmup: 1, secrets: 20, sweepLeases: 20, sweepRuns: 1, ledger: 200, ledgerSmall: 10, daemonLeases: 200, daemonRuns: 1, daemonSeconds: 3, concurrent: 16, concurrentRounds: 1 }
   : { runs: 11, startupRuns: 31, timedRuns: 21, warmup: 2, secrets: 1000, sweepLeases: 1000, sweepRuns: 10, ledger: 100_000, ledgerSmall: 10, daemonLeases: 10_000, daemonRuns: 10, daemonSeconds: 5, concurrent: 16, concurrentRounds: 10 };
+Object.assign(CFG, QUICK ? FLEET_CFG.quick : FLEET_CFG.full);
 if (opts.runs) CFG.runs = CFG.startupRuns = CFG.timedRuns = Number(opts.runs);
 const ONLY = opts.only ? new Set(opts.only.split(',').map((s) => s.trim())) : undefined;
 const OUT = opts.out ?? (QUICK ? undefined : join(ROOT, 'BENCHMARKS.md'));
@@ -104,11 +106,14 @@ async function myLeftovers() {
 
 const daemons = new Set();
 const homes = [];
+/** Further clean-ups (the fleet rows' store databases), run first. */
+const cleanups = [];
 let cleanedUp = false;
 async function cleanUp() {
   if (cleanedUp) return;
   cleanedUp = true;
   for (const child of daemons) child.kill('SIGKILL');
+  for (const fn of cleanups) await fn().catch((error) => log(`cleanup: ${error.message}`));
   const dropped = { pg: 0, my: 0 };
   try {
     const roles = await pgLeftovers();
@@ -562,6 +567,11 @@ async function daemonPeak(store) {
   return { kib };
 }
 
+fleetRows({
+  group, label, CFG, PG, DB, PREFIX, MASTER_KEY, ROOT, NODE, SY, childEnv, sy, run, interleave, measureOpts, ratioRow, median, quantile, fmtMs, sleep, log, n,
+  pgQuery, daemons, daemonPeak, newStore, onCleanup: (fn) => cleanups.push(fn),
+});
+
 // ------------------------------------------------------------------ main
 
 /** What rows 5a/5b are compared to, and why that is fair (carried into BENCHMARKS.md). */
@@ -650,7 +660,10 @@ async function main() {
     .replace('of N expired', `of ${n(CFG.sweepLeases)} expired`)
     .replace('ledger of N leases', `ledger of ${n(CFG.ledger)} leases`)
     .replace(/^N concurrent/, `${CFG.concurrent} concurrent`)
-    .replace('watching N active', `watching ${n(CFG.daemonLeases)} active`);
+    .replace('watching N active', `watching ${n(CFG.daemonLeases)} active`)
+    .replace('over N leases', `over ${n(CFG.fleetLeases)} leases`)
+    .replace('N leases due', `${n(CFG.fleetLeases)} leases due`)
+    .replace('with N active leases', `with ${n(CFG.daemonLeases)} active leases`);
   const table = markdownTable(
     ['#', 'figure', 'measured (median)', 'floor (median, same session)', 'ratio (paired)', 'target', 'result', 'runs', 'notes'],
     ORDER.map((id) => {

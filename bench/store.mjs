@@ -5,7 +5,7 @@ const dist = (file) => new URL(`../dist/${file}`, import.meta.url).href;
 /** The store the environment names, opened with its key. */
 export async function openBenchStore(env = process.env) {
   const { openStore } = await import(dist('store/open.js'));
-  return openStore(env.SY_HOME, env, { actor: env.SY_CLIENT_ID ?? 'bench', warn: (text) => process.stderr.write(`${text}\n`) });
+  return openStore(() => env.SY_HOME ?? '', env, { actor: env.SY_CLIENT_ID ?? 'bench', warn: (text) => process.stderr.write(`${text}\n`) });
 }
 
 /**
