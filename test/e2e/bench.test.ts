@@ -29,6 +29,12 @@ const ROWS: [string, string][] = [
   ['8a', 'peak RSS of `sy dynamic lease create` (PostgreSQL)'],
   ['8b', 'peak RSS of `sy dynamic lease create` (MariaDB)'],
   ['8c', 'peak RSS of `sy daemon'],
+  ['9', 'with the PostgreSQL store, vs with the SQLite store'],
+  ['10a', 'p50 delay after expiry'],
+  ['10b', 'p99 delay after expiry'],
+  ['10c', 'revocations/s of the pool of 3 vs one daemon alone'],
+  ['10d', 'duplicate revocations'],
+  ['11', 'active leases in the shared store'],
 ];
 
 describe('npm run bench -- --quick', () => {
