@@ -160,8 +160,12 @@ export class PoolMembership {
 
 const LEAVE_WAIT_MS = 2_000;
 
-/** Several changes in a row wake the daemon once. */
-const COALESCE_MS = 20;
+/**
+ * Changes within this long wake the daemon once: a burst of creates (each notifies twice,
+ * intent and activation) costs a pass per tenth of a second, not one per lease, and a new
+ * lease, whose TTL is a second at least, is still seen long before it expires.
+ */
+const COALESCE_MS = 100;
 
 /**
  * The daemon's sleep: until a timeout, an abort, a change reported by the store's watch
