@@ -15,12 +15,12 @@ import { ROOT } from '../helpers/cli.js';
 import { LOCAL_PG, pgConnect, pgMatrix, psql, tag, type PgAdmin } from '../helpers/db.js';
 
 /**
- * The store's tables as `sy init` creates them, played here by sy_owner. The PostgreSQL
- * store (src/store/postgres/) is being written: until then these are the SQLite store's
- * tables plus the audit log and the pool registry. Keep this the one list to update; once
- * `sy init` can take SY_STORE, run it as sy_owner here instead.
+ * The store's tables as `sy init` creates them (src/store/postgres/schema.ts), played here
+ * by sy_owner with stand-in columns so the role's grants are tried on every PostgreSQL
+ * version of the matrix. The real `sy init` as sy_owner, then sy as sy_app, runs in
+ * test/e2e/store.postgres.test.ts on the machine's server.
  */
-const STORE_TABLES = ['meta', 'secrets', 'secret_versions', 'leases', 'audit_log', 'audit_head', 'pool_daemons'];
+const STORE_TABLES = ['meta', 'secrets', 'secret_versions', 'leases', 'audit_lines', 'schema_migrations', 'daemons'];
 /** A bigserial column, so the grants on sequences are tried too. */
 const tableDdl = (table: string) => `CREATE TABLE sy.${table} (id bigserial PRIMARY KEY, k text NOT NULL DEFAULT '', v text)`;
 
