@@ -687,7 +687,7 @@ async function main() {
     '',
     '```sh',
     'npm ci                      # installs and builds dist/ (the bundle and the tsc output the fillers import)',
-    'npm run bench               # full run, ~10 minutes on 2 cores; rewrites BENCHMARKS.md',
+    'npm run bench               # full run, ~20 minutes on 2 cores; rewrites BENCHMARKS.md',
     'npm run bench -- --quick    # 3 runs and small sizes, ~1-2 minutes; prints the table only',
     'node bench/profile.mjs --runs 5 -- bin/sy --version   # self time by file (node --cpu-prof), with your SY_HOME/SY_MASTER_KEY',
     '```',
@@ -699,6 +699,9 @@ async function main() {
     'lease create/revoke (same driver, same kind of statements, nothing else). Fake leases come from `bench/fill-ledger.mjs`',
     "(sy's own store layer, batched transactions); the sweep's expired leases from `bench/issue-leases.mjs` (sy's ledger,",
     'user names and statements, but users created a hundred per transaction; TTL 2 s). Rows marked (extra) go beyond the brief.',
+    'Rows 9-11 use the shared store: each scenario makes its own store database `sybench_store_<tag>_<n>` on the same',
+    'PostgreSQL (`sy init` with SY_STORE, sslmode=disable), runs real `sy daemon --pool` processes, and reads every delay back',
+    "from the store's audit log (the time of each revocation's line) against the ledger's expiry to the millisecond.",
     '',
     ...SWEEP_FLOOR,
   ].join('\n');
