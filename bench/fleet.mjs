@@ -18,6 +18,12 @@ export function fleetRows(ctx) {
   const ISSUER = join(ROOT, 'bench', 'issue-leases.mjs');
   const FILLER = join(ROOT, 'bench', 'fill-ledger.mjs');
   const POOL = 'benchpool';
+  /**
+   * PostgreSQL keeps a table's grants in its pg_class row, which cannot be moved out of line
+   * (no TOAST): about a thousand roles granted on one table and the next GRANT fails ("row is
+   * too big"). The fleet's leases take ten recipes in turn, one table each.
+   */
+  const FLEET_TABLES = Array.from({ length: 10 }, (_, i) => `fleet_${i + 1}`);
   let stores = 0;
 
   /** A fresh PostgreSQL store with the benchmark's PostgreSQL target, in pool POOL. */
@@ -33,9 +39,18 @@ export function fleetRows(ctx) {
     create({ path: 'bench:pg:root', attributes: { type: 'postgresql' }, data: { host: PG.host, port: PG.port, username: PG.user, password: PG.password, database: DB } });
     create({
       path: 'bench:pg:dyn',
-      attributes: { linkConfig: { linkType: 'dynamic', linkedSecret: 'bench:pg:root' }, grantPermissions: { what: 'SELECT', where: 'public.*' }, ttl: 600, userPrefix: PREFIX, pool: POOL },
+      attributes: { linkConfig: { linkType: 'dynamic', linkedSecret: 'bench:pg:root' }, grantPermissions: { what: 'SELECT', where: 'public.items' }, ttl: 600, userPrefix: PREFIX, pool: POOL },
       data: {},
     });
+    // Thousands of leases at once: a recipe per table, so no table's grants outgrow its catalog row.
+    for (const table of FLEET_TABLES) {
+      await pgQuery(`CREATE TABLE IF NOT EXISTS public.${table} (id int)`, [], DB);
+      create({
+        path: `bench:pg:${table}`,
+        attributes: { linkConfig: { linkType: 'dynamic', linkedSecret: 'bench:pg:root' }, grantPermissions: { what: 'SELECT', where: `public.${table}` }, ttl: 600, userPrefix: PREFIX, pool: POOL },
+        data: {},
+      });
+    }
     return { database, url, env };
   }
 
@@ -73,7 +88,7 @@ export function fleetRows(ctx) {
 
   /** Issues `count` leases on the store, expiring from `ttl` s on, evenly over `spread` s. */
   function issue(store, count, ttl, spread) {
-    const issued = run(NODE, [ISSUER, '--path', 'bench:pg:dyn', '--count', String(count), '--ttl', String(ttl), '--spread', String(spread), '--ids'], { env: store.env });
+    const issued = run(NODE, [ISSUER, ...FLEET_TABLES.flatMap((table) => ['--path', `bench:pg:${table}`]), '--count', String(count), '--ttl', String(ttl), '--spread', String(spread), '--ids'], { env: store.env });
     if (issued.status !== 0) throw new Error(`issuing leases: ${issued.stderr.trim().slice(0, 300)}`);
     return JSON.parse(issued.stdout);
   }

@@ -9,6 +9,9 @@
 // transaction/statement instead of one process and one commit each, because creating roles
 // one by one costs ~40 ms each here and the sweep, not the creation, is what is measured.
 //
+// --path may be given several times: the leases take the recipes in turn. (PostgreSQL keeps a
+// table's grants in its pg_class row, which has no TOAST: about a thousand roles granted on one
+// table fill it, "row is too big", so thousands of leases need their grants spread over tables.)
 // With --spread S the expiries are spread evenly over S seconds after the TTL; with --ids
 // the output lists each lease's id and expiry (milliseconds), for measuring delays.
 //
@@ -19,7 +22,7 @@ import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
   options: {
-    path: { type: 'string' },
+    path: { type: 'string', multiple: true },
     count: { type: 'string', default: '1' },
     ttl: { type: 'string', default: '2' },
     chunk: { type: 'string', default: '100' },
@@ -27,7 +30,7 @@ const { values } = parseArgs({
     ids: { type: 'boolean', default: false },
   },
 });
-if (!(process.env.SY_HOME || process.env.SY_STORE) || !process.env.SY_MASTER_KEY || !values.path) throw new Error('set SY_HOME or SY_STORE, SY_MASTER_KEY and --path');
+if (!(process.env.SY_HOME || process.env.SY_STORE) || !process.env.SY_MASTER_KEY || !values.path?.length) throw new Error('set SY_HOME or SY_STORE, SY_MASTER_KEY and --path');
 const dist = (file) => new URL(`../dist/${file}`, import.meta.url).href;
 const { openBenchStore, inBatch } = await import(new URL('./store.mjs', import.meta.url).href);
 const { parseBaseConnection, parseDynamicRecipe } = await import(dist('secrets/validate.js'));
@@ -45,76 +48,87 @@ const stores = store.kind === 'sqlite' ? [store] : [store, ...(await Promise.all
 let lastExpiry = 0;
 let leases = [];
 try {
-  const secret = await store.secrets.get({ path: values.path });
-  if (!secret) throw new Error(`no secret at ${values.path}`);
-  const base = await store.secrets.get({ path: secret.attributes.linkConfig.linkedSecret });
-  const engine = engineOfType(base.attributes.type);
-  const connection = parseBaseConnection(base.attributes, base.data);
-  const recipe = parseDynamicRecipe(secret.attributes, secret.data, engine);
+  // Each --path is a recipe; leases take them in turn.
+  const recipes = [];
+  for (const path of values.path) {
+    const secret = await store.secrets.get({ path });
+    if (!secret) throw new Error(`no secret at ${path}`);
+    const base = await store.secrets.get({ path: secret.attributes.linkConfig.linkedSecret });
+    const engine = engineOfType(base.attributes.type);
+    const connection = parseBaseConnection(base.attributes, base.data);
+    recipes.push({ secret, base, engine, connection, recipe: parseDynamicRecipe(secret.attributes, secret.data, engine), target: targetLabel(connection) });
+  }
   const createdAt = Date.now();
   const spreadMs = Number(values.spread) * 1000;
-  const maxExpiresAt = createdAt + recipe.maxTtl * 1000;
-  leases = Array.from({ length: count }, (_, i) => ({
-    id: randomUUID(),
-    expiresAt: createdAt + Number(values.ttl) * 1000 + (count > 1 ? Math.round((spreadMs * i) / (count - 1)) : 0),
-    username: newUserName(engine, new Date(maxExpiresAt + REAP_GRACE_MS), recipe.userPrefix),
-    password: newPassword(),
-  }));
+  leases = Array.from({ length: count }, (_, i) => {
+    const kind = recipes[i % recipes.length];
+    return {
+      kind,
+      id: randomUUID(),
+      expiresAt: createdAt + Number(values.ttl) * 1000 + (count > 1 ? Math.round((spreadMs * i) / (count - 1)) : 0),
+      maxExpiresAt: createdAt + kind.recipe.maxTtl * 1000,
+      username: newUserName(kind.engine, new Date(createdAt + kind.recipe.maxTtl * 1000 + REAP_GRACE_MS), kind.recipe.userPrefix),
+      password: newPassword(),
+    };
+  });
   lastExpiry = Math.max(...leases.map((l) => l.expiresAt));
-  const target = targetLabel(connection);
 
   // 1. Intents, as sy records them before a user exists.
   for (let i = 0; i < count; i += 1000) {
-    await inBatch(stores, leases.slice(i, i + 1000).map((lease) => (s) => s.leases.recordIntent({
-      id: lease.id, secretId: secret.id, baseId: base.id, path: secret.path, pool: recipe.pool, engine, target,
-      username: lease.username, createdAt, expiresAt: lease.expiresAt, maxExpiresAt, ownerPid: process.pid, ownerHost: hostname(),
-      revocation: { connection: { ...connection }, username: lease.username, revocationStatements: recipe.revocationStatements },
+    await inBatch(stores, leases.slice(i, i + 1000).map(({ kind, ...lease }) => (s) => s.leases.recordIntent({
+      id: lease.id, secretId: kind.secret.id, baseId: kind.base.id, path: kind.secret.path, pool: kind.recipe.pool, engine: kind.engine, target: kind.target,
+      username: lease.username, createdAt, expiresAt: lease.expiresAt, maxExpiresAt: lease.maxExpiresAt, ownerPid: process.pid, ownerHost: hostname(),
+      revocation: { connection: { ...kind.connection }, username: lease.username, revocationStatements: kind.recipe.revocationStatements },
     })));
   }
 
-  // 2. The users.
-  if (engine === 'postgresql') {
-    const { default: pg } = await import('pg');
-    const { scramSha256Verifier } = await import(dist('targets/scram.js'));
-    const { parseManagedName } = await import(dist('targets/names.js'));
-    const client = new pg.Client({ host: connection.host, port: connection.port, user: connection.username, password: connection.password, database: connection.database ?? 'postgres' });
-    await client.connect();
-    const id = pg.escapeIdentifier;
-    const lit = pg.escapeLiteral;
-    const until = new Date(lastExpiry).toISOString();
-    for (let i = 0; i < count; i += chunk) {
-      const statements = ['BEGIN'];
-      for (const { username, password } of leases.slice(i, i + chunk)) {
-        const name = id(username);
-        statements.push(
-          `CREATE ROLE ${name} WITH LOGIN NOINHERIT PASSWORD ${lit(scramSha256Verifier(password))} VALID UNTIL ${lit(until)}`,
-          `COMMENT ON ROLE ${name} IS ${lit(`managed by sy; reap after ${parseManagedName(username).reapAfter.toISOString()}`)}`,
-          `GRANT CONNECT ON DATABASE ${id(connection.database ?? 'postgres')} TO ${name}`,
-        );
+  // 2. The users, recipe by recipe.
+  for (const kind of recipes) {
+    const mine = leases.filter((l) => l.kind === kind);
+    const { connection, recipe } = kind;
+    if (kind.engine === 'postgresql') {
+      const { default: pg } = await import('pg');
+      const { scramSha256Verifier } = await import(dist('targets/scram.js'));
+      const { parseManagedName } = await import(dist('targets/names.js'));
+      const client = new pg.Client({ host: connection.host, port: connection.port, user: connection.username, password: connection.password, database: connection.database ?? 'postgres' });
+      await client.connect();
+      const id = pg.escapeIdentifier;
+      const lit = pg.escapeLiteral;
+      const until = new Date(lastExpiry).toISOString();
+      for (let i = 0; i < mine.length; i += chunk) {
+        const statements = ['BEGIN'];
+        for (const { username, password } of mine.slice(i, i + chunk)) {
+          const name = id(username);
+          statements.push(
+            `CREATE ROLE ${name} WITH LOGIN NOINHERIT PASSWORD ${lit(scramSha256Verifier(password))} VALID UNTIL ${lit(until)}`,
+            `COMMENT ON ROLE ${name} IS ${lit(`managed by sy; reap after ${parseManagedName(username).reapAfter.toISOString()}`)}`,
+            `GRANT CONNECT ON DATABASE ${id(connection.database ?? 'postgres')} TO ${name}`,
+          );
+          for (const grant of recipe.grants) {
+            statements.push(`GRANT USAGE ON SCHEMA ${id(grant.schema)} TO ${name}`);
+            statements.push(grant.table === '*'
+              ? `GRANT ${grant.privileges.join(', ')} ON ALL TABLES IN SCHEMA ${id(grant.schema)} TO ${name}`
+              : `GRANT ${grant.privileges.join(', ')} ON TABLE ${id(grant.schema)}.${id(grant.table)} TO ${name}`);
+          }
+        }
+        statements.push('COMMIT');
+        await client.query(statements.join(';\n'));
+      }
+      await client.end();
+    } else {
+      const { default: mysql } = await import('mysql2/promise');
+      const { nativePasswordHash } = await import(dist('targets/mysql.js'));
+      const conn = await mysql.createConnection({ host: connection.host, port: connection.port, user: connection.username, password: connection.password, database: connection.database });
+      for (let i = 0; i < mine.length; i += chunk) {
+        const some = mine.slice(i, i + chunk);
+        await conn.query(`CREATE USER ${some.map((l) => `${mysql.escape(l.username)}@'%' IDENTIFIED BY PASSWORD ${mysql.escape(nativePasswordHash(l.password))}`).join(', ')}`);
         for (const grant of recipe.grants) {
-          statements.push(`GRANT USAGE ON SCHEMA ${id(grant.schema)} TO ${name}`);
-          statements.push(grant.table === '*'
-            ? `GRANT ${grant.privileges.join(', ')} ON ALL TABLES IN SCHEMA ${id(grant.schema)} TO ${name}`
-            : `GRANT ${grant.privileges.join(', ')} ON TABLE ${id(grant.schema)}.${id(grant.table)} TO ${name}`);
+          const on = grant.schema === '*' ? '*.*' : `${mysql.escapeId(grant.schema)}.${grant.table === '*' ? '*' : mysql.escapeId(grant.table)}`;
+          await conn.query(`GRANT ${grant.privileges.join(', ')} ON ${on} TO ${some.map((l) => `${mysql.escape(l.username)}@'%'`).join(', ')}`);
         }
       }
-      statements.push('COMMIT');
-      await client.query(statements.join(';\n'));
+      await conn.end();
     }
-    await client.end();
-  } else {
-    const { default: mysql } = await import('mysql2/promise');
-    const { nativePasswordHash } = await import(dist('targets/mysql.js'));
-    const conn = await mysql.createConnection({ host: connection.host, port: connection.port, user: connection.username, password: connection.password, database: connection.database });
-    for (let i = 0; i < count; i += chunk) {
-      const some = leases.slice(i, i + chunk);
-      await conn.query(`CREATE USER ${some.map((l) => `${mysql.escape(l.username)}@'%' IDENTIFIED BY PASSWORD ${mysql.escape(nativePasswordHash(l.password))}`).join(', ')}`);
-      for (const grant of recipe.grants) {
-        const on = grant.schema === '*' ? '*.*' : `${mysql.escapeId(grant.schema)}.${grant.table === '*' ? '*' : mysql.escapeId(grant.table)}`;
-        await conn.query(`GRANT ${grant.privileges.join(', ')} ON ${on} TO ${some.map((l) => `${mysql.escape(l.username)}@'%'`).join(', ')}`);
-      }
-    }
-    await conn.end();
   }
 
   // 3. Active, as sy marks them once the user exists.
