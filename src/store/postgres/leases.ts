@@ -196,6 +196,12 @@ export class PostgresLeaseLedger implements LeaseLedger {
   }
 
   async claim(id: string, claimant: string, now: number, claimMs: number): Promise<LeaseRecord | undefined> {
+    // A lease set back to an older row of itself (revoked to active) passes its MAC; only the
+    // recount finds it, as before a sweep's first claim. Counted in a snapshot of its own, so
+    // that the census is not held (and taken before the row) by this claim's transaction.
+    if (this.censusStale()) {
+      await this.db.tx(async (sql) => this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS, CENSUS_WHAT)), 'snapshot');
+    }
     return this.db.tx(async (sql) => {
       for (let tries = 0; tries < MAX_CAS_TRIES; tries++) {
         const row = await this.select(sql, id);
