@@ -11,6 +11,7 @@
  */
 import { storeError } from '../../errors.js';
 import type { Sql } from './connection.js';
+import { tampered } from './meta.js';
 import { DAEMONS_TABLE } from './pools.js';
 
 /** The newest migration this sy knows. */
@@ -126,11 +127,20 @@ export async function migrate(sql: Sql, location: string): Promise<Migrated> {
   if (from > SCHEMA_VERSION) throw tooNew(location);
   for (const migration of MIGRATIONS) {
     if (migration.version <= from) continue;
-    for (const statement of migration.statements) await sql(statement);
+    try {
+      for (const statement of migration.statements) await sql(statement);
+    } catch (error) {
+      // What the migration makes is there already: sy.schema_migrations was set back.
+      if (DUPLICATE_OBJECT.has((error as { code?: string }).code ?? '')) throw tampered('its schema version');
+      throw error;
+    }
     await sql('INSERT INTO sy.schema_migrations (version, sy_version) VALUES ($1, $2)', [migration.version, syVersion()]);
   }
   return { from, to: Math.max(from, SCHEMA_VERSION) };
 }
+
+/** duplicate_table, duplicate_object */
+const DUPLICATE_OBJECT = new Set(['42P07', '42710']);
 
 export async function schemaVersion(sql: Sql): Promise<number> {
   const [{ version }] = await sql<{ version: number | null }>('SELECT max(version) AS version FROM sy.schema_migrations');
