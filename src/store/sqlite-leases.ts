@@ -178,6 +178,9 @@ export class SqliteLeaseLedger implements LeaseLedger {
 
   async claim(id: string, claimant: string, now: number, claimMs: number): Promise<LeaseRecord | undefined> {
     return this.withCensus((census) => {
+      // A lease set back to an older row of itself (revoked to active) passes its MAC; only
+      // the recount finds it, as before a sweep's first claim (`lease revoke <id>`).
+      if (this.censusStale()) this.recount(census);
       const row = this.select(id);
       if (!row || ENDED_LEASE_STATES.includes(row.state)) return undefined;
       if (row.state === 'revoking' && (row.claimed_until ?? 0) > now) return undefined;
