@@ -13,7 +13,10 @@
 // table's grants in its pg_class row, which has no TOAST: about a thousand roles granted on one
 // table fill it, "row is too big", so thousands of leases need their grants spread over tables.)
 // With --spread S the expiries are spread evenly over S seconds after the TTL; with --ids
-// the output lists each lease's id and expiry (milliseconds), for measuring delays.
+// the output lists each lease's id and expiry (milliseconds), for measuring delays. With
+// --after-issue the TTL counts from the end of issuing, however long the machine takes: the
+// expiries are set when the leases become active (as a renewal sets them), from an estimate
+// of how long activating them all takes (half again as long as recording the intents did).
 //
 //   SY_HOME=... (or SY_STORE=...) SY_MASTER_KEY=... node bench/issue-leases.mjs --path P --count N [--ttl 2] [--spread S] [--ids]
 import { randomUUID } from 'node:crypto';
@@ -28,6 +31,7 @@ const { values } = parseArgs({
     chunk: { type: 'string', default: '100' },
     spread: { type: 'string', default: '0' },
     ids: { type: 'boolean', default: false },
+    'after-issue': { type: 'boolean', default: false },
   },
 });
 if (!(process.env.SY_HOME || process.env.SY_STORE) || !process.env.SY_MASTER_KEY || !values.path?.length) throw new Error('set SY_HOME or SY_STORE, SY_MASTER_KEY and --path');
@@ -47,6 +51,8 @@ const stores = store.kind === 'sqlite' ? [store] : [store, ...(await Promise.all
 
 let lastExpiry = 0;
 let leases = [];
+/** When the last lease became active: a lease is fairly timed only if that was before its expiry. */
+let activatedAt = 0;
 try {
   // Each --path is a recipe; leases take them in turn.
   const recipes = [];
@@ -60,12 +66,14 @@ try {
   }
   const createdAt = Date.now();
   const spreadMs = Number(values.spread) * 1000;
+  const expiryOf = (from, i) => from + Number(values.ttl) * 1000 + (count > 1 ? Math.round((spreadMs * i) / (count - 1)) : 0);
   leases = Array.from({ length: count }, (_, i) => {
     const kind = recipes[i % recipes.length];
     return {
       kind,
       id: randomUUID(),
-      expiresAt: createdAt + Number(values.ttl) * 1000 + (count > 1 ? Math.round((spreadMs * i) / (count - 1)) : 0),
+      // With --after-issue, a placeholder an hour out (within any maxTtl sy accepts for these recipes).
+      expiresAt: values['after-issue'] ? createdAt + Math.min(3600, kind.recipe.maxTtl) * 1000 : expiryOf(createdAt, i),
       maxExpiresAt: createdAt + kind.recipe.maxTtl * 1000,
       username: newUserName(kind.engine, new Date(createdAt + kind.recipe.maxTtl * 1000 + REAP_GRACE_MS), kind.recipe.userPrefix),
       password: newPassword(),
@@ -81,6 +89,8 @@ try {
       revocation: { connection: { ...kind.connection }, username: lease.username, revocationStatements: kind.recipe.revocationStatements },
     })));
   }
+
+  const intentsMs = Date.now() - createdAt;
 
   // 2. The users, recipe by recipe.
   for (const kind of recipes) {
@@ -132,11 +142,18 @@ try {
   }
 
   // 3. Active, as sy marks them once the user exists.
-  for (let i = 0; i < count; i += 1000) {
-    await inBatch(stores, leases.slice(i, i + 1000).map((lease) => (s) => s.leases.transition(lease.id, ['intent'], 'active')));
+  if (values['after-issue']) {
+    const from = Date.now() + Math.round(1.5 * intentsMs);
+    leases.forEach((lease, i) => (lease.expiresAt = expiryOf(from, i)));
+    lastExpiry = Math.max(...leases.map((l) => l.expiresAt));
   }
+  for (let i = 0; i < count; i += 1000) {
+    await inBatch(stores, leases.slice(i, i + 1000).map((lease) => (s) =>
+      s.leases.transition(lease.id, ['intent'], 'active', values['after-issue'] ? { expiresAt: lease.expiresAt } : {})));
+  }
+  activatedAt = Date.now();
 } finally {
   for (const s of stores) await s.close();
 }
 const listed = values.ids ? { leases: leases.map((l) => [l.id, l.expiresAt]) } : {};
-process.stdout.write(`${JSON.stringify({ issued: count, lastExpiry, ms: Date.now() - started, ...listed })}\n`);
+process.stdout.write(`${JSON.stringify({ issued: count, lastExpiry, activatedAt, ms: Date.now() - started, ...listed })}\n`);
