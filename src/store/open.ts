@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { EMPTY_LOG, encodeAuditPosition } from '../audit/file-log.js';
+import { AUDIT_FILE, EMPTY_LOG, encodeAuditPosition } from '../audit/file-log.js';
 import { storeError, usageError } from '../errors.js';
 import { randomKey } from '../keys/crypto.js';
 import { deleteKeychainKey } from '../keys/keychain.js';
@@ -79,6 +79,12 @@ export async function initStore(
     db.close();
     if (initialised) throw usageError('store_exists', `A store already exists in ${home}.`, 'Use `sy key change` to change its key.');
   }
+  // A log without a store is what a `sy store copy` cut short leaves (or a store whose sy.db was
+  // removed): a new store there would refuse that log at its first append.
+  if (holdsLines(join(home, AUDIT_FILE))) {
+    throw usageError('store_exists', `${home} holds an audit log but no store: a copy into it was cut short, or its sy.db was removed.`,
+      'Move the directory away (or restore sy.db), then run `sy init` again.');
+  }
   const storeId = randomUUID();
   const kek = await newKey(storeId, env, options);
   const dataKey = randomKey();
@@ -155,7 +161,8 @@ export async function unlockSqlite(home: string, env: KeyEnvironment, ask?: Pass
   const db = await openDatabase(file, { create: false });
   try {
     // One snapshot: a migration committing in between must not pair an old slot with a new schema.
-    const { slotText, schema } = runSnapshot(db, () => ({ slotText: readMetaSafely(db, 'keyslot'), schema: Number(readMeta(db, 'schema_version')) }));
+    // A file without the meta table (a copy killed as it began) has no slot: parseSlot refuses it (exit 4).
+    const { slotText, schema } = runSnapshot(db, () => ({ slotText: readMetaSafely(db, 'keyslot'), schema: Number(readMetaSafely(db, 'schema_version')) }));
     const slot = parseSlot(slotText);
     if (schema > SCHEMA_VERSION) {
       throw storeError('store_too_new', `The store in ${home} was written by a newer version of sy.`, 'Upgrade sy to open it.');
@@ -180,6 +187,14 @@ export async function unlockSqlite(home: string, env: KeyEnvironment, ask?: Pass
   } catch (error) {
     db.close();
     throw error;
+  }
+}
+
+function holdsLines(file: string): boolean {
+  try {
+    return lstatSync(file).size > 0;
+  } catch {
+    return false;
   }
 }
 

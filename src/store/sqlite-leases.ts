@@ -1,6 +1,7 @@
+import { type LeaseColumns, leaseAad, leaseRecord } from './rows.js';
 import type BetterSqlite3 from 'better-sqlite3';
 import { hostname } from 'node:os';
-import { open, seal } from '../keys/crypto.js';
+import { seal } from '../keys/crypto.js';
 import { Census, type RecordMac, shown, tampered } from './records.js';
 import { type AuthenticatedMeta, runRead, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
 import {
@@ -9,7 +10,6 @@ import {
   LIVE_LEASE_STATES,
   type LeaseChanges,
   type LeaseRecord,
-  type LeaseRevocation,
   type LeaseState,
   type NewLease,
 } from '../model/lease.js';
@@ -17,30 +17,7 @@ import type { DueQuery, LeaseLedger, LeaseQuery } from './store.js';
 
 type Database = BetterSqlite3.Database;
 
-interface LeaseRow {
-  id: string;
-  secret_id: string;
-  base_id: string;
-  path: string;
-  pool: string;
-  engine: string;
-  target: string;
-  username: string;
-  state: LeaseState;
-  created_at: number;
-  expires_at: number;
-  max_expires_at: number;
-  attempts: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  ended_at: number | null;
-  owner_pid: number | null;
-  owner_host: string | null;
-  claimant: string | null;
-  claimed_until: number | null;
-  sealed: Buffer;
-  mac: Buffer | null;
-}
+type LeaseRow = LeaseColumns & { mac: Buffer | null };
 
 /** Every column but the sealed payload and the MAC, in the order the MAC covers them. */
 export const LEASE_COLUMNS = [
@@ -57,7 +34,6 @@ const CENSUS_WHAT = 'its live leases';
  */
 const CENSUS_EVERY_MS = 60_000;
 
-const leaseAad = (id: string): string => `sy/lease/v1/${id}`;
 const LIVE_SQL = LIVE_LEASE_STATES.map((s) => `'${s}'`).join(', ');
 const isLive = (state: string): boolean => (LIVE_LEASE_STATES as readonly string[]).includes(state);
 
@@ -178,6 +154,9 @@ export class SqliteLeaseLedger implements LeaseLedger {
 
   async claim(id: string, claimant: string, now: number, claimMs: number): Promise<LeaseRecord | undefined> {
     return this.withCensus((census) => {
+      // A lease set back to an older row of itself (revoked to active) passes its MAC; only
+      // the recount finds it, as before a sweep's first claim (`lease revoke <id>`).
+      if (this.censusStale()) this.recount(census);
       const row = this.select(id);
       if (!row || ENDED_LEASE_STATES.includes(row.state)) return undefined;
       if (row.state === 'revoking' && (row.claimed_until ?? 0) > now) return undefined;
@@ -326,26 +305,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
   }
 
   private toRecord(row: LeaseRow): LeaseRecord {
-    const revocation = JSON.parse(open(this.dataKey, row.sealed, leaseAad(row.id)).toString('utf8')) as LeaseRevocation;
-    return {
-      id: row.id,
-      secretId: row.secret_id,
-      baseId: row.base_id,
-      path: row.path,
-      pool: row.pool,
-      engine: row.engine,
-      target: row.target,
-      username: row.username,
-      state: row.state,
-      createdAt: row.created_at,
-      expiresAt: row.expires_at,
-      maxExpiresAt: row.max_expires_at,
-      attempts: row.attempts,
-      nextAttemptAt: row.next_attempt_at ?? undefined,
-      lastError: row.last_error ?? undefined,
-      endedAt: row.ended_at ?? undefined,
-      revocation,
-    };
+    return leaseRecord(row, this.dataKey);
   }
 }
 

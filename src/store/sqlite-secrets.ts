@@ -1,3 +1,4 @@
+import type { SecretColumns, VersionColumns } from './rows.js';
 import { randomUUID } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import { usageError } from '../errors.js';
@@ -10,24 +11,9 @@ import type { DeleteOptions, SecretRepository, SecretSearch } from './store.js';
 
 type Database = BetterSqlite3.Database;
 
-interface SecretRow {
-  id: string;
-  path: string;
-  kind: SecretKind;
-  linked_path: string | null;
-  current_version: number;
-  created: string;
-  last_modified: string;
-  mac: Buffer | null;
-}
+type SecretRow = SecretColumns & { mac: Buffer | null };
 
-interface VersionRow {
-  secret_id: string;
-  version: number;
-  created: string;
-  sealed: Buffer;
-  mac: Buffer | null;
-}
+type VersionRow = VersionColumns & { mac: Buffer | null };
 
 /** The columns each MAC covers, in order (a version's sealed payload follows its columns). */
 export const SECRET_COLUMNS = ['id', 'path', 'kind', 'linked_path', 'current_version', 'created', 'last_modified'] as const;

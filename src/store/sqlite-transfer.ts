@@ -21,7 +21,8 @@ import { AUDIT_HEAD, createSchema } from './sqlite-schema.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
 import { SqliteStore } from './sqlite.js';
 import type { StoreOptions } from './store.js';
-import { type LeaseColumns, type SecretColumns, type StoreDump, type VersionColumns, checkedDump, sealedRows, storeNotEmpty } from './transfer.js';
+import { type StoreDump, checkedDump, sealedRows, storeNotEmpty } from './transfer.js';
+import type { LeaseColumns, SecretColumns, VersionColumns } from './rows.js';
 
 type WithMac<T> = T & { mac: Buffer | null };
 

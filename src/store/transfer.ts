@@ -6,54 +6,13 @@
  * values, since both stores MAC the same columns). The data key never leaves the process.
  */
 import type { AuditPosition } from '../audit/chain.js';
-import { LIVE_LEASE_STATES, type LeaseState } from '../model/lease.js';
-import type { SecretKind } from '../model/secret.js';
+import { LIVE_LEASE_STATES } from '../model/lease.js';
+import type { LeaseColumns, SecretColumns, VersionColumns } from './rows.js';
 import type { KeySlot } from './key-slot.js';
 import { usageError } from '../errors.js';
 import { Census, RecordMac, recordKey, shown, tampered as recordTampered } from './records.js';
 import { LEASE_COLUMNS, leaseMac } from './sqlite-leases.js';
 import { SECRET_COLUMNS, VERSION_COLUMNS, secretMac, versionMac } from './sqlite-secrets.js';
-
-export interface SecretColumns {
-  id: string;
-  path: string;
-  kind: SecretKind;
-  linked_path: string | null;
-  current_version: number;
-  created: string;
-  last_modified: string;
-}
-
-export interface VersionColumns {
-  secret_id: string;
-  version: number;
-  created: string;
-  sealed: Buffer;
-}
-
-export interface LeaseColumns {
-  id: string;
-  secret_id: string;
-  base_id: string;
-  path: string;
-  pool: string;
-  engine: string;
-  target: string;
-  username: string;
-  state: LeaseState;
-  created_at: number;
-  expires_at: number;
-  max_expires_at: number;
-  attempts: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  ended_at: number | null;
-  owner_pid: number | null;
-  owner_host: string | null;
-  claimant: string | null;
-  claimed_until: number | null;
-  sealed: Buffer;
-}
 
 export interface StoreDump {
   slot: KeySlot;

@@ -25,6 +25,11 @@ export interface TamperHooks {
   editSecret(id: string, change: { path?: string; currentVersion?: number }): Promise<void>;
   /** Sets plain columns of a lease's row. */
   editLease(id: string, change: { state?: LeaseState; path?: string }): Promise<void>;
+  /**
+   * Keeps a copy of a lease's whole row as it is now; the returned function writes that
+   * copy back over the row (a rollback to an older, validly MACed state of it).
+   */
+  keepLeaseRow(id: string): Promise<() => Promise<void>>;
   /** Removes the last `count` lines of the audit log. */
   cutAuditLog(count: number): Promise<void>;
   /** Replaces the whole audit log by these entries, each kept as the store keeps a line. */

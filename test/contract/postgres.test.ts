@@ -41,6 +41,16 @@ async function openPostgres(options: Options) {
           if (change.state !== undefined) await database.query('UPDATE sy.leases SET state = $1 WHERE id = $2', [change.state, id]);
           if (change.path !== undefined) await database.query('UPDATE sy.leases SET path = $1 WHERE id = $2', [change.path, id]);
         },
+        async keepLeaseRow(id: string) {
+          const [row] = await database.query<Record<string, unknown>>('SELECT * FROM sy.leases WHERE id = $1', [id]);
+          return async () => {
+            const columns = Object.keys(row);
+            await database.query(
+              `UPDATE sy.leases SET ${columns.map((c, i) => `${c} = $${i + 1}`).join(', ')} WHERE id = $${columns.length + 1}`,
+              [...columns.map((c) => row[c]), id],
+            );
+          };
+        },
         async cutAuditLog(count: number) {
           await database.query('DELETE FROM sy.audit_lines WHERE seq > (SELECT max(seq) FROM sy.audit_lines) - $1', [count]);
         },

@@ -49,6 +49,15 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
         if (change.state !== undefined) sql('UPDATE leases SET state = ? WHERE id = ?', change.state, id);
         if (change.path !== undefined) sql('UPDATE leases SET path = ? WHERE id = ?', change.path, id);
       },
+      async keepLeaseRow(id: string) {
+        const db = new Sqlite(join(home, 'sy.db'));
+        const row = db.prepare('SELECT * FROM leases WHERE id = ?').get(id) as Record<string, unknown>;
+        db.close();
+        return async () => {
+          const columns = Object.keys(row);
+          sql(`UPDATE leases SET ${columns.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`, ...columns.map((c) => row[c]), id);
+        };
+      },
       async cutAuditLog(count: number) {
         writeFileSync(log, lines().slice(0, -count).map((line) => `${line}\n`).join(''));
       },

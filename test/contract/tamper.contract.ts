@@ -43,6 +43,19 @@ export function describeTamper(fx: Fixture): void {
       expect(await fx.store.leases.get(lease.id)).toEqual(before);
     });
 
+    test('a revoked lease set back to its older active row: a claim of it, from a fresh handle, is refused', async () => {
+      const pair = await fx.dynamicPair();
+      const lease = await fx.leaseIn(pair, 'active');
+      const putBack = await fx.tamper.keepLeaseRow(lease.id);
+      const claimed = await fx.store.leases.claim(lease.id, 'revoker', T0 + 1_000, 60_000);
+      expect(claimed?.state).toBe('revoking');
+      expect(await fx.store.leases.settleAll('revoker', [{ id: lease.id, to: 'revoked', changes: { endedAt: T0 + 2_000 } }])).toMatchObject([{ state: 'revoked' }]);
+      // Every value of the old row is one the key wrote: only the census of live leases tells.
+      await putBack();
+      const fresh = await fx.another();
+      await expectTampered(fresh.leases.claim(lease.id, 'again', T0 + 3_000, 60_000));
+    });
+
     test('a due lease\'s path edited: claimDue claims nothing at all; put back, every lease is still active', async () => {
       const pair = await fx.dynamicPair();
       const now = T0 + 1_000_000;

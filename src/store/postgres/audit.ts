@@ -6,6 +6,7 @@ import {
   type AuditPosition,
   GENESIS_HASH,
   chainEntries,
+  entryHash,
   parseEntry,
   selectEntries,
   verifyChain,
@@ -128,7 +129,11 @@ export class PostgresAuditTrail implements AuditTrail {
     }
     if (last.seq < head.lines) throw logChanged('lines were removed from its end');
     if (last.seq > head.lines) throw logChanged(`lines after the end the store recorded are not sy's`);
-    if (parseEntry(last.line)?.hash !== head.hash) throw logChanged('it no longer ends with the line the store recorded as its last');
+    const entry = parseEntry(last.line);
+    if (entry?.hash !== head.hash) throw logChanged('it no longer ends with the line the store recorded as its last');
+    // The line the next one chains on must be the one sy wrote, not one edited around its hash.
+    const { hash, ...body } = entry;
+    if (entryHash(body, this.mac) !== hash) throw logChanged('its last line was edited');
     return head;
   }
 }

@@ -7,9 +7,9 @@ import { type KeySlot, openSlot, parseSlot, wrapDataKey } from '../key-slot.js';
 import { Census, RecordMac, recordKey } from '../records.js';
 import { EMPTY_CHAIN, encodeChainHead } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
-import { AUDIT_HEAD, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS } from './meta.js';
+import { AUDIT_HEAD, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS, tampered } from './meta.js';
 import { type Migrated, SCHEMA_VERSION, migrate, tooNew } from './schema.js';
-import { PostgresStore, type PostgresStoreOptions, SLOT_HINT, noStore, readState, unlockSlot } from './store.js';
+import { HAS_RECORDS, PostgresStore, type PostgresStoreOptions, SLOT_HINT, checkState, noStore, readState, unlockSlot } from './store.js';
 import type { StoreUrl } from './url.js';
 
 export interface PostgresInitResult {
@@ -39,6 +39,7 @@ export async function initPostgresStore(
   try {
     const before = await db.use(readState);
     if (before.schema > SCHEMA_VERSION) throw tooNew(url.location);
+    checkState(before);
     const opened = before.slot === undefined ? undefined : await unlockSlot(before.slot, url, env, options.ask);
     if (!opened) {
       const storeId = randomUUID();
@@ -48,6 +49,9 @@ export async function initPostgresStore(
       const migrated = await migrate(sql, url.location);
       const [row] = await sql<{ value: string }>('SELECT value FROM sy.meta WHERE key = $1', [KEYSLOT]);
       if (row === undefined) {
+        // Its slot removed since it was read, or by another init's rollback: never a new store over old records.
+        const [{ records }] = await sql<{ records: boolean }>(`SELECT ${HAS_RECORDS} AS records`);
+        if (records) throw tampered('its key slot');
         const { kek, dataKey, storeId } = fresh ?? reopen(opened!);
         await writeNewStore(sql, wrapDataKey(kek.key, dataKey, storeId, kek.wrap), dataKey);
         return { migrated, created: true, dataKey, storeId, source: kek.source };
@@ -107,6 +111,7 @@ export async function changePostgresStoreKey(
   try {
     const state = await db.use(readState);
     if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);
+    checkState(state);
     if (state.slot === undefined) throw noStore(url.location);
     const { slot, dataKey, kek } = await unlockSlot(state.slot, url, env, options.ask);
     const next = await newKey(slot.storeId, newEnv, {

@@ -1,12 +1,12 @@
+import { type LeaseColumns, leaseAad, leaseRecord } from '../rows.js';
 import { hostname } from 'node:os';
-import { open, seal } from '../../keys/crypto.js';
+import { seal } from '../../keys/crypto.js';
 import {
   ENDED_LEASE_STATES,
   IN_USE_LEASE_STATES,
   LIVE_LEASE_STATES,
   type LeaseChanges,
   type LeaseRecord,
-  type LeaseRevocation,
   type LeaseState,
   type NewLease,
 } from '../../model/lease.js';
@@ -18,37 +18,13 @@ import type { Sql, StoreConnection } from './connection.js';
 import { LEASE_CENSUS, type PgMeta, tampered } from './meta.js';
 import { NOTIFY_SQL } from './pools.js';
 
-export interface LeaseRow {
-  id: string;
-  secret_id: string;
-  base_id: string;
-  path: string;
-  pool: string;
-  engine: string;
-  target: string;
-  username: string;
-  state: LeaseState;
-  created_at: number;
-  expires_at: number;
-  max_expires_at: number;
-  attempts: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  ended_at: number | null;
-  owner_pid: number | null;
-  owner_host: string | null;
-  claimant: string | null;
-  claimed_until: number | null;
-  sealed: Buffer;
-  mac: Buffer;
-}
+export type LeaseRow = LeaseColumns & { mac: Buffer };
 
 const CENSUS_WHAT = 'its live leases';
 /** As in SQLite: how often a long-lived handle recounts the live leases. */
 const CENSUS_EVERY_MS = 60_000;
 const LIVE = [...LIVE_LEASE_STATES] as string[];
 const isLive = (state: string): boolean => LIVE.includes(state);
-const leaseAad = (id: string): string => `sy/lease/v1/${id}`;
 /** A compare-and-set that keeps losing to other writers this often gives up (exit 4: the store is busy). */
 const MAX_CAS_TRIES = 20;
 
@@ -196,6 +172,12 @@ export class PostgresLeaseLedger implements LeaseLedger {
   }
 
   async claim(id: string, claimant: string, now: number, claimMs: number): Promise<LeaseRecord | undefined> {
+    // A lease set back to an older row of itself (revoked to active) passes its MAC; only the
+    // recount finds it, as before a sweep's first claim. Counted in a snapshot of its own, so
+    // that the census is not held (and taken before the row) by this claim's transaction.
+    if (this.censusStale()) {
+      await this.db.tx(async (sql) => this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS, CENSUS_WHAT)), 'snapshot');
+    }
     return this.db.tx(async (sql) => {
       for (let tries = 0; tries < MAX_CAS_TRIES; tries++) {
         const row = await this.select(sql, id);
@@ -366,26 +348,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
   }
 
   private toRecord(row: LeaseRow): LeaseRecord {
-    const revocation = JSON.parse(open(this.dataKey, row.sealed, leaseAad(row.id)).toString('utf8')) as LeaseRevocation;
-    return {
-      id: row.id,
-      secretId: row.secret_id,
-      baseId: row.base_id,
-      path: row.path,
-      pool: row.pool,
-      engine: row.engine,
-      target: row.target,
-      username: row.username,
-      state: row.state,
-      createdAt: row.created_at,
-      expiresAt: row.expires_at,
-      maxExpiresAt: row.max_expires_at,
-      attempts: row.attempts,
-      nextAttemptAt: row.next_attempt_at ?? undefined,
-      lastError: row.last_error ?? undefined,
-      endedAt: row.ended_at ?? undefined,
-      revocation,
-    };
+    return leaseRecord(row, this.dataKey);
   }
 }
 

@@ -11,6 +11,7 @@
  */
 import { storeError } from '../../errors.js';
 import type { Sql } from './connection.js';
+import { tampered } from './meta.js';
 import { DAEMONS_TABLE } from './pools.js';
 
 /** The newest migration this sy knows. */
@@ -126,10 +127,39 @@ export async function migrate(sql: Sql, location: string): Promise<Migrated> {
   if (from > SCHEMA_VERSION) throw tooNew(location);
   for (const migration of MIGRATIONS) {
     if (migration.version <= from) continue;
-    for (const statement of migration.statements) await sql(statement);
+    try {
+      for (const statement of migration.statements) await sql(statement);
+    } catch (error) {
+      // What the migration makes is there already: sy.schema_migrations was set back.
+      if (DUPLICATE_OBJECT.has((error as { code?: string }).code ?? '')) throw tampered('its schema version');
+      throw error;
+    }
     await sql('INSERT INTO sy.schema_migrations (version, sy_version) VALUES ($1, $2)', [migration.version, syVersion()]);
   }
+  await revokeFromPublic(sql);
   return { from, to: Math.max(from, SCHEMA_VERSION) };
+}
+
+/** duplicate_table, duplicate_object */
+const DUPLICATE_OBJECT = new Set(['42P07', '42710']);
+
+/**
+ * What default privileges (ALTER DEFAULT PRIVILEGES ... TO PUBLIC) gave every role of the
+ * cluster on schema sy and its tables, taken back: a lease user or any other login role that
+ * may connect to the database must not read or write the store's rows. Only on what this
+ * role may change (it made them, or owns them through a role); grants to named roles (the
+ * app role of store-role.sql) stay.
+ */
+async function revokeFromPublic(sql: Sql): Promise<void> {
+  const rows = await sql<{ statement: string }>(
+    `SELECT 'REVOKE ALL ON SCHEMA sy FROM PUBLIC' AS statement FROM pg_namespace
+      WHERE nspname = 'sy' AND pg_has_role(nspowner, 'USAGE') AND EXISTS (SELECT 1 FROM aclexplode(nspacl) WHERE grantee = 0)
+     UNION ALL
+     SELECT format('REVOKE ALL ON %s %s FROM PUBLIC', CASE relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, oid::regclass) FROM pg_class
+      WHERE relnamespace = 'sy'::regnamespace AND relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND pg_has_role(relowner, 'USAGE')
+        AND EXISTS (SELECT 1 FROM aclexplode(relacl) WHERE grantee = 0)`,
+  );
+  for (const { statement } of rows) await sql(statement);
 }
 
 export async function schemaVersion(sql: Sql): Promise<number> {

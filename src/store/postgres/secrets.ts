@@ -1,3 +1,4 @@
+import type { SecretColumns, VersionColumns } from '../rows.js';
 import { randomUUID } from 'node:crypto';
 import { usageError } from '../../errors.js';
 import { open, seal } from '../../keys/crypto.js';
@@ -9,24 +10,9 @@ import type { DeleteOptions, SecretRepository, SecretSearch } from '../store.js'
 import type { Sql, StoreConnection } from './connection.js';
 import { type PgMeta, SECRET_CENSUS, tampered } from './meta.js';
 
-export interface SecretRow {
-  id: string;
-  path: string;
-  kind: SecretKind;
-  linked_path: string | null;
-  current_version: number;
-  created: string;
-  last_modified: string;
-  mac: Buffer;
-}
+export type SecretRow = SecretColumns & { mac: Buffer };
 
-export interface VersionRow {
-  secret_id: string;
-  version: number;
-  created: string;
-  sealed: Buffer;
-  mac: Buffer;
-}
+export type VersionRow = VersionColumns & { mac: Buffer };
 
 /** A secret's row with the newest version number there is and one version (`v_*`), read in one statement. */
 interface JoinedRow extends SecretRow {

@@ -14,7 +14,7 @@ import type { Store, StoreInfo, StoreOptions } from '../store.js';
 import { PostgresAuditTrail } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
 import { PostgresLeaseLedger } from './leases.js';
-import { KEYSLOT, PgMeta } from './meta.js';
+import { KEYSLOT, PgMeta, tampered } from './meta.js';
 import { SCHEMA_VERSION, tooNew, tooOld } from './schema.js';
 import { PostgresSecretRepository } from './secrets.js';
 import { PostgresPoolRegistry, listenForChanges } from './pools.js';
@@ -83,19 +83,36 @@ export class PostgresStore implements Store {
 export interface StoreState {
   schema: number;
   slot?: string;
+  /** Whether any row of a store is there (meta, secrets, leases, audit lines). */
+  records: boolean;
 }
+
+/** Whether schema sy holds any row of a store: then a store is there, with its key slot or without. */
+export const HAS_RECORDS = 'EXISTS (SELECT FROM sy.meta) OR EXISTS (SELECT FROM sy.secrets) OR EXISTS (SELECT FROM sy.leases) OR EXISTS (SELECT FROM sy.audit_lines)';
 
 export async function readState(sql: Sql): Promise<StoreState> {
   try {
-    const [row] = await sql<{ schema: number | null; slot: string | null }>(
-      `SELECT (SELECT max(version) FROM sy.schema_migrations) AS schema, (SELECT value FROM sy.meta WHERE key = '${KEYSLOT}') AS slot`,
+    const [row] = await sql<{ schema: number | null; slot: string | null; records: boolean }>(
+      `SELECT (SELECT max(version) FROM sy.schema_migrations) AS schema, (SELECT value FROM sy.meta WHERE key = '${KEYSLOT}') AS slot,
+              ${HAS_RECORDS} AS records`,
     );
-    return { schema: row.schema ?? 0, slot: row.slot ?? undefined };
+    return { schema: row.schema ?? 0, slot: row.slot ?? undefined, records: row.records };
   } catch (error) {
     // No schema sy, or not all of it: there is no store here (yet).
-    if ((error as { code?: string }).code === 'store_damaged') return { schema: 0 };
+    if ((error as { code?: string }).code === 'store_damaged') return { schema: 0, records: false };
     throw error;
   }
+}
+
+/**
+ * A state that no sy writes (init makes the slot, the records and the migrations' rows in one
+ * transaction): a key slot removed from under a store's records, or the migrations' rows
+ * removed or set below 1 under a key slot. Refused (exit 4) rather than taken for "no store
+ * here", which would lead `sy init` to make a new store over the old one.
+ */
+export function checkState(state: StoreState): void {
+  if (state.slot === undefined && state.records) throw tampered('its key slot');
+  if (state.slot !== undefined && state.schema <= 0) throw tampered('its schema version');
 }
 
 export const noStore = (location: string) =>
@@ -106,11 +123,9 @@ export async function openPostgresStore(url: StoreUrl, env: KeyEnvironment, opti
   const db = new StoreConnection(url);
   try {
     const state = await db.use(readState);
-    if (state.schema === 0 || state.slot === undefined) {
-      if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);
-      throw noStore(url.location);
-    }
     if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);
+    checkState(state);
+    if (state.slot === undefined) throw noStore(url.location);
     if (state.schema < SCHEMA_VERSION) throw tooOld(url.location, state.schema);
     const { slot, dataKey } = await unlockSlot(state.slot, url, env, options.ask);
     return new PostgresStore(db, dataKey, slot.storeId, options);

@@ -15,7 +15,7 @@ import type { LeaseRow } from './leases.js';
 import { KEYSLOT, LEASE_CENSUS, SECRET_CENSUS } from './meta.js';
 import { migrate } from './schema.js';
 import type { SecretRow, VersionRow } from './secrets.js';
-import { PostgresStore, SLOT_HINT } from './store.js';
+import { HAS_RECORDS, PostgresStore, SLOT_HINT } from './store.js';
 import type { StoreUrl } from './url.js';
 
 export async function dumpPostgres(store: PostgresStore): Promise<StoreDump> {
@@ -52,12 +52,8 @@ export async function loadPostgres(url: StoreUrl, dump: StoreDump, options: Stor
   try {
     await db.tx(async (sql) => {
       await migrate(sql, url.location);
-      const [state] = await sql<{ slot: string | null; rows: number }>(
-        `SELECT (SELECT value FROM sy.meta WHERE key = $1) AS slot,
-                (SELECT count(*) FROM sy.secrets) + (SELECT count(*) FROM sy.leases) + (SELECT count(*) FROM sy.audit_lines) AS rows`,
-        [KEYSLOT],
-      );
-      if (state.slot !== null || Number(state.rows) > 0) throw storeNotEmpty(url.location, 'it holds a store');
+      const [state] = await sql<{ records: boolean }>(`SELECT ${HAS_RECORDS} AS records`);
+      if (state.records) throw storeNotEmpty(url.location, 'it holds a store');
       const rows = sealedRows(dump);
       await insertRows(sql, 'sy.secrets', SECRET_TYPES, rows.secrets);
       await insertRows(sql, 'sy.secret_versions', VERSION_TYPES, rows.versions);

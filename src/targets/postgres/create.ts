@@ -11,6 +11,7 @@ import { scramSha256Verifier } from '../scram.js';
 import { type DriverError, expandPrivileges, renderTemplate } from '../shared.js';
 import type { NewUser } from '../target.js';
 import { checkReassignTarget } from './reassign.js';
+import { SY_STORE_SCHEMA, storeSchemaRefused } from './recipe.js';
 import { revokeUsers } from './revoke.js';
 import { checkedName, escapePasswordLiteral, ident, literal, type PgSession } from './session.js';
 
@@ -80,13 +81,15 @@ async function grantOne(session: PgSession, name: string, grant: GrantPermission
   if (grant.schema === '*') {
     const { rows } = await session.query<{ nspname: string }>(
       `SELECT nspname FROM pg_namespace
-          WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+          WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' AND NOT ${SY_STORE_SCHEMA}
           ORDER BY nspname`,
       [],
       description,
     );
     schemas = rows.map((r) => r.nspname);
   } else {
+    const { rows } = await session.query<{ store: boolean }>(`SELECT ${SY_STORE_SCHEMA} AS store FROM pg_namespace WHERE nspname = $1`, [grant.schema], description);
+    if (rows[0]?.store) throw failed('grant_failed', `Could not ${description}: ${storeSchemaRefused(grant.schema, `${session.address}/${session.database}`)}.`);
     schemas = [grant.schema];
   }
   const statements: string[] = [];

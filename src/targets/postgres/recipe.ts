@@ -11,6 +11,15 @@ import { reassignProblem } from './reassign.js';
 import type { PgSession } from './session.js';
 
 
+/**
+ * Whether a pg_namespace row is the schema of a sy store (SY_STORE in this database): never in
+ * a lease's reach, whatever the recipe says. `*.*` passes it by, and naming it is refused: a
+ * lease that could write the store's rows could stop every revocation, its own included.
+ */
+export const SY_STORE_SCHEMA = "(nspname = 'sy' AND to_regclass('sy.schema_migrations') IS NOT NULL)";
+
+export const storeSchemaRefused = (schema: string, where: string): string => `schema ${schema} holds a sy store at ${where}, which no lease may reach`;
+
 /** See Target.checkRecipe: read-only, one problem per sentence. */
 export async function checkRecipe(session: PgSession, grants: GrantPermission[], options: RecipeCheckOptions = {}): Promise<string[]> {
   const problems: string[] = [];
@@ -34,14 +43,17 @@ export async function checkRecipe(session: PgSession, grants: GrantPermission[],
 async function grantProblems(session: PgSession, grant: GrantPermission): Promise<string[]> {
   const label = `${session.address}/${session.database}`;
   const action = `check the grant of ${grant.privileges.join(', ')} on ${grant.schema}.${grant.table}`;
-  const { rows: schemas } = await session.query<{ name: string; usable: boolean }>(
-    `SELECT nspname AS name, has_schema_privilege('public', oid, 'USAGE') OR has_schema_privilege(oid, 'USAGE WITH GRANT OPTION') AS usable
+  const { rows: schemas } = await session.query<{ name: string; usable: boolean; store: boolean }>(
+    `SELECT nspname AS name, has_schema_privilege('public', oid, 'USAGE') OR has_schema_privilege(oid, 'USAGE WITH GRANT OPTION') AS usable,
+            ${SY_STORE_SCHEMA} AS store
          FROM pg_namespace
-        WHERE CASE WHEN $1::text IS NULL THEN nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ELSE nspname = $1 END
+        WHERE CASE WHEN $1::text IS NULL THEN nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' AND NOT ${SY_STORE_SCHEMA} ELSE nspname = $1 END
         ORDER BY nspname`,
     [grant.schema === '*' ? null : grant.schema],
     action,
   );
+  const store = schemas.find((s) => s.store);
+  if (store) return [`grantPermissions: ${storeSchemaRefused(store.name, label)}.`];
   if (schemas.length === 0) {
     return [
       grant.schema === '*'

@@ -1,0 +1,76 @@
+/**
+ * The columns of the store's rows, the same in every kind of store: both MAC the same values
+ * (records.ts), so `sy store copy` moves rows between them unchanged. Each store adds its
+ * row's `mac` (nullable in SQLite, where schema-1 rows had none until migrated).
+ */
+import { open } from '../keys/crypto.js';
+import type { LeaseRecord, LeaseRevocation, LeaseState } from '../model/lease.js';
+import type { SecretKind } from '../model/secret.js';
+
+export interface SecretColumns {
+  id: string;
+  path: string;
+  kind: SecretKind;
+  linked_path: string | null;
+  current_version: number;
+  created: string;
+  last_modified: string;
+}
+
+export interface VersionColumns {
+  secret_id: string;
+  version: number;
+  created: string;
+  sealed: Buffer;
+}
+
+export interface LeaseColumns {
+  id: string;
+  secret_id: string;
+  base_id: string;
+  path: string;
+  pool: string;
+  engine: string;
+  target: string;
+  username: string;
+  state: LeaseState;
+  created_at: number;
+  expires_at: number;
+  max_expires_at: number;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_error: string | null;
+  ended_at: number | null;
+  owner_pid: number | null;
+  owner_host: string | null;
+  claimant: string | null;
+  claimed_until: number | null;
+  sealed: Buffer;
+}
+
+/** The associated data that binds a lease's sealed part to its id. */
+export const leaseAad = (id: string): string => `sy/lease/v1/${id}`;
+
+/** A lease's row, already checked against its MAC, as the record the lease code uses. */
+export function leaseRecord(row: LeaseColumns, dataKey: Buffer): LeaseRecord {
+  const revocation = JSON.parse(open(dataKey, row.sealed, leaseAad(row.id)).toString('utf8')) as LeaseRevocation;
+  return {
+    id: row.id,
+    secretId: row.secret_id,
+    baseId: row.base_id,
+    path: row.path,
+    pool: row.pool,
+    engine: row.engine,
+    target: row.target,
+    username: row.username,
+    state: row.state,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    maxExpiresAt: row.max_expires_at,
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at ?? undefined,
+    lastError: row.last_error ?? undefined,
+    endedAt: row.ended_at ?? undefined,
+    revocation,
+  };
+}
