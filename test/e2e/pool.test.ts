@@ -6,7 +6,7 @@
  * revokes on time; a pool with no live daemon makes `lease create` warn and `sy pool list`
  * flag it; the JSON of `sy pool list`; `--ready-file`; a store made before pools existed.
  */
-import { readFileSync, statSync, existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, freshKey } from '../helpers/cli.js';
@@ -67,6 +67,7 @@ afterAll(async () => {
   await myAdminQuery(`DROP DATABASE IF EXISTS \`${MY_DB}\``);
   await database?.drop();
   cleanupMachines();
+  rmSync(scratch, { recursive: true, force: true });
 });
 
 test('an init container issues leases that another machine lists and a daemon of the pool revokes within 2 s of expiry', async () => {
