@@ -4,7 +4,8 @@
  * row's `mac` (nullable in SQLite, where schema-1 rows had none until migrated).
  */
 import { open } from '../keys/crypto.js';
-import type { LeaseRecord, LeaseRevocation, LeaseState } from '../model/lease.js';
+import type { LeaseChanges, LeaseRecord, LeaseRevocation, LeaseState } from '../model/lease.js';
+import type { RecordMac } from './records.js';
 import type { SecretKind } from '../model/secret.js';
 
 export interface SecretColumns {
@@ -73,4 +74,36 @@ export function leaseRecord(row: LeaseColumns, dataKey: Buffer): LeaseRecord {
     endedAt: row.ended_at ?? undefined,
     revocation,
   };
+}
+
+/** Every column but the sealed payload and the MAC, in the order the MAC covers them. */
+export const LEASE_COLUMNS = [
+  'id', 'secret_id', 'base_id', 'path', 'pool', 'engine', 'target', 'username', 'state', 'created_at', 'expires_at',
+  'max_expires_at', 'attempts', 'next_attempt_at', 'last_error', 'ended_at', 'owner_pid', 'owner_host', 'claimant', 'claimed_until',
+] as const;
+
+export function leaseMac(macs: RecordMac, row: LeaseColumns): Buffer {
+  return macs.of('lease', LEASE_COLUMNS.map((c) => row[c]), row.sealed);
+}
+
+/** The row after a state change, MACed again: the same for every store. */
+export function nextLeaseRow<Row extends LeaseColumns & { mac: Buffer | null }>(
+  macs: RecordMac,
+  row: Row,
+  to: LeaseState,
+  changes: LeaseChanges,
+  claim: { claimant: string | null; claimedUntil: number | null },
+): Row & { mac: Buffer } {
+  const next = {
+    ...row,
+    state: to,
+    expires_at: changes.expiresAt ?? row.expires_at,
+    attempts: changes.attempts ?? row.attempts,
+    next_attempt_at: changes.nextAttemptAt === undefined ? row.next_attempt_at : changes.nextAttemptAt,
+    last_error: changes.lastError === undefined ? row.last_error : changes.lastError,
+    ended_at: changes.endedAt === undefined ? row.ended_at : changes.endedAt,
+    claimant: claim.claimant,
+    claimed_until: claim.claimedUntil,
+  };
+  return { ...next, mac: leaseMac(macs, next) };
 }

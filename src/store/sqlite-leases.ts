@@ -1,4 +1,4 @@
-import { type LeaseColumns, leaseAad, leaseRecord } from './rows.js';
+import { type LeaseColumns, LEASE_COLUMNS, leaseAad, leaseMac, leaseRecord, nextLeaseRow } from './rows.js';
 import type BetterSqlite3 from 'better-sqlite3';
 import { hostname } from 'node:os';
 import { seal } from '../keys/crypto.js';
@@ -19,11 +19,6 @@ type Database = BetterSqlite3.Database;
 
 type LeaseRow = LeaseColumns & { mac: Buffer | null };
 
-/** Every column but the sealed payload and the MAC, in the order the MAC covers them. */
-export const LEASE_COLUMNS = [
-  'id', 'secret_id', 'base_id', 'path', 'pool', 'engine', 'target', 'username', 'state', 'created_at', 'expires_at',
-  'max_expires_at', 'attempts', 'next_attempt_at', 'last_error', 'ended_at', 'owner_pid', 'owner_host', 'claimant', 'claimed_until',
-] as const;
 
 export const LEASE_CENSUS = 'lease_census';
 const CENSUS_WHAT = 'its live leases';
@@ -37,9 +32,6 @@ const CENSUS_EVERY_MS = 60_000;
 const LIVE_SQL = LIVE_LEASE_STATES.map((s) => `'${s}'`).join(', ');
 const isLive = (state: string): boolean => (LIVE_LEASE_STATES as readonly string[]).includes(state);
 
-export function leaseMac(macs: RecordMac, row: Omit<LeaseRow, 'mac'>): Buffer {
-  return macs.of('lease', LEASE_COLUMNS.map((c) => row[c]), row.sealed);
-}
 
 /**
  * The lease ledger. Every row read is checked against its MAC before anything is done with
@@ -282,18 +274,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
     changes: LeaseChanges,
     claim: { claimant: string | null; claimedUntil: number | null },
   ): LeaseRecord {
-    const next: LeaseRow = {
-      ...row,
-      state: to,
-      expires_at: changes.expiresAt ?? row.expires_at,
-      attempts: changes.attempts ?? row.attempts,
-      next_attempt_at: changes.nextAttemptAt === undefined ? row.next_attempt_at : changes.nextAttemptAt,
-      last_error: changes.lastError === undefined ? row.last_error : changes.lastError,
-      ended_at: changes.endedAt === undefined ? row.ended_at : changes.endedAt,
-      claimant: claim.claimant,
-      claimed_until: claim.claimedUntil,
-    };
-    next.mac = leaseMac(this.macs, next);
+    const next = nextLeaseRow(this.macs, row, to, changes, claim);
     this.sql(
         `UPDATE leases SET state = ?, expires_at = ?, attempts = ?, next_attempt_at = ?, last_error = ?, ended_at = ?,
            claimant = ?, claimed_until = ?, mac = ? WHERE id = ?`,

@@ -6,7 +6,8 @@ import { tryOpen } from '../keys/crypto.js';
 import { LIVE_LEASE_STATES } from '../model/lease.js';
 import { Census, RecordMac, recordKey, shown, tampered } from './records.js';
 import { AuthenticatedMeta, type Database, readMeta, runWrite } from './sqlite-db.js';
-import { LEASE_CENSUS, leaseMac } from './sqlite-leases.js';
+import { LEASE_CENSUS } from './sqlite-leases.js';
+import { leaseMac } from './rows.js';
 import { DAEMONS_SCHEMA } from './sqlite-pools.js';
 import { SECRET_CENSUS, secretMac, versionMac } from './sqlite-secrets.js';
 

@@ -11,7 +11,7 @@ import type { LeaseColumns, SecretColumns, VersionColumns } from './rows.js';
 import type { KeySlot } from './key-slot.js';
 import { usageError } from '../errors.js';
 import { Census, RecordMac, recordKey, shown, tampered as recordTampered } from './records.js';
-import { LEASE_COLUMNS, leaseMac } from './sqlite-leases.js';
+import { LEASE_COLUMNS, leaseMac } from './rows.js';
 import { SECRET_COLUMNS, VERSION_COLUMNS, secretMac, versionMac } from './sqlite-secrets.js';
 
 export interface StoreDump {

@@ -1,4 +1,4 @@
-import { type LeaseColumns, leaseAad, leaseRecord } from '../rows.js';
+import { type LeaseColumns, LEASE_COLUMNS, leaseAad, leaseMac, leaseRecord, nextLeaseRow } from '../rows.js';
 import { hostname } from 'node:os';
 import { seal } from '../../keys/crypto.js';
 import {
@@ -12,7 +12,6 @@ import {
 } from '../../model/lease.js';
 import { storeError } from '../../errors.js';
 import { Census, type RecordMac, shown } from '../records.js';
-import { LEASE_COLUMNS, leaseMac } from '../sqlite-leases.js';
 import type { DueQuery, LeaseLedger, LeaseQuery } from '../store.js';
 import type { Sql, StoreConnection } from './connection.js';
 import { LEASE_CENSUS, type PgMeta, tampered } from './meta.js';
@@ -332,19 +331,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
   }
 
   private next(row: LeaseRow, to: LeaseState, changes: LeaseChanges, claim: { claimant: string | null; claimedUntil: number | null }): LeaseRow {
-    const next: LeaseRow = {
-      ...row,
-      state: to,
-      expires_at: changes.expiresAt ?? row.expires_at,
-      attempts: changes.attempts ?? row.attempts,
-      next_attempt_at: changes.nextAttemptAt === undefined ? row.next_attempt_at : changes.nextAttemptAt,
-      last_error: changes.lastError === undefined ? row.last_error : changes.lastError,
-      ended_at: changes.endedAt === undefined ? row.ended_at : changes.endedAt,
-      claimant: claim.claimant,
-      claimed_until: claim.claimedUntil,
-    };
-    next.mac = leaseMac(this.macs, next);
-    return next;
+    return nextLeaseRow(this.macs, row, to, changes, claim);
   }
 
   private toRecord(row: LeaseRow): LeaseRecord {
