@@ -3,8 +3,8 @@
  * (records.ts), so `sy store copy` moves rows between them unchanged. Each store adds its
  * row's `mac` (nullable in SQLite, where schema-1 rows had none until migrated).
  */
-import { open } from '../keys/crypto.js';
-import type { LeaseChanges, LeaseRecord, LeaseRevocation, LeaseState } from '../model/lease.js';
+import { open, seal } from '../keys/crypto.js';
+import type { LeaseChanges, LeaseRecord, LeaseRevocation, LeaseState, NewLease } from '../model/lease.js';
 import type { RecordMac } from './records.js';
 import type { SecretKind } from '../model/secret.js';
 
@@ -106,4 +106,15 @@ export function nextLeaseRow<Row extends LeaseColumns & { mac: Buffer | null }>(
     claimed_until: claim.claimedUntil,
   };
   return { ...next, mac: leaseMac(macs, next) };
+}
+
+/** The row of a new lease's intent, its revocation sealed to its id: the same in every store. */
+export function intentRow(lease: NewLease, dataKey: Buffer): LeaseColumns {
+  const sealed = seal(dataKey, Buffer.from(JSON.stringify(lease.revocation)), leaseAad(lease.id));
+  return {
+    id: lease.id, secret_id: lease.secretId, base_id: lease.baseId, path: lease.path, pool: lease.pool, engine: lease.engine,
+    target: lease.target, username: lease.username, state: 'intent', created_at: lease.createdAt, expires_at: lease.expiresAt,
+    max_expires_at: lease.maxExpiresAt, attempts: 0, next_attempt_at: null, last_error: null, ended_at: null,
+    owner_pid: lease.ownerPid, owner_host: lease.ownerHost, claimant: null, claimed_until: null, sealed,
+  };
 }

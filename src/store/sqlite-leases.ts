@@ -1,7 +1,6 @@
-import { type LeaseColumns, LEASE_COLUMNS, leaseAad, leaseMac, leaseRecord, nextLeaseRow } from './rows.js';
+import { type LeaseColumns, LEASE_COLUMNS, intentRow, leaseMac, leaseRecord, nextLeaseRow } from './rows.js';
 import type BetterSqlite3 from 'better-sqlite3';
 import { hostname } from 'node:os';
-import { seal } from '../keys/crypto.js';
 import { Census, type RecordMac, shown, tampered } from './records.js';
 import { type AuthenticatedMeta, runRead, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
 import {
@@ -59,13 +58,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
   private readonly sql: (text: string) => BetterSqlite3.Statement;
 
   async recordIntent(lease: NewLease): Promise<void> {
-    const sealed = seal(this.dataKey, Buffer.from(JSON.stringify(lease.revocation)), leaseAad(lease.id));
-    const row: Omit<LeaseRow, 'mac'> = {
-      id: lease.id, secret_id: lease.secretId, base_id: lease.baseId, path: lease.path, pool: lease.pool, engine: lease.engine,
-      target: lease.target, username: lease.username, state: 'intent', created_at: lease.createdAt, expires_at: lease.expiresAt,
-      max_expires_at: lease.maxExpiresAt, attempts: 0, next_attempt_at: null, last_error: null, ended_at: null,
-      owner_pid: lease.ownerPid, owner_host: lease.ownerHost, claimant: null, claimed_until: null, sealed,
-    };
+    const row = intentRow(lease, this.dataKey);
     const mac = leaseMac(this.macs, row);
     this.withCensus((census) => {
       this.sql(
@@ -74,7 +67,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?, 0, ?, ?, ?, ?)`,
         )
         .run(row.id, row.secret_id, row.base_id, row.path, row.pool, row.engine, row.target, row.username,
-          row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, sealed, mac);
+          row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, row.sealed, mac);
       census.add(mac);
     });
   }

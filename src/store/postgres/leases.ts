@@ -1,6 +1,5 @@
-import { type LeaseColumns, LEASE_COLUMNS, leaseAad, leaseMac, leaseRecord, nextLeaseRow } from '../rows.js';
+import { type LeaseColumns, LEASE_COLUMNS, intentRow, leaseMac, leaseRecord, nextLeaseRow } from '../rows.js';
 import { hostname } from 'node:os';
-import { seal } from '../../keys/crypto.js';
 import {
   ENDED_LEASE_STATES,
   IN_USE_LEASE_STATES,
@@ -54,13 +53,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
   ) {}
 
   async recordIntent(lease: NewLease): Promise<void> {
-    const sealed = seal(this.dataKey, Buffer.from(JSON.stringify(lease.revocation)), leaseAad(lease.id));
-    const row: Omit<LeaseRow, 'mac'> = {
-      id: lease.id, secret_id: lease.secretId, base_id: lease.baseId, path: lease.path, pool: lease.pool, engine: lease.engine,
-      target: lease.target, username: lease.username, state: 'intent', created_at: lease.createdAt, expires_at: lease.expiresAt,
-      max_expires_at: lease.maxExpiresAt, attempts: 0, next_attempt_at: null, last_error: null, ended_at: null,
-      owner_pid: lease.ownerPid, owner_host: lease.ownerHost, claimant: null, claimed_until: null, sealed,
-    };
+    const row = intentRow(lease, this.dataKey);
     const mac = leaseMac(this.macs, row);
     // Committed when this returns: the intent exists on the store before any user exists on a target.
     await this.db.tx(async (sql) => {
@@ -69,7 +62,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
            max_expires_at, attempts, owner_pid, owner_host, sealed, mac)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'intent', $9, $10, $11, 0, $12, $13, $14, $15)`,
         [row.id, row.secret_id, row.base_id, row.path, row.pool, row.engine, row.target, row.username,
-          row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, sealed, mac],
+          row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, row.sealed, mac],
       );
       await this.meta.updateCensus(sql, LEASE_CENSUS, CENSUS_WHAT, (census) => census.add(mac));
       await sql(NOTIFY_SQL, [row.pool]);
