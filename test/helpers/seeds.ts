@@ -1,22 +1,17 @@
 /**
- * The secrets of the DSV PostgreSQL documentation, read from ../shared/seeds as written
- * there (trailing comma included): the seeds are the contract, so tests take them from the
- * source rather than from a copy that could drift.
+ * The secrets of the DSV PostgreSQL documentation, read from test/fixtures/seeds as written
+ * there (trailing comma included). The fixtures are byte-identical copies of the seed
+ * documents, kept in the repository so a fresh clone runs the tests: the seeds are the
+ * contract, so tests take the document itself rather than a retyped excerpt.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './cli.js';
 
-const SEEDS = join(ROOT, '..', 'shared', 'seeds');
+const SEEDS = join(ROOT, 'test', 'fixtures', 'seeds');
 
 function seedBlocks(): string[] {
-  let files: string[];
-  try {
-    files = readdirSync(SEEDS);
-  } catch {
-    throw new Error(`The seed documents are missing: expected ${SEEDS} (../shared beside the checkout).`);
-  }
-  for (const name of files) {
+  for (const name of readdirSync(SEEDS).filter((file) => file.endsWith('.txt'))) {
     const text = readFileSync(join(SEEDS, name), 'utf8');
     if (!text.includes('# PostgreSQL Dynamic Secrets')) continue;
     const blocks = [...text.matchAll(/```\n([\s\S]*?)```/g)].map((m) => m[1]);
