@@ -61,6 +61,11 @@ export interface BaseConnection {
   password: string;
   database?: string;
   ssl?: true | SslSettings;
+  /**
+   * MySQL/MariaDB: the server's RSA public key (PEM), to which the admin's password is
+   * encrypted when the server asks for it without verified TLS.
+   */
+  serverPublicKey?: string;
 }
 
 export type SecretRef = { id: string } | { path: string };

@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { usageError } from '../errors.js';
 import { BASE_TYPES, ENGINES, type Engine, engineOfType, isSystemSchema, maxUserPrefixLength, MYSQL_TABLE_PRIVILEGES } from '../model/engines.js';
 import { parseDuration } from '../util/duration.js';
@@ -59,7 +60,24 @@ export function parseBaseConnection(attributes: Attributes, data: SecretData): B
     password: data.password,
     database: data.database as string | undefined,
     ssl: parseSsl(data.ssl, engine),
+    ...(data.serverPublicKey === undefined ? {} : { serverPublicKey: parseServerPublicKey(data.serverPublicKey, engine) }),
   };
+}
+
+/**
+ * MySQL/MariaDB: the server's RSA public key, PEM, to which the admin's password is encrypted
+ * when the server asks for it without verified TLS (caching_sha2_password, sha256_password).
+ */
+function parseServerPublicKey(value: unknown, engine: Engine): string {
+  if (engine !== 'mysql') throw usageError('invalid_secret', 'data.serverPublicKey is for MySQL/MariaDB only.');
+  let rsa = false;
+  try {
+    rsa = typeof value === 'string' && createPublicKey(value).asymmetricKeyType === 'rsa';
+  } catch {
+    // Not a key: refused below.
+  }
+  if (!rsa) throw usageError('invalid_secret', "data.serverPublicKey must be the server's RSA public key in PEM (-----BEGIN PUBLIC KEY-----).");
+  return value as string;
 }
 
 /** The checks of single fields are exported so that the wizard can check each answer as it is given. */
@@ -286,7 +304,7 @@ const DYNAMIC_ATTRIBUTES = ['linkConfig', 'grantPermissions', 'ttl', 'maxTtl', '
 const LINK_CONFIG_FIELDS = ['linkType', 'linkedSecret'];
 const GRANT_FIELDS = ['what', 'where'];
 const BASE_ATTRIBUTES = ['type'];
-const BASE_DATA_FIELDS = ['host', 'port', 'username', 'password', 'database', 'ssl'];
+const BASE_DATA_FIELDS = ['host', 'port', 'username', 'password', 'database', 'ssl', 'serverPublicKey'];
 
 /**
  * Refuses names that base and dynamic secrets do not have, naming the nearest known one

@@ -21,8 +21,9 @@
  * - Every wait is bounded: lock_wait_timeout and innodb_lock_wait_timeout, and on MariaDB
  *   max_statement_time, which is the only bound on a wait for the grant tables (MariaDB
  *   opens them ignoring lock_wait_timeout). MySQL 8 has no statement bound for DDL.
- * - TLS: `ssl.servername` is not supported by mysql2; the host name is verified when the
- *   host is a DNS name and the certificate is checked against `ca` in every case.
+ * - TLS: `ssl.servername` is not supported by mysql2; the certificate is checked against
+ *   `ca` and against the host, a name or an IP address, before the login packet is sent;
+ *   the password itself goes only to a verified server or to `serverPublicKey` (mysql/auth.ts).
  */
 import type { BaseConnection, GrantPermission } from '../model/secret.js';
 import { createUser, renewUser } from './mysql/create.js';

@@ -92,11 +92,21 @@ describe('MySQL/MariaDB base secrets with ssl', () => {
     );
     expect(managedUsers()).toEqual(before);
 
-    // The right CA, but the certificate names localhost and the secret says 127.0.0.1.
-    const mismatch = await run(['dynamic', 'lease', 'create', '--path', 'db:mytls:wronghost-ro']);
-    expect(mismatch.exitCode).toBe(1);
-    expect(mismatch.stderr.trim()).toBe(`sy: Could not connect to MySQL/MariaDB at 127.0.0.1:${server.port}: the TLS certificate does not match the host name.`);
-    expect(managedUsers()).toEqual(before);
+    // The right CA, but the certificate names localhost and the secret says 127.0.0.1: refused
+    // before the admin's login packet, so the server's general log shows no login by the admin.
+    server.query("SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1");
+    try {
+      const mismatch = await run(['dynamic', 'lease', 'create', '--path', 'db:mytls:wronghost-ro']);
+      expect(mismatch.exitCode).toBe(1);
+      expect(mismatch.stderr.trim()).toBe(`sy: Could not connect to MySQL/MariaDB at 127.0.0.1:${server.port}: the TLS certificate does not match the host name.`);
+      expect(managedUsers()).toEqual(before);
+      expect(server.query(`SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Connect' AND CONVERT(argument USING utf8mb4) LIKE '%${server.admin.user}%'`)).toBe('0');
+      // The log does record logins: the admin's own, through a name the certificate carries.
+      expectExit(await run(['dynamic', 'lease', 'revoke', (await ok<Lease>(['dynamic', 'lease', 'create', '--path', 'db:mytls:ca-ro'])).lease_id]), 0);
+      expect(Number(server.query(`SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Connect' AND CONVERT(argument USING utf8mb4) LIKE '%${server.admin.user}%'`))).toBeGreaterThan(0);
+    } finally {
+      server.query('SET GLOBAL general_log = 0');
+    }
   });
 
   test('without ssl the admin, who must use TLS, is refused, and no password is printed', async () => {

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { usageMessage } from '../helpers/errors.js';
 import { canonicalPath, secretRef } from '../../src/secrets/path.js';
 import { kindOf, parseBaseConnection, parseDynamicRecipe } from '../../src/secrets/validate.js';
@@ -44,6 +45,18 @@ describe('base secrets', () => {
     expect(usageMessage(() => parseBaseConnection({ type: 'mariadb' }, { ...seedData, ssl: { servername: 'db.internal' } }))).toBe(
       'data.ssl.servername is for PostgreSQL only: for MySQL/MariaDB, write the name the certificate carries as data.host.',
     );
+  });
+  it('takes serverPublicKey, an RSA public key in PEM, for MySQL/MariaDB only', () => {
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+    expect(parseBaseConnection({ type: 'mysql' }, { ...seedData, serverPublicKey: publicKey }).serverPublicKey).toBe(publicKey);
+    expect(parseBaseConnection({ type: 'mysql' }, seedData)).not.toHaveProperty('serverPublicKey');
+    expect(usageMessage(() => parseBaseConnection({ type: 'postgresql' }, { ...seedData, serverPublicKey: publicKey }))).toBe('data.serverPublicKey is for MySQL/MariaDB only.');
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+    for (const bad of ['not a key', 42, ec.publicKey]) {
+      expect(usageMessage(() => parseBaseConnection({ type: 'mariadb' }, { ...seedData, serverPublicKey: bad }))).toBe(
+        "data.serverPublicKey must be the server's RSA public key in PEM (-----BEGIN PUBLIC KEY-----).",
+      );
+    }
   });
   it('never puts the password in a message', () => {
     const message = usageMessage(() => parseBaseConnection({ type: 'postgresql' }, { ...seedData, host: 'bad host' }));

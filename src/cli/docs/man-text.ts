@@ -26,8 +26,8 @@ export const DESCRIPTION_TERMS: [string, string][] = [
     'Base secrets',
     `Admin credentials of a database server. \`attributes.type\` is \`postgresql\` (alias \`postgres\`),
 \`mysql\` or \`mariadb\`; \`data\` holds \`host\`, \`port\`, \`username\`, \`password\`, optionally
-\`database\` and \`ssl\` (\`true\`, or {ca, rejectUnauthorized}). Other names are refused, with the nearest
-known one as a hint.`,
+\`database\` and \`ssl\` (\`true\`, or {ca, rejectUnauthorized}), and for MySQL/MariaDB \`serverPublicKey\`
+(the server's RSA public key, PEM). Other names are refused, with the nearest known one as a hint.`,
   ],
   [
     'Dynamic secrets',

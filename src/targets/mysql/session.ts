@@ -1,11 +1,10 @@
 /**
- * The admin's session on a MySQL/MariaDB server: connecting (with sy's own check of an IP
- * address against the certificate), bounding every wait, one statement at a time, and every
+ * The admin's session on a MySQL/MariaDB server: connecting (the password only to a verified
+ * server, see auth.ts), bounding every wait, one statement at a time, and every
  * failure told in sy's words. A session can be abandoned at any moment (close, or the
  * caller's signal): every pending call then rejects at once.
  */
-import net from 'node:net';
-import tls from 'node:tls';
+import type net from 'node:net';
 import mysql from 'mysql2';
 import type { Connection as PromiseConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { SyError } from '../../errors.js';
@@ -24,6 +23,7 @@ import {
   tlsMaterial,
 } from '../shared.js';
 import { type ConnectOptions, DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS } from '../target.js';
+import { authPlugins, checkAddressBeforeLogin, PasswordRefused } from './auth.js';
 
 export const LABEL = ENGINES.mysql.label;
 const ER_LOCK_WAIT_TIMEOUT = 1205;
@@ -64,25 +64,16 @@ function tlsOptions(ssl: BaseConnection['ssl']): mysql.SslOptions | undefined {
   return { rejectUnauthorized: verify, verifyIdentity: verify, ...tlsMaterial(ssl) };
 }
 
-/**
- * mysql2 checks a certificate's identity against a host name only: for an IP address Node
- * falls back to checking it against "localhost". sy checks the address itself as soon as
- * the connection is up, before it sends any statement.
- */
-function identityMatches(connection: mysql.Connection, host: string): boolean {
-  if (net.isIP(host) === 0) return true;
-  const socket = (connection as unknown as { stream?: Partial<tls.TLSSocket> }).stream;
-  const cert = socket?.getPeerCertificate?.();
-  return cert?.raw !== undefined && tls.checkServerIdentity(host, cert) === undefined;
-}
-
 function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number): SyError {
   const err = error as DriverError;
   const code = err?.code ?? '';
   let kind: 'target_unreachable' | 'target_refused' = 'target_unreachable';
   const network = networkReason(code);
   let reason: string;
-  if (code === 'ETIMEDOUT') {
+  if (error instanceof PasswordRefused) {
+    kind = 'target_refused';
+    reason = "the server asked for the admin's password itself, which sy sends only over TLS that verified the server or encrypted with data.serverPublicKey";
+  } else if (code === 'ETIMEDOUT') {
     reason = `no answer within ${timeoutMs} ms`;
   } else if (network !== undefined) {
     reason = network;
@@ -121,8 +112,8 @@ function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number)
 const cancelled = (conn: BaseConnection): SyError => connectFailed(LABEL, conn, 'target_unreachable', 'the attempt was cancelled');
 
 /**
- * Connects as the admin and checks the certificate's address; the session's waits are
- * bounded by MysqlSession.ready, its first statement.
+ * Connects as the admin, the certificate's address checked before the login; the session's
+ * waits are bounded by MysqlSession.ready, its first statement.
  */
 export async function connectCore(conn: BaseConnection, options: ConnectOptions): Promise<mysql.Connection> {
   const { signal } = options;
@@ -137,7 +128,9 @@ export async function connectCore(conn: BaseConnection, options: ConnectOptions)
     ssl,
     connectTimeout: options.connectTimeoutMs,
     multipleStatements: false,
+    authPlugins: authPlugins(conn.password, ssl?.rejectUnauthorized === true, conn.serverPublicKey),
   });
+  if (ssl?.verifyIdentity) checkAddressBeforeLogin(core, conn.host);
   // A dropped connection surfaces on the next query; without a listener it would crash sy.
   core.on('error', () => undefined);
   try {
@@ -156,10 +149,6 @@ export async function connectCore(conn: BaseConnection, options: ConnectOptions)
   } catch (error) {
     cutOff(core);
     throw error;
-  }
-  if (ssl?.verifyIdentity && !identityMatches(core, conn.host)) {
-    cutOff(core);
-    throw connectFailed(LABEL, conn, 'target_unreachable', 'the TLS certificate does not match the host name');
   }
   return core;
 }
