@@ -129,7 +129,7 @@ export async function changeStoreKey(
   home: string | (() => string),
   env: NodeJS.ProcessEnv & KeyEnvironment,
   newEnv: KeyEnvironment,
-  options: { to: KeySourceName; ask?: PassphrasePrompt },
+  options: { to: KeySourceName; ask?: PassphrasePrompt; warn?: (text: string) => void },
 ): Promise<{ from: string; to: string }> {
   const url = sharedStoreUrl(env);
   if (url) return (await postgresModules()).changePostgresStoreKey(url, env, newEnv, options);

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyError } from '../../src/errors.js';
-import { parseStoreUrl, tlsChoice } from '../../src/store/postgres/url.js';
+import { parseStoreUrl, plaintextWarning, tlsChoice } from '../../src/store/postgres/url.js';
 
 function usage(fn: () => unknown): SyError {
   try {
@@ -89,5 +89,27 @@ describe('sslmode as libpq means it', () => {
       process.env.HOME = previous;
     }
     await expect(choice(`sslmode=verify-ca&sslrootcert=${join(dir, 'missing.crt')}`)).rejects.toMatchObject({ code: 'store_tls_file', exitCode: 2 });
+  });
+});
+
+describe('a store elsewhere named without sslmode', () => {
+  test('is warned about, naming where the URL came from; loopback, Unix sockets and any sslmode given are not', () => {
+    expect(plaintextWarning(parseStoreUrl('postgresql://sy_app:pw@db.example.com/sy'))).toBe(
+      'SY_STORE names db.example.com:5432 without sslmode, so anyone on the path can make that connection plaintext: add sslmode=verify-full and sslrootcert to the URL.',
+    );
+    expect(plaintextWarning(parseStoreUrl('postgresql://a@10.0.0.7:6432/sy', '--to'))).toMatch(/^--to names 10\.0\.0\.7:6432 without sslmode/);
+    expect(plaintextWarning(parseStoreUrl('postgresql://a@[fd00::2]/sy'))).toMatch(/^SY_STORE names \[fd00::2\]:5432/);
+    for (const quiet of [
+      'postgresql://a@localhost/sy',
+      'postgresql://a@127.0.0.1/sy',
+      'postgresql://a@127.1.2.3/sy',
+      'postgresql://a@[::1]/sy',
+      'postgresql://a@/sy?host=/var/run/postgresql',
+      'postgresql://a@db.example.com/sy?sslmode=prefer',
+      'postgresql://a@db.example.com/sy?sslmode=disable',
+      'postgresql://a@db.example.com/sy?sslmode=verify-full&sslrootcert=system',
+    ]) {
+      expect(plaintextWarning(parseStoreUrl(quiet))).toBeUndefined();
+    }
   });
 });

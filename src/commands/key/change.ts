@@ -14,7 +14,7 @@ export async function changeCommand(ctx: Context, options: OutputFlags & { to?: 
   if (!to) throw usageError('missing_key_source', '--to is required: master-key, master-key-file, passphrase or keychain.');
   const { changeStoreKey, sharedStoreUrl } = await import('../../store/open.js');
   const newEnv = { SY_MASTER_KEY: ctx.env.SY_NEW_MASTER_KEY, SY_MASTER_KEY_FILE: ctx.env.SY_NEW_MASTER_KEY_FILE, SY_PASSPHRASE: ctx.env.SY_NEW_PASSPHRASE };
-  const result = await withPassphraseTries(ctx.io, (ask) => changeStoreKey(() => ctx.home(), ctx.env, newEnv, { to, ask }));
+  const result = await withPassphraseTries(ctx.io, (ask) => changeStoreKey(() => ctx.home(), ctx.env, newEnv, { to, ask, warn: (text) => ctx.io.warn(`sy: ${text}`) }));
   const url = sharedStoreUrl(ctx.env);
   const summary = { ...(url ? { store: url.location } : { home: ctx.home() }), key_source: result.to, previous_key_source: result.from };
   await ctx.print({ value: summary, table: () => keyValueTable(summary) }, options);

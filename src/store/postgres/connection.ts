@@ -11,7 +11,8 @@
  */
 import pg from 'pg';
 import { SyError, failed, storeError } from '../../errors.js';
-import { type StoreUrl, type TlsChoice, tlsChoice } from './url.js';
+import { refuseCleartextUnverified } from '../../util/pg-password.js';
+import { plaintextWarning, type StoreUrl, type TlsChoice, tlsChoice } from './url.js';
 
 export const IDLE_RELEASE_MS = 1000;
 const LOCK_TIMEOUT_MS = 15_000;
@@ -32,6 +33,9 @@ const types = {
     oid === INT8 && format !== 'binary' ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text'),
 };
 
+/** Warnings already given by this process: each once, however often it connects. */
+const warned = new Set<string>();
+
 /** Statement names by text: each is parsed once per connection, however often it runs. */
 const statementNames = new Map<string, string>();
 const statementName = (text: string): string => {
@@ -51,10 +55,16 @@ export class StoreConnection {
   private idleTimer?: NodeJS.Timeout;
   private closed = false;
 
+  private readonly idleMs: number;
+  private readonly warn?: (text: string) => void;
+
   constructor(
     readonly url: StoreUrl,
-    private readonly idleMs = IDLE_RELEASE_MS,
-  ) {}
+    options: { warn?: (text: string) => void; idleMs?: number } = {},
+  ) {
+    this.idleMs = options.idleMs ?? IDLE_RELEASE_MS;
+    this.warn = options.warn;
+  }
 
   /** Runs `fn` with the connection (autocommit: each statement on its own). */
   use<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
@@ -140,6 +150,11 @@ export class StoreConnection {
   }
 
   private async connect(): Promise<pg.Client> {
+    const warning = plaintextWarning(this.url);
+    if (warning !== undefined && this.warn && !warned.has(warning)) {
+      warned.add(warning);
+      this.warn(warning);
+    }
     this.tls ??= await tlsChoice(this.url);
     try {
       return await this.connectWith(this.tls.options);
@@ -179,6 +194,8 @@ export class StoreConnection {
       keepAlive: true,
       types,
     } as pg.ClientConfig);
+    refuseCleartextUnverified(client, () => storeError('store_cleartext_refused',
+      `The store at ${url.address} asked for the password in clear, which sy sends only over TLS that verified the server (sslmode=verify-ca or verify-full).`), { unixSocket: url.host.startsWith('/') });
     // A connection the server ends between uses (a restart) is only marked: the next use reconnects.
     client.on('error', () => {
       if (this.client === client) this.broken = true;

@@ -34,7 +34,7 @@ export async function initPostgresStore(
   env: KeyEnvironment,
   options: PostgresStoreOptions & { source?: KeySourceName },
 ): Promise<PostgresInitResult> {
-  const db = new StoreConnection(url);
+  const db = new StoreConnection(url, { warn: options.warn });
   let fresh: { kek: KeyEncryptionKey; dataKey: Buffer; storeId: string } | undefined;
   try {
     const before = await db.use(readState);
@@ -105,9 +105,9 @@ export async function changePostgresStoreKey(
   url: StoreUrl,
   env: KeyEnvironment,
   newEnv: KeyEnvironment,
-  options: { to: KeySourceName; ask?: PassphrasePrompt },
+  options: { to: KeySourceName; ask?: PassphrasePrompt; warn?: (text: string) => void },
 ): Promise<{ from: string; to: string }> {
-  const db = new StoreConnection(url);
+  const db = new StoreConnection(url, { warn: options.warn });
   try {
     const state = await db.use(readState);
     if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);

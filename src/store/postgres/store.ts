@@ -120,7 +120,7 @@ export const noStore = (location: string) =>
 
 /** Opens the store with the key: the schema must be this sy's, and the key must open its slot. */
 export async function openPostgresStore(url: StoreUrl, env: KeyEnvironment, options: PostgresStoreOptions): Promise<PostgresStore> {
-  const db = new StoreConnection(url);
+  const db = new StoreConnection(url, { warn: options.warn });
   try {
     const state = await db.use(readState);
     if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);

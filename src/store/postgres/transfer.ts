@@ -48,7 +48,7 @@ export const auditNotIntact = (location: string, bad: { line: number; reason: st
  * row of sy's. Returns the new store, opened with the dump's data key.
  */
 export async function loadPostgres(url: StoreUrl, dump: StoreDump, options: StoreOptions): Promise<PostgresStore> {
-  const db = new StoreConnection(url);
+  const db = new StoreConnection(url, { warn: options.warn });
   try {
     await db.tx(async (sql) => {
       await migrate(sql, url.location);

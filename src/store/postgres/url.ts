@@ -21,6 +21,8 @@ export interface StoreUrl {
   user: string;
   password?: string;
   sslmode: SslMode;
+  /** Whether the URL says sslmode (libpq's default, prefer, can be turned down to plaintext). */
+  sslmodeGiven: boolean;
   /** A file of CA certificates, or `system` (the CAs Node trusts). */
   sslrootcert?: string;
   sslcert?: string;
@@ -31,6 +33,8 @@ export interface StoreUrl {
   location: string;
   /** `host:port`, as messages about reaching the server name it. */
   address: string;
+  /** Where the URL came from (SY_STORE, --to), as messages name it. */
+  variable: string;
 }
 
 /** libpq waits forever by default; a CLI must not. Targets get the same. */
@@ -105,6 +109,7 @@ export function parseStoreUrl(text: string, variable = 'SY_STORE'): StoreUrl {
     user,
     password,
     sslmode: mode as SslMode,
+    sslmodeGiven: query.has('sslmode'),
     sslrootcert: query.get('sslrootcert'),
     sslcert: query.get('sslcert'),
     sslkey: query.get('sslkey'),
@@ -112,7 +117,24 @@ export function parseStoreUrl(text: string, variable = 'SY_STORE'): StoreUrl {
     applicationName: query.get('application_name') ?? 'sy',
     location,
     address,
+    variable,
   };
+}
+
+/**
+ * A store elsewhere than this machine, reached without a word on TLS: libpq's default
+ * (prefer) speaks in the clear to a server, or to someone on the path, that declines TLS.
+ * Loopback and Unix sockets are spared: nobody is on that path.
+ */
+export function plaintextWarning(url: StoreUrl): string | undefined {
+  if (url.sslmodeGiven || isLoopback(url.host)) return undefined;
+  return `${url.variable} names ${url.address} without sslmode, so anyone on the path can make that connection plaintext: add sslmode=verify-full and sslrootcert to the URL.`;
+}
+
+function isLoopback(host: string): boolean {
+  if (host.startsWith('/') || host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return isIP(host) === 6 && /^(0*:)*:?0*1$/.test(host);
 }
 
 function osUser(): string | undefined {
@@ -144,7 +166,7 @@ export interface TlsChoice {
  *   must name the URL's host (an address must be in its IP SANs).
  * sslrootcert defaults to ~/.postgresql/root.crt as in libpq; `system` means Node's CAs.
  */
-export async function tlsChoice(url: StoreUrl, variable = 'SY_STORE'): Promise<TlsChoice> {
+export async function tlsChoice(url: StoreUrl, variable = url.variable): Promise<TlsChoice> {
   if (url.sslmode === 'disable') return { fallbackToPlain: false };
   const tls = await import('node:tls');
   const options: import('node:tls').ConnectionOptions = {};

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { SyError } from '../../errors.js';
 import { ENGINES } from '../../model/engines.js';
 import type { BaseConnection } from '../../model/secret.js';
+import { refuseCleartextUnverified } from '../../util/pg-password.js';
 import {
   checkedUserName,
   connectFailed,
@@ -57,6 +58,7 @@ function tlsOptions(ssl: BaseConnection['ssl']): false | tls.ConnectionOptions {
 }
 
 function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number, elapsedMs: number): SyError {
+  if (error instanceof SyError) return error;
   const err = error as DriverError;
   const code = err?.code ?? '';
   const message = String(err?.message ?? '');
@@ -114,6 +116,8 @@ export async function connectClient(conn: BaseConnection, options: ConnectOption
     statement_timeout: statementTimeout,
     query_timeout: statementTimeout + 2_000,
   });
+  refuseCleartextUnverified(client, () =>
+    connectFailed(LABEL, conn, 'target_refused', "the server asked for the admin's password in clear, which sy sends only over TLS that verified the server"));
   // A dropped connection surfaces on the next query; without a listener it would crash sy.
   client.on('error', () => undefined);
   const abort = () => destroy(client);
