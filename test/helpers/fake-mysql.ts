@@ -1,7 +1,7 @@
 /**
  * An impostor MySQL server on 127.0.0.1, for the tests of where the admin's password may go:
  * it speaks just enough of the MySQL handshake to switch the client to `caching_sha2_password`
- * (and ask for full authentication) or to `sha256_password`, offers its own RSA public key
+ * (and ask for full authentication), `sha256_password` or `mysql_clear_password`, offers its own RSA public key
  * when asked, and records everything it receives. Whatever password reaches it, in clear or
  * encrypted to its key, it recovers, so a test can assert that the password never arrived.
  * It never lets anyone in: every login ends with "Access denied".
@@ -11,7 +11,7 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 
-export type FakeMysqlPlugin = 'caching_sha2_password' | 'sha256_password';
+export type FakeMysqlPlugin = 'caching_sha2_password' | 'sha256_password' | 'mysql_clear_password';
 
 export interface FakeMysqlOptions {
   plugin: FakeMysqlPlugin;

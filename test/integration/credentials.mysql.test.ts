@@ -107,6 +107,19 @@ describe('the MySQL admin password goes only to a verified server', () => {
     expect(genuine.received().includes(Buffer.from(login.password))).toBe(false);
   });
 
+  test('a switch to mysql_clear_password gets nothing without verified TLS, and the password over it', async () => {
+    for (const ssl of [undefined, { rejectUnauthorized: false }]) {
+      const server = await fake('mysql_clear_password', { tls: ssl !== undefined });
+      const conn = adminOf(server, { ssl });
+      expect((await connectError(conn)).message).toBe(ASKED_FOR_PASSWORD(server.port));
+      expectNeverArrived(server, conn.password);
+    }
+    const verified = await fake('mysql_clear_password', { tls: true });
+    const conn = adminOf(verified, { host: 'localhost', ssl: { ca: certificate.cert } });
+    expect((await connectError(conn)).message).toMatch(/access denied/);
+    expect(verified.recovered()).toEqual([conn.password]);
+  });
+
   test('over TLS that verified the server (its CA, its name), full authentication sends the password there', async () => {
     const server = await fake('caching_sha2_password', { tls: true });
     const conn = adminOf(server, { host: 'localhost', ssl: { ca: certificate.cert } });

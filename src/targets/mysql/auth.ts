@@ -10,7 +10,8 @@
  *   asks the server for its key;
  * - with our plugins registered, mysql2 opens with a mysql_native_password token and lets
  *   the server switch (one more round trip on MySQL 8), as it does for any custom plugin.
- * mysql_clear_password stays refused, as mysql2 refuses it by default.
+ * mysql_clear_password (PAM, LDAP) gets the password over verified TLS only; mysql2 alone
+ * refuses it always.
  */
 import { constants, createHash, publicEncrypt } from 'node:crypto';
 import net from 'node:net';
@@ -56,10 +57,10 @@ type PluginContext = Parameters<AuthPlugin>[0];
  * to be verified; the connection's own TLS socket must also say it was.
  */
 export function authPlugins(password: string, verify: boolean, serverPublicKey: string | undefined): Record<string, AuthPlugin> {
-  const passwordFor = (context: PluginContext, scramble: Buffer): Buffer => {
+  const passwordFor = (context: PluginContext, scramble: Buffer | undefined): Buffer => {
     const stream = (context.connection as unknown as { stream?: Partial<tls.TLSSocket> }).stream;
     if (verify && stream?.encrypted === true && stream.authorized === true) return Buffer.from(`${password}\0`, 'utf8');
-    if (serverPublicKey !== undefined) return encryptedPassword(password, scramble, serverPublicKey);
+    if (serverPublicKey !== undefined && scramble !== undefined) return encryptedPassword(password, scramble, serverPublicKey);
     throw new PasswordRefused();
   };
   return {
@@ -83,6 +84,8 @@ export function authPlugins(password: string, verify: boolean, serverPublicKey: 
         return passwordFor(context, Buffer.from(data.subarray(0, 20)));
       };
     },
+    // No nonce to encrypt with: the password as it is, so only over verified TLS.
+    mysql_clear_password: (context) => () => passwordFor(context, undefined),
   };
 }
 
