@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { SyError, failed, usageError } from '../errors.js';
 import { kindOf } from '../secrets/validate.js';
-import { followLink } from '../secrets/lookup.js';
+import { followLink, type LinkedBase } from '../secrets/lookup.js';
 import { getSecret } from '../secrets/service.js';
-import { MAX_LEASE_SECONDS, type SecretRef } from '../model/secret.js';
+import { MAX_LEASE_SECONDS, type Secret, type SecretRef } from '../model/secret.js';
 import { ENGINES, type Engine } from '../model/engines.js';
 import { newPassword, newUserName } from '../targets/names.js';
 import type { RevokeOptions, Target } from '../targets/target.js';
+import { clockSkewRefusal, readServerClock } from './clock.js';
 import { type ClientTls, clientTls, defaultDatabase, targetLabel } from './connection.js';
 import { CONNECT_TIMEOUT_MS, type LeaseDeps, REAP_GRACE_MS } from './deps.js';
 import { unattendedPoolWarning } from './pool.js';
@@ -58,10 +59,11 @@ export interface IssuedCredentials {
 
 /**
  * Issues a lease of the dynamic secret `ref` names, for `request.ttlSeconds` (parsed by the
- * command: this layer never sees flag text). It records an intent, creates the user, then
- * marks the lease active. A crash between the first two steps leaves an intent that the
- * sweep resolves by dropping the user if it exists; the user's name carries its reap-after
- * bound for the reaper.
+ * command: this layer never sees flag text). It connects and reads the server's clock, which
+ * the lease's times follow (refused when this machine's is more than a minute off), records
+ * an intent, creates the user, then marks the lease active. A crash between recording and
+ * creating leaves an intent that the sweep resolves by dropping the user if it exists; the
+ * user's name carries its reap-after bound for the reaper.
  */
 export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: IssueRequest = {}): Promise<IssuedCredentials> {
   const { store } = deps;
@@ -69,10 +71,50 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
   if (kindOf(secret.attributes) !== 'dynamic') {
     throw usageError('not_dynamic', `${secret.path} is not a dynamic secret.`);
   }
-  const { base, engine, connection, recipe } = await followLink(store, secret.attributes, secret.data, secret.path);
+  const link = await followLink(store, secret.attributes, secret.data, secret.path);
+  const { engine, connection, recipe } = link;
   const ttl = resolveTtl(request.ttlSeconds, recipe.ttl, recipe.maxTtl);
 
-  const createdAt = deps.now();
+  let client: Target | undefined;
+  try {
+    // Before anything is recorded: the lease's times come from the server's clock.
+    let createdAt: number;
+    /** What ends the lease before its user is made: no connection, or clocks that disagree. */
+    let refusal: unknown;
+    try {
+      deps.progress?.(`Connecting to ${ENGINES[engine].label} at ${connection.host}:${connection.port}`);
+      client = await deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+      const clock = await readServerClock(deps, client);
+      createdAt = clock.server;
+      refusal = clockSkewRefusal(clock, connection);
+      if (refusal !== undefined) createdAt = deps.now();
+    } catch (error) {
+      refusal = error;
+      createdAt = deps.now();
+    }
+    return await issueOn(deps, client, refusal, { secret, link, ttl, createdAt });
+  } finally {
+    // issueOn closes it as soon as the user is made; this is for a failure before that.
+    await client?.close().catch(() => undefined);
+  }
+}
+
+interface IssuePlan {
+  secret: Secret;
+  link: LinkedBase;
+  ttl: number;
+  /** By the server's clock, or this machine's when the server's could not be used. */
+  createdAt: number;
+}
+
+/**
+ * Records the intent, then creates the user on `client` (unless `refusal` says why not: the
+ * intent then ends revoked at once, nothing having been made), then marks the lease active.
+ */
+async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unknown, plan: IssuePlan): Promise<IssuedCredentials> {
+  const { store } = deps;
+  const { secret, ttl, createdAt } = plan;
+  const { base, engine, connection, recipe } = plan.link;
   const expiresAt = createdAt + ttl * 1000;
   const maxExpiresAt = createdAt + recipe.maxTtl * 1000;
   const username = newUserName(engine, new Date(maxExpiresAt + REAP_GRACE_MS), recipe.userPrefix);
@@ -98,10 +140,8 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
     revocation: { connection: { ...connection }, username, revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo },
   });
 
-  let client: Target | undefined;
   try {
-    deps.progress?.(`Connecting to ${ENGINES[engine].label} at ${connection.host}:${connection.port}`);
-    client = await deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+    if (refusal !== undefined || client === undefined) throw refusal;
     deps.progress?.(`Creating ${username}`);
     await client.createUser({
       username,
@@ -112,7 +152,8 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
       reassignTo: recipe.reassignTo,
     });
   } catch (error) {
-    await settleFailedCreate(deps, leaseId, client, username, { revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo }, error);
+    const made = refusal === undefined ? client : undefined;
+    await settleFailedCreate(deps, leaseId, made, username, { revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo }, error);
     await deps.store.audit.append([{ action: 'lease.create', ...audit, outcome: 'failure', error: errorText(error) }]);
     throw error;
   } finally {

@@ -30,7 +30,7 @@ import { createUser, renewUser } from './mysql/create.js';
 import { listManagedUsers } from './mysql/list.js';
 import { checkRecipe } from './mysql/recipe.js';
 import { revokeUsers } from './mysql/revoke.js';
-import { connectCore, MysqlSession } from './mysql/session.js';
+import { connectCore, MysqlSession, type Row } from './mysql/session.js';
 import type { ConnectOptions, ManagedUsers, NewUser, RecipeCheckOptions, RevokeOptions, RevokeResult, Target } from './target.js';
 
 export { nativePasswordHash } from './mysql/create.js';
@@ -55,6 +55,12 @@ export class MysqlTarget extends MysqlSession implements Target {
 
   listManagedUsers(): Promise<ManagedUsers> {
     return listManagedUsers(this);
+  }
+
+  async serverNow(): Promise<Date> {
+    // Seconds since the epoch as a decimal: no time zone between the server and the driver.
+    const rows = await this.run<Row[]>('SELECT UNIX_TIMESTAMP(NOW(6)) AS now', [], "read the server's clock");
+    return new Date(Math.round(Number(rows[0]?.now) * 1000));
   }
 
   /** MySQL has no reassignTo: only the grants are checked. */

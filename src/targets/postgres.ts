@@ -53,6 +53,11 @@ export class PostgresTarget extends PgSession implements Target {
     return listManagedUsers(this);
   }
 
+  async serverNow(): Promise<Date> {
+    const { rows } = await this.query<{ now: Date }>('SELECT pg_catalog.clock_timestamp() AS now', [], "read the server's clock");
+    return new Date(rows[0].now);
+  }
+
   checkRecipe(grants: GrantPermission[], options?: RecipeCheckOptions): Promise<string[]> {
     return checkRecipe(this, grants, options);
   }

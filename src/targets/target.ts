@@ -88,6 +88,8 @@ export interface Target {
   revokeUsers(usernames: string[], options?: RevokeOptions): Promise<RevokeResult>;
   /** The users on this server that carry sy's name marker, and the server's clock. */
   listManagedUsers(): Promise<ManagedUsers>;
+  /** The server's own clock, which a new lease's times follow. */
+  serverNow(): Promise<Date>;
   /** Ends the connection at once, abandoning any statement in flight. */
   close(): Promise<void>;
 }

@@ -234,6 +234,10 @@ class FakeTarget implements Target {
     return this.open().listManagedUsers();
   }
 
+  async serverNow(): Promise<Date> {
+    return this.open().serverNow();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -11,7 +11,7 @@ import { scramSha256Verifier } from '../scram.js';
 import { type DriverError, expandPrivileges, renderTemplate } from '../shared.js';
 import type { NewUser } from '../target.js';
 import { checkReassignTarget } from './reassign.js';
-import { SY_STORE_SCHEMA, storeSchemaRefused } from './recipe.js';
+import { ORDINARY_SCHEMA, SY_STORE_SCHEMA, storeSchemaRefused } from './recipe.js';
 import { revokeUsers } from './revoke.js';
 import { checkedName, escapePasswordLiteral, ident, literal, type PgSession } from './session.js';
 
@@ -80,15 +80,13 @@ async function grantOne(session: PgSession, name: string, grant: GrantPermission
   let schemas: string[];
   if (grant.schema === '*') {
     const { rows } = await session.query<{ nspname: string }>(
-      `SELECT nspname FROM pg_namespace
-          WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' AND NOT ${SY_STORE_SCHEMA}
-          ORDER BY nspname`,
+      `SELECT nspname FROM pg_catalog.pg_namespace WHERE ${ORDINARY_SCHEMA} ORDER BY nspname`,
       [],
       description,
     );
     schemas = rows.map((r) => r.nspname);
   } else {
-    const { rows } = await session.query<{ store: boolean }>(`SELECT ${SY_STORE_SCHEMA} AS store FROM pg_namespace WHERE nspname = $1`, [grant.schema], description);
+    const { rows } = await session.query<{ store: boolean }>(`SELECT ${SY_STORE_SCHEMA} AS store FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1::pg_catalog.text`, [grant.schema], description);
     if (rows[0]?.store) throw failed('grant_failed', `Could not ${description}: ${storeSchemaRefused(grant.schema, `${session.address}/${session.database}`)}.`);
     schemas = [grant.schema];
   }
@@ -112,8 +110,10 @@ async function grantOne(session: PgSession, name: string, grant: GrantPermission
 async function checkGranted(session: PgSession, name: string, schema: string, table: string, privileges: string[], description: string): Promise<void> {
   const { rows } = await session.query<{ ok: boolean }>(
     table === '*'
-      ? "SELECT has_schema_privilege($1, $2, 'USAGE') AS ok"
-      : "SELECT has_schema_privilege($1, $2, 'USAGE') AND (SELECT bool_and(has_table_privilege($1, $3, p)) FROM unnest($4::text[]) AS p) AS ok",
+      ? "SELECT pg_catalog.has_schema_privilege($1::pg_catalog.name, $2::pg_catalog.text, 'USAGE') AS ok"
+      : `SELECT pg_catalog.has_schema_privilege($1::pg_catalog.name, $2::pg_catalog.text, 'USAGE')
+                AND (SELECT pg_catalog.bool_and(pg_catalog.has_table_privilege($1::pg_catalog.name, $3::pg_catalog.text, p))
+                       FROM pg_catalog.unnest($4::pg_catalog.text[]) AS p) AS ok`,
     table === '*' ? [name, schema] : [name, schema, `${ident(schema)}.${ident(table)}`, privileges],
     description,
   );

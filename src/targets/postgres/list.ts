@@ -9,9 +9,9 @@ import type { PgSession } from './session.js';
 /** sy's users on this server, by the marker in their names, with VALID UNTIL and the server's clock. */
 export async function listManagedUsers(session: PgSession): Promise<ManagedUsers> {
   const { rows } = await session.query<{ server_now: Date; users: { name: string; valid_until: string | null }[] }>(
-    `SELECT now() AS server_now,
-              COALESCE((SELECT json_agg(json_build_object('name', rolname, 'valid_until', rolvaliduntil) ORDER BY rolname)
-                          FROM pg_roles WHERE rolname ~ $1), '[]'::json) AS users`,
+    `SELECT pg_catalog.now() AS server_now,
+              COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', rolname, 'valid_until', rolvaliduntil) ORDER BY rolname)
+                          FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.~) $1::pg_catalog.text), '[]'::pg_catalog.json) AS users`,
     [MANAGED_NAME_SQL_PATTERN],
     'list users',
   );

@@ -20,8 +20,8 @@ export async function checkReassignTarget(session: PgSession, role: string, acti
 export async function reassignProblem(session: PgSession, role: string, action: string): Promise<string | undefined> {
   const { rows } = await session.query<{ ok: boolean; self: boolean }>(
     `SELECT NOT (rolcanlogin OR rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls) AS ok,
-              rolname = current_user AS self
-         FROM pg_roles WHERE rolname = $1`,
+              rolname OPERATOR(pg_catalog.=) CURRENT_USER AS self
+         FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1::pg_catalog.text`,
     [role],
     action,
   );

@@ -16,7 +16,13 @@ import type { PgSession } from './session.js';
  * a lease's reach, whatever the recipe says. `*.*` passes it by, and naming it is refused: a
  * lease that could write the store's rows could stop every revocation, its own included.
  */
-export const SY_STORE_SCHEMA = "(nspname = 'sy' AND to_regclass('sy.schema_migrations') IS NOT NULL)";
+export const SY_STORE_SCHEMA = "(nspname OPERATOR(pg_catalog.=) 'sy' AND pg_catalog.to_regclass('sy.schema_migrations') IS NOT NULL)";
+
+/** A pg_namespace row that `*.*` reaches: not a system schema, not a sy store. */
+export const ORDINARY_SCHEMA = `nspname OPERATOR(pg_catalog.!~~) 'pg\\_%' AND nspname OPERATOR(pg_catalog.<>) 'information_schema' AND NOT ${SY_STORE_SCHEMA}`;
+
+/** The relkinds a grant on tables reaches, as a "char"[] for `relkind OPERATOR(pg_catalog.=) ANY (...)`. */
+export const TABLE_KINDS = `'{r,p,v,m,f}'::pg_catalog."char"[]`;
 
 export const storeSchemaRefused = (schema: string, where: string): string => `schema ${schema} holds a sy store at ${where}, which no lease may reach`;
 
@@ -44,10 +50,11 @@ async function grantProblems(session: PgSession, grant: GrantPermission): Promis
   const label = `${session.address}/${session.database}`;
   const action = `check the grant of ${grant.privileges.join(', ')} on ${grant.schema}.${grant.table}`;
   const { rows: schemas } = await session.query<{ name: string; usable: boolean; store: boolean }>(
-    `SELECT nspname AS name, has_schema_privilege('public', oid, 'USAGE') OR has_schema_privilege(oid, 'USAGE WITH GRANT OPTION') AS usable,
+    `SELECT nspname AS name,
+            pg_catalog.has_schema_privilege('public', oid, 'USAGE') OR pg_catalog.has_schema_privilege(oid, 'USAGE WITH GRANT OPTION') AS usable,
             ${SY_STORE_SCHEMA} AS store
-         FROM pg_namespace
-        WHERE CASE WHEN $1::text IS NULL THEN nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' AND NOT ${SY_STORE_SCHEMA} ELSE nspname = $1 END
+         FROM pg_catalog.pg_namespace
+        WHERE CASE WHEN $1::pg_catalog.text IS NULL THEN ${ORDINARY_SCHEMA} ELSE nspname OPERATOR(pg_catalog.=) $1::pg_catalog.text END
         ORDER BY nspname`,
     [grant.schema === '*' ? null : grant.schema],
     action,
@@ -65,14 +72,17 @@ async function grantProblems(session: PgSession, grant: GrantPermission): Promis
   const { rows: tables } = await session.query<{ schema: string; name: string; missing: string[] }>(
     `SELECT * FROM (
          SELECT n.nspname AS schema, c.relname AS name,
-                ARRAY(SELECT p FROM unnest($3::text[]) WITH ORDINALITY AS u(p, i)
-                       WHERE NOT (has_table_privilege('public', c.oid, p) OR has_table_privilege(c.oid, p || ' WITH GRANT OPTION'))
+                ARRAY(SELECT p FROM pg_catalog.unnest($3::pg_catalog.text[]) WITH ORDINALITY AS u(p, i)
+                       WHERE NOT (pg_catalog.has_table_privilege('public', c.oid, p)
+                                  OR pg_catalog.has_table_privilege(c.oid, p OPERATOR(pg_catalog.||) ' WITH GRANT OPTION'))
                        ORDER BY i) AS missing
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = ANY($1::text[])
-            AND CASE WHEN $2::text IS NULL THEN c.relkind IN ('r', 'p', 'v', 'm', 'f') ELSE c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') END
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
+            AND CASE WHEN $2::pg_catalog.text IS NULL THEN c.relkind OPERATOR(pg_catalog.=) ANY (${TABLE_KINDS})
+                     ELSE c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.text
+                          AND (c.relkind OPERATOR(pg_catalog.=) ANY (${TABLE_KINDS}) OR c.relkind OPERATOR(pg_catalog.=) 'S') END
        ) AS t
-        WHERE cardinality(missing) > 0 OR $2::text IS NOT NULL
+        WHERE pg_catalog.cardinality(missing) OPERATOR(pg_catalog.>) 0 OR $2::pg_catalog.text IS NOT NULL
         ORDER BY schema, name`,
     [schemas.map((s) => s.name), named, expandPrivileges(grant.privileges, POSTGRES_DATA_PRIVILEGES).privileges],
     action,

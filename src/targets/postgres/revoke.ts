@@ -10,7 +10,11 @@ import { failed, SyError } from '../../errors.js';
 import { describeUsers, driverReason, isConnectionLost, revocationStatement } from '../shared.js';
 import type { RevokeOptions, RevokeResult } from '../target.js';
 import { checkReassignTarget } from './reassign.js';
+import { TABLE_KINDS } from './recipe.js';
 import { checkedName, ident, literal, PgSession } from './session.js';
+
+/** pg_authid's oid, as pg_shdepend.refclassid holds it for a role. */
+const AUTHID = "'pg_catalog.pg_authid'::pg_catalog.regclass";
 
 /** How long pg_terminate_backend waits for a session to end (PostgreSQL 14+). */
 const TERMINATE_WAIT_MS = 5000;
@@ -83,10 +87,10 @@ export async function revokeUsers(session: PgSession, usernames: string[], optio
 
   // Gone means gone: no role of that name, nothing in pg_shdepend naming its oid, no session.
   const { rows: left } = await session.query<{ rolname: string }>(
-    `SELECT r.rolname FROM unnest($1::oid[], $2::text[]) AS r(oid, rolname)
-        WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.rolname)
-           OR EXISTS (SELECT 1 FROM pg_shdepend d WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid)
-           OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.usesysid = r.oid)`,
+    `SELECT r.rolname FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.text[])) AS r(oid, rolname)
+        WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r.rolname)
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d WHERE d.refclassid OPERATOR(pg_catalog.=) ${AUTHID} AND d.refobjid OPERATOR(pg_catalog.=) r.oid)
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.usesysid OPERATOR(pg_catalog.=) r.oid)`,
     [roles.map((r) => r.oid), roles.map((r) => r.rolname)],
     `check the revocation of ${describeUsers(names)}`,
   );
@@ -115,10 +119,10 @@ export async function revokeUsers(session: PgSession, usernames: string[], optio
  */
 async function disable(session: PgSession, names: string[]): Promise<Role[]> {
   const { rows } = await session.query<{ rolname: string; oid: number; usable: boolean; can_login: boolean; superuser: boolean; version: number }>(
-    `SELECT rolname, oid::int AS oid, pg_has_role(oid, 'USAGE') AS usable, rolcanlogin AS can_login,
-              (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-              current_setting('server_version_num')::int AS version
-         FROM pg_roles WHERE rolname = ANY($1::text[])`,
+    `SELECT rolname, oid::pg_catalog.int4 AS oid, pg_catalog.pg_has_role(oid, 'USAGE') AS usable, rolcanlogin AS can_login,
+              (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS superuser,
+              pg_catalog.current_setting('server_version_num')::pg_catalog.int4 AS version
+         FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])`,
     [names],
     `revoke ${describeUsers(names)}`,
   );
@@ -131,14 +135,17 @@ async function disable(session: PgSession, names: string[]): Promise<Role[]> {
   for (const r of rows.filter((r) => r.can_login)) prepare.push(`ALTER ROLE ${ident(r.rolname)} NOLOGIN`);
   // NOLOGIN is committed before the sessions are ended, so none can come back in between.
   const statements = prepare.length > 0 ? ['BEGIN', ...prepare, 'COMMIT'] : [];
-  const list = `ARRAY[${rows.map((r) => literal(r.rolname)).join(', ')}]::text[]`;
-  const terminate = version >= 140000 ? `pg_terminate_backend(pid, ${TERMINATE_WAIT_MS})` : 'pg_terminate_backend(pid)';
-  statements.push(`SELECT ${terminate} FROM pg_stat_activity WHERE usename = ANY(${list}) AND pid <> pg_backend_pid()`);
+  const list = `ARRAY[${rows.map((r) => literal(r.rolname)).join(', ')}]::pg_catalog.text[]`;
+  const terminate = version >= 140000 ? `pg_catalog.pg_terminate_backend(pid, ${TERMINATE_WAIT_MS})` : 'pg_catalog.pg_terminate_backend(pid)';
   statements.push(
-    `SELECT r.rolname, array_agg(DISTINCT db.datname::text ORDER BY db.datname::text) AS databases
-         FROM pg_roles r JOIN pg_shdepend d ON d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
-         JOIN pg_database db ON db.oid = d.dbid
-        WHERE r.rolname = ANY(${list}) AND db.datname <> current_database()
+    `SELECT ${terminate} FROM pg_catalog.pg_stat_activity
+        WHERE usename OPERATOR(pg_catalog.=) ANY (${list}) AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()`,
+  );
+  statements.push(
+    `SELECT r.rolname, pg_catalog.array_agg(DISTINCT db.datname::pg_catalog.text ORDER BY db.datname::pg_catalog.text) AS databases
+         FROM pg_catalog.pg_roles r JOIN pg_catalog.pg_shdepend d ON d.refclassid OPERATOR(pg_catalog.=) ${AUTHID} AND d.refobjid OPERATOR(pg_catalog.=) r.oid
+         JOIN pg_catalog.pg_database db ON db.oid OPERATOR(pg_catalog.=) d.dbid
+        WHERE r.rolname OPERATOR(pg_catalog.=) ANY (${list}) AND db.datname OPERATOR(pg_catalog.<>) pg_catalog.current_database()
         GROUP BY r.rolname`,
   );
   let results: pg.QueryResult[];
@@ -222,9 +229,10 @@ function removeOwnedStatements(roles: Role[], reassignTo: string | undefined): s
   if (reassignTo !== undefined) {
     const oids = roles.map((r) => Number(r.oid)).join(', ');
     statements.push(
-      `DO $sy$ DECLARE f regprocedure; BEGIN
-         FOR f IN SELECT oid::regprocedure FROM pg_proc WHERE prosecdef AND proowner IN (${oids}) LOOP
-           EXECUTE format('ALTER ROUTINE %s SECURITY INVOKER', f);
+      `DO $sy$ DECLARE f pg_catalog.regprocedure; BEGIN
+         FOR f IN SELECT oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc
+                   WHERE prosecdef AND proowner OPERATOR(pg_catalog.=) ANY (ARRAY[${oids}]::pg_catalog.oid[]) LOOP
+           EXECUTE pg_catalog.format('ALTER ROUTINE %s SECURITY INVOKER', f);
          END LOOP; END $sy$`,
     );
     statements.push(`REASSIGN OWNED BY ${list} TO ${ident(reassignTo)}`);
@@ -240,19 +248,25 @@ interface AclObject {
 
 /** The tables, sequences, schemas and databases on which the roles hold privileges, here. */
 function aclObjectsQuery(roles: string[]): string {
-  return `SELECT DISTINCT o.kind, o.name FROM pg_shdepend d
+  const is = (column: string, catalog: string) => `${column} OPERATOR(pg_catalog.=) 'pg_catalog.${catalog}'::pg_catalog.regclass`;
+  return `SELECT DISTINCT o.kind, o.name FROM pg_catalog.pg_shdepend d
       CROSS JOIN LATERAL (
-        SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+        SELECT CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+               pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE ${is('d.classid', 'pg_class')} AND c.oid OPERATOR(pg_catalog.=) d.objid
+           AND (c.relkind OPERATOR(pg_catalog.=) ANY (${TABLE_KINDS}) OR c.relkind OPERATOR(pg_catalog.=) 'S')
         UNION ALL
-        SELECT 'SCHEMA', quote_ident(nspname) FROM pg_namespace WHERE d.classid = 'pg_namespace'::regclass AND oid = d.objid
+        SELECT 'SCHEMA', pg_catalog.quote_ident(nspname) FROM pg_catalog.pg_namespace
+         WHERE ${is('d.classid', 'pg_namespace')} AND oid OPERATOR(pg_catalog.=) d.objid
         UNION ALL
-        SELECT 'DATABASE', quote_ident(datname) FROM pg_database WHERE d.classid = 'pg_database'::regclass AND oid = d.objid
+        SELECT 'DATABASE', pg_catalog.quote_ident(datname) FROM pg_catalog.pg_database
+         WHERE ${is('d.classid', 'pg_database')} AND oid OPERATOR(pg_catalog.=) d.objid
       ) AS o(kind, name)
-     WHERE d.deptype = 'a' AND d.objsubid = 0 AND d.refclassid = 'pg_authid'::regclass
-       AND d.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY(ARRAY[${roles.map(literal).join(', ')}]::text[]))
-       AND d.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+     WHERE d.deptype OPERATOR(pg_catalog.=) 'a' AND d.objsubid OPERATOR(pg_catalog.=) 0 AND ${is('d.refclassid', 'pg_authid')}
+       AND d.refobjid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM pg_catalog.pg_roles
+                                                  WHERE rolname OPERATOR(pg_catalog.=) ANY (ARRAY[${roles.map(literal).join(', ')}]::pg_catalog.text[]))
+       AND d.dbid OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
      ORDER BY 1, 2`;
 }
 

@@ -24,6 +24,8 @@ import { type ConnectOptions, DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT
 
 export const DEFAULT_DATABASE = 'postgres';
 const LABEL = ENGINES.postgresql.label;
+/** See connectClient: the admin's search_path, sent in the startup packet. */
+export const ADMIN_SEARCH_PATH = '-c search_path=pg_catalog,pg_temp';
 /** Errors that mean "another session changed the same catalog row": try the transaction again. */
 const RETRYABLE = new Set(['40001', '40P01']);
 const MAX_TRIES = 12;
@@ -110,6 +112,10 @@ export async function connectClient(conn: BaseConnection, options: ConnectOption
     ssl: tlsOptions(conn.ssl),
     connectionTimeoutMillis: options.connectTimeoutMs,
     application_name: 'sy',
+    // Every name sy's statements use resolves in the system catalog only: nothing a lease
+    // created (in public or any other schema) can match better, and pg_temp, listed last,
+    // is never searched first. A startup option: no role or database setting overrides it.
+    options: ADMIN_SEARCH_PATH,
     // Sent in the startup packet: no extra round trip. The client-side timeout covers a
     // server that stops answering altogether.
     lock_timeout: lockTimeout,

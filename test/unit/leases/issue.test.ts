@@ -6,7 +6,7 @@
 import { REAP_GRACE_MS, STALE_INTENT_MS } from '../../../src/leases/deps.js';
 import { sweep } from '../../../src/leases/sweep.js';
 import { parseManagedName } from '../../../src/targets/names.js';
-import { SECOND } from '../../helpers/fake-clock.js';
+import { MINUTE, SECOND } from '../../helpers/fake-clock.js';
 import { type LeaseHarness, leaseHarness } from '../../helpers/lease-harness.js';
 
 let h: LeaseHarness;
@@ -24,8 +24,8 @@ describe('issueLease: intent, then the user, then active', () => {
   test('the ledger holds an intent while the user is being made, and an active lease once it exists', async () => {
     const release = h.pg.holdCreates();
     const issuing = h.issue('db:pg:app');
-    // Let the issue reach the server.
-    while (h.servers.callsOf('connect').length === 0) await new Promise((r) => setImmediate(r));
+    // Let the issue reach the server: it connects and reads the clock, then records the intent.
+    while ((await everyLease()).length === 0) await new Promise((r) => setImmediate(r));
     const [pending] = await everyLease();
     expect(pending.state).toBe('intent');
     expect(h.pg.has(pending.username)).toBe(false);
@@ -114,7 +114,7 @@ describe('issueLease: when the server fails', () => {
     const release = h.pg.holdCreates();
     const issuing = h.issue('db:pg:app');
     issuing.catch(() => undefined);
-    while (h.servers.callsOf('connect').length === 0) await new Promise((r) => setImmediate(r));
+    while ((await everyLease()).length === 0) await new Promise((r) => setImmediate(r));
     h.clock.advance(STALE_INTENT_MS + SECOND);
     const other = await h.otherProcess();
     expect(await sweep(other.deps)).toMatchObject({ revoked: 1 });
@@ -126,5 +126,37 @@ describe('issueLease: when the server fails', () => {
       ['sweep.revoke', 'success'],
       ['lease.create', 'failure'],
     ]);
+  });
+});
+
+describe('issueLease: the server’s clock', () => {
+  test('a lease’s times and the bound in its name follow the server when the clocks are less than a minute apart', async () => {
+    h.pg.skewMs = 50 * SECOND;
+    const lease = await h.issue('db:pg:app', 600);
+    const record = await h.lease(lease.lease_id);
+    const serverNow = h.clock.peek() + 50 * SECOND;
+    expect(record.createdAt).toBe(serverNow);
+    expect(record.expiresAt).toBe(serverNow + 600 * SECOND);
+    expect(h.pg.users.get(lease.username)?.validUntil).toEqual(new Date(serverNow + 600 * SECOND));
+    expect(parseManagedName(lease.username)!.reapAfter.getTime()).toBeGreaterThanOrEqual(record.maxExpiresAt + REAP_GRACE_MS);
+  });
+
+  test.each([
+    ['ahead of', -(2 * MINUTE)],
+    ['behind', 2 * MINUTE],
+    ['years ahead of', -(3 * 365 * 24 * 60 * MINUTE)],
+  ])('this machine’s clock more than a minute %s the server’s: refused naming both times, no user, nothing left active', async (_how, skew) => {
+    h.pg.skewMs = skew;
+    const error = await h.issue('db:pg:app').then(() => undefined, (e: unknown) => e);
+    expect(error).toMatchObject({ code: 'clock_skew', kind: 'failed' });
+    const message = (error as Error).message;
+    const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    expect(message).toContain(iso(h.clock.peek()));
+    expect(message).toContain(iso(h.clock.peek() + skew));
+    expect(h.servers.callsOf('create')).toEqual([]);
+    expect(h.pg.users.size).toBe(0);
+    expect((await everyLease()).map((l) => l.state)).toEqual(['revoked']);
+    expect(h.servers.open).toBe(0);
+    expect(h.audit().map((e) => [e.action, e.outcome])).toEqual([['lease.create', 'failure']]);
   });
 });
