@@ -187,7 +187,7 @@ export class Revoker {
       // Its own deadline, within the command's budget and the claims it holds.
       const budget = this.options.deadline ?? Infinity;
       const deadline = Math.min(now + this.options.targetMs, budget, claimsLapse);
-      const deadlineReason = deadline === budget ? undefined : `${Math.round((deadline - now) / 1000)} s`;
+      const deadlineReason = deadline === budget ? undefined : seconds(deadline - now);
       result = await revokeGroup(this.deps, leases, { connectTimeoutMs: this.options.connectTimeoutMs, deadline, deadlineReason });
     }
     if (result.whole !== undefined) {
@@ -204,3 +204,5 @@ export class Revoker {
     for (const outcome of outcomes) this.options.onOutcome?.(outcome);
   }
 }
+
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(ms < 10_000 ? 1 : 0))} s`;
