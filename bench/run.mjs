@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { FLEET_CFG, fleetRows } from './fleet.mjs';
+import { ISOLATION_CFG, isolationRows } from './isolation.mjs';
 import {
   NODE, ROOT, SY, childEnv, fmtMs, fmtRatio, interleave, markdownTable, median, pairedRatio, quantile, run, runAsync, sleep, sy,
 } from './lib.mjs';
@@ -33,7 +34,7 @@ const QUICK = opts.quick;
 const CFG = QUICK
   ? { runs: 3, startupRuns: 3, timedRuns: 3, warmup: 1, secrets: 20, sweepLeases: 20, sweepRuns: 1, ledger: 200, ledgerSmall: 10, daemonLeases: 200, daemonRuns: 1, daemonSeconds: 3, concurrent: 16, concurrentRounds: 1 }
   : { runs: 11, startupRuns: 31, timedRuns: 21, warmup: 2, secrets: 1000, sweepLeases: 1000, sweepRuns: 10, ledger: 100_000, ledgerSmall: 10, daemonLeases: 10_000, daemonRuns: 10, daemonSeconds: 5, concurrent: 16, concurrentRounds: 10 };
-Object.assign(CFG, QUICK ? FLEET_CFG.quick : FLEET_CFG.full);
+Object.assign(CFG, QUICK ? FLEET_CFG.quick : FLEET_CFG.full, QUICK ? ISOLATION_CFG.quick : ISOLATION_CFG.full);
 if (opts.runs) CFG.runs = CFG.startupRuns = CFG.timedRuns = Number(opts.runs);
 const ONLY = opts.only ? new Set(opts.only.split(',').map((s) => s.trim())) : undefined;
 const OUT = opts.out ?? (QUICK ? undefined : join(ROOT, 'BENCHMARKS.md'));
@@ -571,6 +572,7 @@ fleetRows({
   group, label, CFG, PG, DB, PREFIX, MASTER_KEY, ROOT, NODE, SY, childEnv, sy, run, interleave, measureOpts, ratioRow, median, quantile, fmtMs, sleep, log, n,
   pgQuery, daemons, daemonPeak, newStore, onCleanup: (fn) => cleanups.push(fn),
 });
+isolationRows({ group, label, CFG, PG, MY, DB, PREFIX, ROOT, NODE, SY, sy, run, quantile, fmtMs, sleep, log, n, daemons, newStore });
 
 // ------------------------------------------------------------------ main
 
@@ -663,7 +665,8 @@ async function main() {
     .replace('watching N active', `watching ${n(CFG.daemonLeases)} active`)
     .replace('over N leases', `over ${n(CFG.fleetLeases)} leases`)
     .replace('N leases due', `${n(CFG.fleetLeases)} leases due`)
-    .replace('with N active leases', `with ${n(CFG.daemonLeases)} active leases`);
+    .replace('with N active leases', `with ${n(CFG.daemonLeases)} active leases`)
+    .replace('N healthy leases expiring over S s', `${n(CFG.isolationLeases)} healthy leases expiring over ${CFG.isolationSpread} s`);
   const table = markdownTable(
     ['#', 'figure', 'measured (median)', 'floor (median, same session)', 'ratio (paired)', 'target', 'result', 'runs', 'notes'],
     ORDER.map((id) => {

@@ -1,9 +1,10 @@
 import type { NewPoolMember } from '../store/pools.js';
-import type { LeaseDeps } from './deps.js';
+import { type LeaseDeps, STALE_INTENT_MS } from './deps.js';
 import { HEARTBEAT_MS } from './pool.js';
 import { PoolMembership, StoreHealth, Waker, isFatalStoreError } from './pool-daemon.js';
 import { reapOrphans } from './reap.js';
-import { sweep } from './sweep.js';
+import { Revoker, type RevokerLimits } from './revoker.js';
+import { TARGET_MS } from './sweep.js';
 
 export interface DaemonOptions {
   /** The longest the daemon sleeps between passes. */
@@ -20,6 +21,10 @@ export interface DaemonOptions {
   heartbeatMs?: number;
   /** How long its revocation claims last before another daemon may take them over. */
   claimMs?: number;
+  /** How long one target may take (default TARGET_MS); less than half of claimMs. */
+  targetMs?: number;
+  batchSize?: number;
+  limits?: Partial<RevokerLimits>;
 }
 
 export interface DaemonEvent {
@@ -40,8 +45,8 @@ export interface DaemonEvent {
 }
 
 /**
- * A daemon's claims outlast the slowest revocation of a batch (a connect timeout, then five
- * seconds for sessions to end) and are short enough that a daemon killed mid-revocation
+ * A daemon's claims outlast two attempts on a target (TARGET_MS each: the one in flight and
+ * the one its newly claimed leases wait for) and are short enough that a daemon killed mid-revocation
  * has its leases taken over by another within half a minute.
  */
 export const DAEMON_CLAIM_MS = 30_000;
@@ -62,9 +67,11 @@ const REAP_BUDGET_MS = 60_000;
  * registry and heartbeats, so that `sy pool list` shows it. When the store cannot be
  * reached it says so once, retries with backoff, and says when it is back; only a store
  * that is tampered with or a key that does not open it ends it (thrown). On abort it
- * finishes the batch in flight, leaves the registry and returns. The orphan reaper runs
- * beside the sweeps, never in front of them: a slow or unreachable server delays no
- * revocation that is due.
+ * finishes the revocations it claimed, leaves the registry and returns. Revocations run
+ * beside the loop (revoker.ts): a target that hangs holds its own attempt, until its
+ * deadline, and nothing else; the loop goes on claiming what comes due on the others. The
+ * orphan reaper runs beside them too: a slow or unreachable server delays no revocation
+ * that is due.
  */
 export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (event: DaemonEvent) => void): Promise<void> {
   log({ event: 'start', pool: options.pool });
@@ -102,38 +109,64 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
     reaping = undefined;
   };
 
+  const batchSize = options.batchSize ?? 1000;
+  const claimMs = options.claimMs ?? DAEMON_CLAIM_MS;
+  let revokerError: unknown;
+  const revoker = new Revoker(deps, {
+    targetMs: options.targetMs ?? TARGET_MS,
+    batchSize,
+    oneAttemptPerTarget: false,
+    action: 'sweep.revoke',
+    limits: options.limits,
+    onOutcome: (o) =>
+      log({
+        event: o.revoked ? 'revoked' : 'revoke_failed',
+        lease_id: o.lease.id,
+        path: o.lease.path,
+        db_user: o.lease.username,
+        target: o.lease.target,
+        state: o.lease.state,
+        error: o.error,
+      }),
+    // A settlement the store refused: its leases' claims lapse and are taken over; the store is retried as for a heartbeat.
+    onError: (error) => {
+      passOk = false;
+      if (options.once) revokerError ??= error;
+      else if (isFatalStoreError(error)) waker.fail(error);
+      else health.lost(error);
+    },
+    // Room again, or leases settled: the next pass claims what is due now.
+    onChange: () => waker.poke(),
+  });
+
   const pass = async (): Promise<number> => {
     await waker.watch(store);
     if (membership && !membership.joined) await membership.beat();
     waker.throwIfFailed();
     const due = await store.leases.nextDue(options.pool);
-    let revoked = 0;
     if (due !== undefined && due <= deps.now()) {
-      const report = await sweep(deps, {
-        pool: options.pool,
-        claimMs: options.claimMs ?? DAEMON_CLAIM_MS,
-        shouldStop: () => options.signal.aborted,
-        onOutcome: (o) =>
-          log({
-            event: o.revoked ? 'revoked' : 'revoke_failed',
-            lease_id: o.lease.id,
-            path: o.lease.path,
-            db_user: o.lease.username,
-            target: o.lease.target,
-            state: o.lease.state,
-            error: o.error,
-          }),
-      });
-      revoked = report.revoked + report.failed;
+      // Claims go on while slow targets are still being tried: those leases are claimed
+      // (`revoking`) until their attempt ends, so nothing claims them twice.
+      while (!options.signal.aborted && revoker.hasRoom) {
+        const now = deps.now();
+        const claimed = await store.leases.claimDue({ now, limit: batchSize, pool: options.pool, staleIntentBefore: now - STALE_INTENT_MS, claimMs }, deps.claimant);
+        if (claimed.length === 0) break;
+        revoker.add(claimed, now + claimMs);
+      }
     }
     if (!options.signal.aborted && !reaping && deps.now() >= nextReap) {
       nextReap = Infinity; // until this pass ends
       reaping = reap();
       if (options.once) await reaping;
     }
+    if (options.once) {
+      await revoker.drained();
+      if (revokerError !== undefined) throw revokerError;
+    }
     const next = await store.leases.nextDue(options.pool);
     const now = deps.now();
-    const untilDue = next === undefined ? options.intervalMs : next <= now ? (revoked > 0 ? 0 : NOTHING_CLAIMABLE_MS) : next - now;
+    // Due but not claimable (claimed elsewhere, an intent in flight, no room): an attempt that ends wakes it sooner.
+    const untilDue = next === undefined ? options.intervalMs : next <= now ? NOTHING_CLAIMABLE_MS : next - now;
     return Math.min(options.intervalMs, untilDue, Math.max(0, nextReap - now));
   };
 
@@ -158,6 +191,8 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
     }
   } finally {
     if (heartbeat) clearInterval(heartbeat);
+    // Bounded: each attempt ends by its deadline.
+    await revoker.drained();
     await reaping;
     await membership?.leave();
     await waker.close();

@@ -17,10 +17,12 @@ export interface RevokeRunOptions {
   action?: string;
   /** Give up on the server at this instant (the pre-command sweep's budget): the leases are retried later. */
   deadline?: number;
+  /** What the deadline is, for the error ("this command's budget" unless said). */
+  deadlineReason?: string;
 }
 
 /**
- * Revokes leases this process has claimed, one admin connection and one batched
+ * Revokes leases this process has claimed (`lease revoke`), one admin connection and one batched
  * revocation per target and recipe. Each lease is settled on its own from what the target
  * saw afterwards: revoked only when its user is gone, otherwise back to `failed` with a
  * backoff (`irrevocable` after MAX_ATTEMPTS), or `forgotten` with `force`.
@@ -28,9 +30,7 @@ export interface RevokeRunOptions {
 export async function revokeClaimed(deps: LeaseDeps, claimed: LeaseRecord[], options: RevokeRunOptions = {}): Promise<RevokeOutcome[]> {
   const groups = new Map<string, LeaseRecord[]>();
   for (const lease of claimed) {
-    const { connection, revocationStatements, reassignTo } = lease.revocation;
-    const where = [connection.engine, connection.host, connection.port, connection.database];
-    const key = JSON.stringify([where, revocationStatements ?? null, reassignTo ?? null]);
+    const key = groupKey(lease);
     const group = groups.get(key);
     if (group) group.push(lease);
     else groups.set(key, [lease]);
@@ -38,20 +38,37 @@ export async function revokeClaimed(deps: LeaseDeps, claimed: LeaseRecord[], opt
   // Targets are revoked in parallel (a few at a time), so one that hangs until its connect
   // timeout delays the others by nothing and the sweep's budget holds.
   const perGroup = await mapConcurrently([...groups.values()], PARALLEL_TARGETS, async (leases) => {
-    const errors = await revokeGroup(deps, leases, options);
+    const { errors } = await revokeGroup(deps, leases, options);
     return settleGroup(deps, leases, errors, options);
   });
   return perGroup.flat();
 }
 
-/** One revocation on one server; the error of each lease whose user is not seen gone. */
-async function revokeGroup(deps: LeaseDeps, leases: LeaseRecord[], options: RevokeRunOptions): Promise<Map<string, unknown>> {
+/** Leases revoked together: one server, one database, one recipe's revocation statements. */
+export function groupKey(lease: LeaseRecord): string {
+  const { connection, revocationStatements, reassignTo } = lease.revocation;
+  const where = [connection.engine, connection.host, connection.port, connection.database];
+  return JSON.stringify([where, revocationStatements ?? null, reassignTo ?? null]);
+}
+
+export interface GroupResult {
+  /** The error of each lease whose user is not seen gone. */
+  errors: Map<string, unknown>;
+  /** Set when the server could not be used at all (unreachable, no answer in time, connection lost). */
+  whole?: unknown;
+}
+
+/** One revocation on one server, given up at `options.deadline`. */
+export async function revokeGroup(deps: LeaseDeps, leases: LeaseRecord[], options: RevokeRunOptions): Promise<GroupResult> {
   const controller = new AbortController();
   const timer = options.deadline === undefined ? undefined : setTimeout(() => controller.abort(), Math.max(0, options.deadline - deps.now()));
   let client: Target | undefined;
   const errors = new Map<string, unknown>();
+  let whole: unknown;
   try {
     const connection = await revocationConnection(deps.store, leases[0]);
+    // Reached after the budget (it waited behind another attempt): not worth a connection.
+    if (options.deadline !== undefined && options.deadline <= deps.now()) throw timedOut(connection.host, connection.port, options.deadlineReason);
     const usernames = leases.map(sealedUsername);
     deps.progress?.(`Revoking ${usernames.length === 1 ? usernames[0] : `${usernames.length} users`} on ${connection.host}:${connection.port}`);
     const work = (async (): Promise<RevokeResult> => {
@@ -59,29 +76,33 @@ async function revokeGroup(deps: LeaseDeps, leases: LeaseRecord[], options: Revo
       const { revocationStatements, reassignTo } = leases[0].revocation;
       return client.revokeUsers(usernames, { revocationStatements, reassignTo });
     })();
-    work.catch(() => undefined); // once the budget has run out, its late failure is of no interest
-    const result = await Promise.race([work, aborted(controller.signal, connection.host, connection.port)]);
+    work.catch(() => undefined); // once the deadline has passed, its late failure is of no interest
+    const result = await Promise.race([work, aborted(controller.signal, connection.host, connection.port, options.deadlineReason)]);
     const byUser = new Map(result.failed.map((f) => [f.username, f.error]));
     for (const lease of leases) {
       const error = byUser.get(sealedUsername(lease));
       if (error !== undefined) errors.set(lease.id, error);
     }
   } catch (error) {
+    whole = error;
     for (const lease of leases) errors.set(lease.id, error);
   } finally {
     if (timer) clearTimeout(timer);
     await client?.close().catch(() => undefined);
   }
-  return errors;
+  return { errors, whole };
 }
 
-function aborted(signal: AbortSignal, host: string, port: number): Promise<never> {
+function aborted(signal: AbortSignal, host: string, port: number, reason: string | undefined): Promise<never> {
   return new Promise((_resolve, reject) => {
-    const fail = () => reject(failed('revoke_timeout', `The revocation on ${host}:${port} did not finish within this command's budget; it is retried later.`));
+    const fail = () => reject(timedOut(host, port, reason));
     if (signal.aborted) fail();
     else signal.addEventListener('abort', fail, { once: true });
   });
 }
+
+const timedOut = (host: string, port: number, reason: string | undefined) =>
+  failed('revoke_timeout', `The revocation on ${host}:${port} did not finish within ${reason ?? "this command's budget"}; it is retried later.`);
 
 const PARALLEL_TARGETS = 8;
 
@@ -102,7 +123,7 @@ export async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item
  * Settles a group that shared one revocation attempt: one ledger transaction and one audit
  * append for the whole group, so a sweep of thousands of leases is not a thousand fsyncs.
  */
-async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], errors: Map<string, unknown>, options: RevokeRunOptions): Promise<RevokeOutcome[]> {
+export async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], errors: Map<string, unknown>, options: RevokeRunOptions): Promise<RevokeOutcome[]> {
   const now = deps.now();
   const plans = leases.map((lease) => {
     const caught = errors.get(lease.id);

@@ -35,6 +35,7 @@ const ROWS: [string, string][] = [
   ['10c', 'revocations/s of the pool of 3 vs one daemon alone'],
   ['10d', 'duplicate revocations'],
   ['11', 'active leases in the shared store'],
+  ['12', 'revocation while 3 other targets hang'],
 ];
 
 describe('npm run bench -- --quick', () => {

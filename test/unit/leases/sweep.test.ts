@@ -48,15 +48,17 @@ describe('due leases', () => {
     expect(h.pg.users.size).toBe(0);
   });
 
-  test('a budget spent stops the sweep between batches, and says that more is due', async () => {
+  test('a budget spent stops the claims; what it claimed and could not finish fails over budget, and it says that more is due', async () => {
     for (let i = 0; i < 5; i++) await h.issue('db:pg:app', 60);
     h.clock.advance(MINUTE);
-    // The first batch takes the whole budget.
+    // The first batch takes the whole budget; the second was claimed meanwhile, behind it on the same target.
     h.pg.beforeRevoke = () => h.clock.advance(2 * SECOND);
     const report = await sweep(h.deps, { batchSize: 2, budgetMs: 1500 });
-    expect(report).toMatchObject({ revoked: 2, failed: 0, remaining: true });
+    expect(report).toMatchObject({ revoked: 2, failed: 2, remaining: true });
+    expect(report.errors.map((e) => e.error)).toEqual([expect.stringMatching(/did not finish within this command's budget/), expect.stringMatching(/did not finish within this command's budget/)]);
+    expect(h.servers.callsOf('revoke')).toHaveLength(1);
     expect(h.pg.users.size).toBe(3);
-    expect(await h.store.leases.countByState()).toMatchObject({ revoked: 2, active: 3 });
+    expect(await h.store.leases.countByState()).toMatchObject({ revoked: 2, failed: 2, active: 1 });
   });
 
   test('a server that does not answer within the budget: the sweep returns, the lease fails and is retried later', async () => {
@@ -71,18 +73,19 @@ describe('due leases', () => {
     expect(await h.lease(lease_id)).toMatchObject({ state: 'failed', attempts: 1 });
   });
 
-  test('a server that fails everything: the sweep stops instead of spinning, and reports each lease', async () => {
+  test('a server that fails everything is tried once: the leases claimed for it later share the failure', async () => {
     const a = await h.issue('db:pg:app', 60);
     const b = await h.issue('db:pg:app', 60);
     h.clock.advance(MINUTE);
     h.pg.unreachable = true;
     const report = await sweep(h.deps, { batchSize: 1 });
-    // One batch fails whole; the next lease waits for the next sweep rather than this one looping.
-    expect(report).toMatchObject({ revoked: 0, failed: 1 });
-    expect(report.errors).toEqual([{ lease_id: expect.any(String), target: 'db.sy.invalid:5432/postgres', error: expect.stringMatching(/connection refused/) }]);
+    expect(report).toMatchObject({ revoked: 0, failed: 2 });
+    expect(report.errors).toEqual([a, b].map(() => ({ lease_id: expect.any(String), target: 'db.sy.invalid:5432/postgres', error: expect.stringMatching(/connection refused/) })));
+    // The two issues' connections and one attempt.
     expect(h.servers.callsOf('connect').filter((c) => c.server === 'db.sy.invalid:5432')).toHaveLength(3);
-    const states = [(await h.lease(a.lease_id)).state, (await h.lease(b.lease_id)).state].sort();
-    expect(states).toEqual(['active', 'failed']);
+    expect([(await h.lease(a.lease_id)).state, (await h.lease(b.lease_id)).state]).toEqual(['failed', 'failed']);
+    // Each waits for its backoff: an immediate sweep claims neither.
+    expect(await sweep(h.deps)).toMatchObject({ revoked: 0, failed: 0 });
   });
 
   test('a pool sweeps only its own leases', async () => {
@@ -95,12 +98,14 @@ describe('due leases', () => {
     expect((await h.lease(theirs.lease_id)).state).toBe('active');
   });
 
-  test('asked to stop, it finishes the batch in flight and reports what is left', async () => {
+  test('asked to stop, it claims no more, finishes what it claimed and reports what is left', async () => {
     for (let i = 0; i < 3; i++) await h.issue('db:pg:app', 60);
     h.clock.advance(MINUTE);
-    let batches = 0;
-    const report = await sweep(h.deps, { batchSize: 1, shouldStop: () => batches > 0, onOutcome: () => batches++ });
-    expect(report).toMatchObject({ revoked: 1, remaining: true });
+    let outcomes = 0;
+    const report = await sweep(h.deps, { batchSize: 1, shouldStop: () => outcomes > 0, onOutcome: () => outcomes++ });
+    // The first batch, and the second claimed behind it while it ran.
+    expect(report).toMatchObject({ revoked: 2, remaining: true });
+    expect(await h.store.leases.countByState()).toMatchObject({ revoked: 2, active: 1 });
   });
 });
 
