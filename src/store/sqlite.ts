@@ -30,7 +30,7 @@ export class SqliteStore implements Store {
     this.location = home;
     const macs = new RecordMac(recordKey(dataKey), storeId);
     const meta = new AuthenticatedMeta(db, macs);
-    const ledger = new SqliteLeaseLedger(db, dataKey, macs, meta);
+    const ledger = new SqliteLeaseLedger(db, dataKey, macs, meta, () => this.audit.checkEnd());
     this.leases = ledger;
     this.secrets = new SqliteSecretRepository(db, dataKey, macs, meta, (id) => ledger.liveLeasesOf(id));
     /**
@@ -39,12 +39,12 @@ export class SqliteStore implements Store {
      */
     const head: AuditHead = {
       read: () => {
-        const value = meta.read(AUDIT_HEAD, HEAD_WHAT);
-        const position = value === undefined ? undefined : decodeAuditPosition(value);
+        const roots = meta.readRoots();
+        const position = decodeAuditPosition(roots.values.get(AUDIT_HEAD) ?? '');
         if (!position) throw tampered(HEAD_WHAT);
-        return position;
+        return { ...position, generation: roots.generation };
       },
-      write: (position) => meta.write(AUDIT_HEAD, encodeAuditPosition(position)),
+      write: (position) => meta.writeRoots({ [AUDIT_HEAD]: encodeAuditPosition(position) }),
     };
     this.audit = new FileAuditLog({
       home,
