@@ -119,7 +119,7 @@ export async function loadSqlite(dir: string, dump: StoreDump, options: StoreOpt
         [SECRET_CENSUS]: rows.secretCensus.encode(),
         [LEASE_CENSUS]: rows.leaseCensus.encode(),
         [AUDIT_HEAD]: encodeAuditPosition({ lines: dump.audit.head.lines, bytes: text.length, hash: dump.audit.head.hash, place: homeIdentity(home) }),
-      }, dump.generation + 1);
+      }, dump.generation);
     }).immediate();
   } catch (error) {
     db.close();

@@ -122,7 +122,7 @@ export async function writeNewStore(
       [SECRET_CENSUS]: (records?.secrets ?? new Census()).encode(),
       [LEASE_CENSUS]: (records?.leases ?? new Census()).encode(),
       [AUDIT_HEAD]: encodeChainHead(records?.audit ?? EMPTY_CHAIN),
-    }, records ? records.generation + 1 : 1),
+    }, records?.generation ?? 1),
   ];
   await sql('INSERT INTO sy.meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])', [rows.map((r) => r[0]), rows.map((r) => r[1])]);
 }

@@ -65,12 +65,15 @@ export class PostgresStore implements Store {
         `SELECT (SELECT max(version) FROM sy.schema_migrations) AS schema, (SELECT count(*)::integer FROM sy.secrets) AS secrets,
                 (SELECT count(*)::integer FROM sy.secret_versions) AS versions`,
       ));
+    const head = await this.audit.head();
     return {
       schemaVersion: counts.schema,
       secrets: counts.secrets,
       secretVersions: counts.versions,
       leases: await this.leases.countByState(),
-      auditLines: (await this.audit.head()).lines,
+      auditLines: head.lines,
+      generation: (await this.db.use((sql) => this.meta.readRoots(sql))).generation,
+      auditHash: head.hash,
     };
   }
 
