@@ -4,7 +4,7 @@ import { auditMac } from '../audit/chain.js';
 import { AUDIT_FILE, EMPTY_LOG, type FilePosition, encodeAuditPosition, homeIdentity, locateAuditLine } from '../audit/file-log.js';
 import { tryOpen } from '../keys/crypto.js';
 import { LIVE_LEASE_STATES } from '../model/lease.js';
-import { Census, RecordMac, recordKey, shown, tampered } from './records.js';
+import { Census, ROOTS, RecordMac, RootRecords, recordKey, shown, tampered } from './records.js';
 import { AuthenticatedMeta, type Database, readMeta, runWrite } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
 import { leaseMac } from './rows.js';
@@ -17,11 +17,11 @@ import { SECRET_CENSUS, secretMac, versionMac } from './sqlite-secrets.js';
  * 1: sealed payloads, plain index columns. 2: every row carries a MAC of its values
  * (`mac`), the census of live leases and of secrets and the audit log's head are kept in
  * meta, authenticated too. 3: the pool registry's `daemons` table (plain rows, see
- * pools.ts). Stores of older versions are migrated when opened with the key.
+ * pools.ts). 4: the censuses and the audit head carry generations, vouched for by the meta
+ * row `generation` (records.ts), and the key slot is sealed for them (key-slot.ts). Stores
+ * of older versions are migrated when opened with the key.
  */
-export const SCHEMA_VERSION = 3;
-/** The schema whose records (MACs, censuses, key slot) the current one keeps: 3 added a table only. */
-export const RECORDS_SCHEMA = 2;
+export const SCHEMA_VERSION = 4;
 
 const SCHEMA = `${DAEMONS_SCHEMA}
 CREATE TABLE IF NOT EXISTS meta (
@@ -95,6 +95,28 @@ export function migrateToPools(db: Database): void {
   runWrite(db, () => {
     if (Number(readMeta(db, 'schema_version')) >= 3) return; // another process got there first
     db.exec(DAEMONS_SCHEMA);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run('3');
+  });
+}
+
+/**
+ * Schema 3 to 4, once, by the first process that opens the store with its key: the censuses
+ * and the audit head, checked as schema 3 kept them, are stamped with the first generation,
+ * and the key slot is sealed for schema 4 (`slot`), so that the store cannot later be passed
+ * off as a schema-3 one to have an older census stamped afresh.
+ */
+export function migrateToGenerations(db: Database, options: { dataKey: Buffer; storeId: string; slot: string }): void {
+  runWrite(db, () => {
+    if (Number(readMeta(db, 'schema_version')) >= 4) return; // another process got there first
+    const roots = new RootRecords(new RecordMac(recordKey(options.dataKey), options.storeId));
+    const values: Record<string, string> = {};
+    for (const [key, what] of Object.entries(ROOTS)) {
+      const value = roots.decode(key, readMeta(db, key));
+      if (value === undefined) throw tampered(what);
+      values[key] = value;
+    }
+    new AuthenticatedMeta(db, roots.macs).writeInitial(values);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'keyslot'").run(options.slot);
     db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
   });
 }
@@ -147,9 +169,11 @@ export function migrateToRecordMacs(db: Database, options: { dataKey: Buffer; st
     }
 
     db.exec(DAEMONS_SCHEMA);
-    meta.writeCensus(SECRET_CENSUS, secrets);
-    meta.writeCensus(LEASE_CENSUS, live);
-    meta.write(AUDIT_HEAD, encodeAuditPosition(legacyAuditHead(db, options.dataKey, options.home)));
+    meta.writeInitial({
+      [SECRET_CENSUS]: secrets.encode(),
+      [LEASE_CENSUS]: live.encode(),
+      [AUDIT_HEAD]: encodeAuditPosition(legacyAuditHead(db, options.dataKey, options.home)),
+    });
     db.prepare("UPDATE meta SET value = ? WHERE key = 'keyslot'").run(options.slot);
     db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
   });

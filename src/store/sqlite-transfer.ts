@@ -46,9 +46,10 @@ export async function dumpSqlite(home: string, env: KeyEnvironment, options: Sto
         secrets: db.prepare('SELECT * FROM secrets ORDER BY path').all() as WithMac<SecretColumns>[],
         versions: db.prepare('SELECT * FROM secret_versions ORDER BY secret_id, version').all() as WithMac<VersionColumns>[],
         leases: db.prepare('SELECT * FROM leases ORDER BY created_at, id').all() as WithMac<LeaseColumns>[],
-        secretCensus: meta.readCensus(SECRET_CENSUS, 'its secrets'),
-        leaseCensus: meta.readCensus(LEASE_CENSUS, 'its live leases'),
+        secretCensus: meta.readCensus(SECRET_CENSUS),
+        leaseCensus: meta.readCensus(LEASE_CENSUS),
         audit: { lines, head: { lines: lines.length, hash } },
+        generation: meta.readRoots().generation,
       });
       return { dump, store };
     } finally {
@@ -114,9 +115,11 @@ export async function loadSqlite(dir: string, dump: StoreDump, options: StoreOpt
       insertAll(db, 'secret_versions', rows.versions);
       insertAll(db, 'leases', rows.leases);
       db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('keyslot', JSON.stringify(dump.slot));
-      meta.writeCensus(SECRET_CENSUS, rows.secretCensus);
-      meta.writeCensus(LEASE_CENSUS, rows.leaseCensus);
-      meta.write(AUDIT_HEAD, encodeAuditPosition({ lines: dump.audit.head.lines, bytes: text.length, hash: dump.audit.head.hash, place: homeIdentity(home) }));
+      meta.writeInitial({
+        [SECRET_CENSUS]: rows.secretCensus.encode(),
+        [LEASE_CENSUS]: rows.leaseCensus.encode(),
+        [AUDIT_HEAD]: encodeAuditPosition({ lines: dump.audit.head.lines, bytes: text.length, hash: dump.audit.head.hash, place: homeIdentity(home) }),
+      }, dump.generation);
     }).immediate();
   } catch (error) {
     db.close();

@@ -22,6 +22,8 @@ export interface StoreDump {
   /** In creation order. */
   leases: LeaseColumns[];
   audit: { lines: string[]; head: AuditPosition };
+  /** The source's generation (records.ts): the copy goes on from it. */
+  generation: number;
 }
 
 /** What a copy moved, as the destination counts it once written. */
@@ -47,6 +49,7 @@ export interface RawStore {
   secretCensus: Census;
   leaseCensus: Census;
   audit: StoreDump['audit'];
+  generation: number;
 }
 
 const isLive = (state: string): boolean => (LIVE_LEASE_STATES as readonly string[]).includes(state);
@@ -85,7 +88,7 @@ export function checkedDump(raw: RawStore, restore = 'SY_HOME'): StoreDump {
     return { ...pick(row, LEASE_COLUMNS), sealed: row.sealed };
   });
   if (!leaseCensus.equals(raw.leaseCensus)) throw tampered('its live leases');
-  return { slot: raw.slot, dataKey: raw.dataKey, secrets: [...secrets.values()], leases, audit: raw.audit };
+  return { slot: raw.slot, dataKey: raw.dataKey, secrets: [...secrets.values()], leases, audit: raw.audit, generation: raw.generation };
 }
 
 /** The dump's rows with their MACs for the destination, and its censuses (the same store id and key: the same values). */

@@ -5,7 +5,9 @@
  * migrations, init run again or at once, and how it holds connections.
  */
 import { randomBytes } from 'node:crypto';
+import { type KeySlot, openSlot, wrapDataKey } from '../../src/store/key-slot.js';
 import { initPostgresStore } from '../../src/store/postgres/init.js';
+import { ROOTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
 import { openPostgresStore } from '../../src/store/postgres/store.js';
 import { parseStoreUrl } from '../../src/store/postgres/url.js';
 import type { Store } from '../../src/store/store.js';
@@ -49,6 +51,42 @@ async function openPostgres(options: Options) {
               `UPDATE sy.leases SET ${columns.map((c, i) => `${c} = $${i + 1}`).join(', ')} WHERE id = $${columns.length + 1}`,
               [...columns.map((c) => row[c]), id],
             );
+          };
+        },
+        async keep(records: string[]) {
+          const parse = (record: string) => (record.includes(':') ? record.split(':', 2) : ['meta', record]);
+          const kept: { record: string; rows: Record<string, unknown>[]; versions?: Record<string, unknown>[] }[] = [];
+          for (const record of records) {
+            const [kind, id] = parse(record);
+            if (kind === 'audit_log') kept.push({ record, rows: await database.query('SELECT * FROM sy.audit_lines') });
+            else if (kind === 'meta') kept.push({ record, rows: await database.query('SELECT * FROM sy.meta WHERE key = $1', [id]) });
+            else if (kind === 'lease') kept.push({ record, rows: await database.query('SELECT * FROM sy.leases WHERE id = $1', [id]) });
+            else kept.push({ record, rows: await database.query('SELECT * FROM sy.secrets WHERE id = $1', [id]), versions: await database.query('SELECT * FROM sy.secret_versions WHERE secret_id = $1', [id]) });
+          }
+          const put = async (table: string, rows: Record<string, unknown>[]) => {
+            for (const row of rows) {
+              const names = Object.keys(row);
+              await database.query(`INSERT INTO sy.${table} (${names.join(', ')}) VALUES (${names.map((_, i) => `$${i + 1}`).join(', ')})`, names.map((n) => row[n]));
+            }
+          };
+          return async () => {
+            for (const { record, rows, versions } of kept) {
+              const [kind, id] = parse(record);
+              if (kind === 'audit_log') {
+                await database.query('DELETE FROM sy.audit_lines');
+                await put('audit_lines', rows);
+              } else if (kind === 'meta') {
+                await database.query('DELETE FROM sy.meta WHERE key = $1', [id]);
+                await put('meta', rows);
+              } else if (kind === 'lease') {
+                await database.query('DELETE FROM sy.leases WHERE id = $1', [id]);
+                await put('leases', rows);
+              } else {
+                await database.query('DELETE FROM sy.secrets WHERE id = $1', [id]);
+                await put('secrets', rows);
+                await put('secret_versions', versions!);
+              }
+            }
           };
         },
         async cutAuditLog(count: number) {
@@ -108,16 +146,48 @@ describe('the PostgreSQL store', () => {
     expect(bytes[0].sealed.toString('latin1')).not.toContain('hunter2');
   });
 
+  test('a store of schema 2 (censuses without generations) is too old to open; init stamps them, every record kept; set back to 2 afterwards, it is refused', async () => {
+    const secret = await opened.store.secrets.create({ path: 'app:kept', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
+    await opened.store.audit.append([{ action: 'one', outcome: 'success' }]);
+    // As the previous sy left it: slot sealed for records without generations, roots unstamped, no generation row.
+    const [{ value: slotText }] = await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'");
+    const slot = JSON.parse(slotText) as KeySlot;
+    const kek = Buffer.from(opened.env.SY_MASTER_KEY, 'base64');
+    const dataKey = openSlot(kek, slot)!;
+    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
+    for (const key of Object.keys(ROOTS)) {
+      const [{ value }] = await database.query('SELECT value FROM sy.meta WHERE key = $1', [key]);
+      await database.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [key, roots.encode(key, roots.decode(key, value)!.replace(/^\d+:/, ''))]);
+    }
+    await database.query("DELETE FROM sy.meta WHERE key = 'generation'");
+    await database.query("UPDATE sy.meta SET value = $1 WHERE key = 'keyslot'", [JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2))]);
+    await database.query('DELETE FROM sy.schema_migrations WHERE version = 3');
+
+    await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_old', exitCode: 4 });
+    const upgraded = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });
+    try {
+      expect(upgraded.migrated).toEqual({ from: 2, to: 3 });
+      expect(await upgraded.store.secrets.get({ id: secret.id })).toEqual(secret);
+      await upgraded.store.audit.append([{ action: 'two', outcome: 'success' }]);
+      expect(await upgraded.store.audit.verify()).toMatchObject({ ok: true, lines: 2 });
+    } finally {
+      await upgraded.store.close();
+    }
+    // Dressed up as schema 2 again, to have an older census stamped afresh: the key slot says otherwise.
+    await database.query('DELETE FROM sy.schema_migrations WHERE version = 3');
+    await expect(initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/its schema version/) });
+  });
+
   test('init again with the right key: succeeds, changes nothing, says the store was there', async () => {
     const again = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });
     try {
       expect({ created: again.created, storeId: again.storeId, migrated: again.migrated }).toEqual({
-        created: false, storeId: (await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).map((r) => JSON.parse(r.value).storeId)[0], migrated: { from: 2, to: 2 },
+        created: false, storeId: (await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).map((r) => JSON.parse(r.value).storeId)[0], migrated: { from: 3, to: 3 },
       });
     } finally {
       await again.store.close();
     }
-    expect(await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }]);
+    expect(await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
   });
 
   test('init again with another key: refused with exit 4, nothing changed', async () => {
@@ -131,7 +201,7 @@ describe('the PostgreSQL store', () => {
     await database.query("INSERT INTO sy.schema_migrations (version, sy_version) VALUES (99, '9.9.9')");
     await expect(initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options })).rejects.toMatchObject({ code: 'store_too_new', exitCode: 4 });
     await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_new', exitCode: 4 });
-    expect((await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual([1, 2, 99]);
+    expect((await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual([1, 2, 3, 99]);
   });
 
   test('two inits at once on an empty database: one creates the store, the other finds it; one schema', async () => {
@@ -142,7 +212,7 @@ describe('the PostgreSQL store', () => {
       for (const result of results) await result.store.close();
       expect(results.map((r) => r.created).sort()).toEqual([false, false, true]);
       expect(new Set(results.map((r) => r.storeId)).size).toBe(1);
-      expect(await fresh.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(await fresh.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
     } finally {
       await fresh.drop();
     }

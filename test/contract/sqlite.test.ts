@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Sqlite from 'better-sqlite3';
 import { AUDIT_FILE } from '../../src/audit/file-log.js';
+import { type KeySlot, openSlot, wrapDataKey } from '../../src/store/key-slot.js';
 import { initStore, openStore } from '../../src/store/open.js';
+import { ROOTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
 import type { Store } from '../../src/store/store.js';
 import { type StoreHarness, describeStoreContract } from './store.contract.js';
 
@@ -58,6 +60,42 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
           sql(`UPDATE leases SET ${columns.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`, ...columns.map((c) => row[c]), id);
         };
       },
+      async keep(records: string[]) {
+        const db = new Sqlite(join(home, 'sy.db'));
+        const kept = records.map((record) => {
+          const [kind, id] = record.includes(':') ? record.split(':', 2) : ['meta', record];
+          if (kind === 'audit_log') return { record, value: readFileSync(log) };
+          if (kind === 'meta') return { record, value: db.prepare('SELECT * FROM meta WHERE key = ?').get(id) };
+          if (kind === 'lease') return { record, value: db.prepare('SELECT * FROM leases WHERE id = ?').get(id) };
+          return { record, value: { row: db.prepare('SELECT * FROM secrets WHERE id = ?').get(id), versions: db.prepare('SELECT * FROM secret_versions WHERE secret_id = ?').all(id) } };
+        });
+        db.close();
+        const put = (table: string, row: Record<string, unknown> | undefined) => {
+          if (!row) return;
+          const names = Object.keys(row);
+          sql(`INSERT INTO ${table} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`, ...names.map((n) => row[n]));
+        };
+        return async () => {
+          for (const { record, value } of kept) {
+            const [kind, id] = record.includes(':') ? record.split(':', 2) : ['meta', record];
+            if (kind === 'audit_log') {
+              writeFileSync(log, value as Buffer);
+            } else if (kind === 'meta') {
+              sql('DELETE FROM meta WHERE key = ?', id);
+              put('meta', value as Record<string, unknown> | undefined);
+            } else if (kind === 'lease') {
+              sql('DELETE FROM leases WHERE id = ?', id);
+              put('leases', value as Record<string, unknown> | undefined);
+            } else {
+              const { row, versions } = value as { row?: Record<string, unknown>; versions: Record<string, unknown>[] };
+              sql('DELETE FROM secret_versions WHERE secret_id = ?', id);
+              sql('DELETE FROM secrets WHERE id = ?', id);
+              put('secrets', row);
+              for (const version of versions) put('secret_versions', version);
+            }
+          }
+        };
+      },
       async cutAuditLog(count: number) {
         writeFileSync(log, lines().slice(0, -count).map((line) => `${line}\n`).join(''));
       },
@@ -73,6 +111,31 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
 }
 
 const harness: StoreHarness = { open: openSqlite };
+
+/**
+ * Makes a closed store in `home` what an older sy (schema 2 or 3) left: its key slot sealed
+ * for records without generations, its censuses and audit head without a stamp, no
+ * generation row (and no daemons table at schema 2).
+ */
+function asOlderSy(home: string, env: { SY_MASTER_KEY: string }, schema: 2 | 3): void {
+  const db = new Sqlite(join(home, 'sy.db'));
+  try {
+    const slot = JSON.parse((db.prepare("SELECT value FROM meta WHERE key = 'keyslot'").get() as { value: string }).value) as KeySlot;
+    const kek = Buffer.from(env.SY_MASTER_KEY, 'base64');
+    const dataKey = openSlot(kek, slot)!;
+    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
+    for (const key of Object.keys(ROOTS)) {
+      const value = roots.decode(key, (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string }).value)!;
+      db.prepare('UPDATE meta SET value = ? WHERE key = ?').run(roots.encode(key, value.replace(/^\d+:/, '')), key);
+    }
+    db.prepare("DELETE FROM meta WHERE key = 'generation'").run();
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'keyslot'").run(JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2)));
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(schema));
+    if (schema === 2) db.exec('DROP TABLE daemons');
+  } finally {
+    db.close();
+  }
+}
 
 describeStoreContract('SQLite', harness);
 
@@ -110,14 +173,29 @@ describe('the SQLite store', () => {
   test('a schema-2 store (before the pool registry) gets its daemons table at open, every record kept', async () => {
     const secret = await opened.store.secrets.create({ path: 'app:kept', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
     await opened.store.close();
-    const db = new Sqlite(join(opened.home, 'sy.db'));
-    db.exec("DROP TABLE daemons; UPDATE meta SET value = '2' WHERE key = 'schema_version'");
-    db.close();
+    asOlderSy(opened.home, opened.env, 2);
     const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
     expect(await again.secrets.get({ id: secret.id })).toEqual(secret);
     const id = await again.pools.join({ pool: 'p', host: 'h', pid: 1, version: 'v' });
     expect((await again.pools.list()).map((m) => m.id)).toEqual([id]);
-    expect((await again.info()).schemaVersion).toBe(3);
+    expect((await again.info()).schemaVersion).toBe(4);
+  });
+
+  test('a schema-3 store (censuses without generations) gets them at open, every record kept; set back to schema 3 afterwards, it is refused', async () => {
+    const secret = await opened.store.secrets.create({ path: 'app:kept', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
+    await opened.store.audit.append([{ action: 'one', outcome: 'success' }]);
+    await opened.store.close();
+    asOlderSy(opened.home, opened.env, 3);
+    const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
+    expect(await again.secrets.get({ id: secret.id })).toEqual(secret);
+    await again.audit.append([{ action: 'two', outcome: 'success' }]);
+    expect(await again.audit.verify()).toMatchObject({ ok: true, lines: 2 });
+    expect((await again.info()).schemaVersion).toBe(4);
+    // Dressed up as schema 3 again, to have an older census stamped afresh: the key slot says otherwise.
+    const db = new Sqlite(join(opened.home, 'sy.db'));
+    db.exec("UPDATE meta SET value = '3' WHERE key = 'schema_version'");
+    db.close();
+    await expect(opened.another({ actor: 'y', warn: (text) => warnings.push(text) })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/its schema version/) });
   });
 
   test('a store copied into another directory without its log starts a new one there, saying which came before', async () => {

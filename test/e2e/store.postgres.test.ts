@@ -201,8 +201,8 @@ describe('sy store info', () => {
     const info = await sy.run(['store', 'info']);
     expect(info.exitCode).toBe(0);
     expect(JSON.parse(info.stdout)).toEqual({
-      kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}`, schema_version: 2,
-      secrets: 2, secret_versions: 3, leases: { active: 1 }, audit_lines: 4,
+      kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}`, schema_version: 3,
+      secrets: 2, secret_versions: 3, leases: { active: 1 }, audit_lines: 4, generation: expect.any(Number), audit_hash: expect.stringMatching(/^[0-9a-f]{64}$/),
     });
     expect(info.stdout + info.stderr).not.toContain('never-shown');
     await sy.ok(['dynamic', 'lease', 'revoke', lease.lease_id]);

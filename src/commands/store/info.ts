@@ -19,6 +19,8 @@ export async function storeInfoCommand(ctx: Context, options: OutputFlags) {
     secret_versions: info.secretVersions,
     leases: info.leases,
     audit_lines: info.auditLines,
+    generation: info.generation,
+    audit_hash: info.auditHash,
   };
   await ctx.print({ value: summary, table: () => keyValueTable({ ...summary, leases: leaseCounts(summary.leases) }) }, options);
   return summary;

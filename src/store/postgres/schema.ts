@@ -10,12 +10,22 @@
  * each row's MAC.
  */
 import { storeError } from '../../errors.js';
+import type { RecordsVersion } from '../key-slot.js';
 import type { Sql } from './connection.js';
 import { tampered } from './meta.js';
 import { DAEMONS_TABLE } from './pools.js';
 
 /** The newest migration this sy knows. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+/**
+ * From this migration on, the censuses and the audit head carry generations (records.ts) and
+ * the key slot is sealed for them; init stamps a store's records when it applies it (it needs
+ * the key, so the migration itself has no statement).
+ */
+export const GENERATIONS_SCHEMA = 3;
+
+/** What the key slot of a store at `schema` is sealed for (key-slot.ts). */
+export const slotRecords = (schema: number): RecordsVersion => (schema >= GENERATIONS_SCHEMA ? 3 : 2);
 
 /**
  * Taken for the length of `sy init`'s transaction (pg_advisory_xact_lock): two inits at once,
@@ -96,6 +106,8 @@ const MIGRATIONS: Migration[] = [
   },
   // The pool registry of `sy daemon --pool` (pools.ts): plain rows, read for listings and warnings only.
   { version: 2, statements: [DAEMONS_TABLE] },
+  // Generations of the censuses and the audit head: written by init with the key (stampRoots).
+  { version: 3, statements: [] },
 ];
 
 /** What `sy init` found and did. */
