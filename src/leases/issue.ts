@@ -110,6 +110,7 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
       grants: recipe.grants,
       creationStatements: recipe.creationStatements,
       reassignTo: recipe.reassignTo,
+      connectionLimit: recipe.connectionLimit,
     });
   } catch (error) {
     await settleFailedCreate(deps, leaseId, client, username, { revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo }, error);
