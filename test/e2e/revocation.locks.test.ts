@@ -49,6 +49,9 @@ describe.each(pgMatrix())('PostgreSQL $version', (cluster) => {
       'CREATE SCHEMA app',
       'CREATE TABLE app.orders (id int)',
       'INSERT INTO app.orders VALUES (7)',
+      // Where leases may create objects, as schema public lets them before PostgreSQL 15.
+      'CREATE SCHEMA scratch',
+      'GRANT CREATE, USAGE ON SCHEMA scratch TO PUBLIC',
       // The README's least-privilege admin, as it stands.
       `CREATE ROLE ${ident(LEAST.user)} WITH LOGIN CREATEROLE PASSWORD ${literal(LEAST.password)}`,
       `GRANT USAGE ON SCHEMA app TO ${ident(LEAST.user)} WITH GRANT OPTION`,
@@ -125,5 +128,44 @@ describe.each(pgMatrix())('PostgreSQL $version', (cluster) => {
     expect(await preparedLeft()).toEqual([]);
     // The row lock went with the prepared transaction: the table can be written again at once.
     await asSuperuser("SET lock_timeout = '2s'; UPDATE app.orders SET id = id");
+  });
+
+  test('a lease that keeps logging in again to lock its role row is still revoked', async () => {
+    const lease = await create('db:postgresql:orders');
+    let stop = false;
+    const relock = (async () => {
+      while (!stop) {
+        const client = await pgConnect(login(lease)).catch(() => undefined);
+        if (client === undefined) break; // NOLOGIN: it cannot come back
+        sessions.push(client);
+        await client.query(`BEGIN; ALTER ROLE ${ident(lease.username)} PASSWORD 'Changed-in-a-txn-3'`).catch(() => undefined);
+        // Hold it until the server ends the session.
+        await client.query('SELECT pg_sleep(30)').catch(() => undefined);
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    try {
+      await revoke(lease);
+    } finally {
+      stop = true;
+      for (const client of sessions) await client.end().catch(() => undefined);
+      await relock;
+    }
+  });
+
+  test('another lease that holds a lock on a table this lease owns is ended, and stays a lease', async () => {
+    const owner = await create('db:postgresql:orders');
+    const other = await create('db:postgresql:orders');
+    const TABLE = `made_${cluster.major}_${T}`;
+    const mine = await asLease(owner);
+    await mine.query(`CREATE TABLE scratch.${ident(TABLE)} (id int); GRANT SELECT ON scratch.${ident(TABLE)} TO PUBLIC`);
+    const blocker = await asLease(other);
+    await blocker.query(`BEGIN; SELECT * FROM scratch.${ident(TABLE)}`);
+    await revoke(owner);
+    expect(await asSuperuser('SELECT 1 FROM pg_class WHERE relname = $1', [TABLE])).toEqual([]);
+    await expect(blocker.query('SELECT 1')).rejects.toThrow();
+    // Only its session ended: the other lease still logs in.
+    const again = await asLease(other);
+    expect((await again.query('SELECT current_user AS u')).rows).toEqual([{ u: other.username }]);
   });
 });

@@ -7,6 +7,7 @@
  * (when the admin may) until it goes on.
  */
 import { failed, SyError } from '../../errors.js';
+import { parseManagedName } from '../names.js';
 import { describeUsers, driverReason } from '../shared.js';
 import { ident, literal, PgSession } from './session.js';
 
@@ -85,9 +86,8 @@ export async function rollbackPrepared(session: PgSession, prepared: Prepared[])
  * Runs `body` on `session`; if it is still running after a moment (it waits on a lock), a
  * watcher session on the same database ends, until `body` is done, the sessions of `roles`,
  * their prepared transactions, and every session that blocks `body` and that the admin may
- * end (pg_blocking_pids: a session of a role whose privileges it holds). What the admin may
- * not end (a superuser's session, another tenant's) still makes `body` fail on its lock
- * timeout, naming the lock.
+ * end (pg_blocking_pids, see endBlockers). What the admin may not end (a superuser's
+ * session, another application's) still makes `body` fail on its lock timeout, naming it.
  */
 export async function unblocked<T>(session: PgSession, roles: LeaseRole[], body: () => Promise<T>): Promise<T> {
   const pid = (session.client as unknown as { processID?: number }).processID;
@@ -105,15 +105,7 @@ export async function unblocked<T>(session: PgSession, roles: LeaseRole[], body:
       const version = Number((await watcher.client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0].v);
       while (!done) {
         await watcher.client.query(terminateStatement(roles, version)).catch(() => undefined);
-        await watcher.client
-          .query(
-            `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a
-              WHERE a.pid = ANY(pg_blocking_pids(${Number(pid)})) AND a.usesysid IS NOT NULL
-                AND a.usesysid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
-                AND (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE'))
-                AND (NOT (SELECT rolsuper FROM pg_roles WHERE oid = a.usesysid) OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`,
-          )
-          .catch(() => undefined);
+        await endBlockers(watcher, pid).catch(() => undefined);
         const { rows } = await watcher.client.query<Prepared>(preparedStatement(roles)).catch(() => ({ rows: [] as Prepared[] }));
         if (rows.length > 0) await rollbackPrepared(watcher, rows).catch(() => undefined);
         await pause(WATCH_EVERY_MS);
@@ -128,6 +120,28 @@ export async function unblocked<T>(session: PgSession, roles: LeaseRole[], body:
     return await running;
   } finally {
     await watching;
+  }
+}
+
+/**
+ * Ends the sessions that block `pid` and that the admin may end: those of a role whose
+ * privileges it holds, never its own (another sy at work) nor a superuser's unless it is
+ * one. The session of another sy lease (a user name sy made) counts too: the admin first
+ * takes that role's privileges, as it does to revoke it, so two leases of one holder cannot
+ * shield each other. The lease goes on; only that session ends.
+ */
+async function endBlockers(watcher: PgSession, pid: number): Promise<void> {
+  const { rows } = await watcher.client.query<{ pid: number; rolname: string; usable: boolean }>(
+    `SELECT a.pid, r.rolname::text AS rolname, pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE') AS usable
+       FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+      WHERE a.pid = ANY(pg_blocking_pids(${Number(pid)})) AND r.rolname <> current_user
+        AND (NOT r.rolsuper OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`,
+  );
+  for (const blocker of rows) {
+    if (!blocker.usable && parseManagedName(blocker.rolname) !== undefined) {
+      await watcher.client.query(`GRANT ${ident(blocker.rolname)} TO CURRENT_USER`).catch(() => undefined);
+    }
+    await watcher.client.query('SELECT pg_terminate_backend($1::int)', [blocker.pid]).catch(() => undefined);
   }
 }
 
