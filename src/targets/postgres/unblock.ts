@@ -93,9 +93,17 @@ export async function unblocked<T>(session: PgSession, roles: LeaseRole[], body:
   const pid = (session.client as unknown as { processID?: number }).processID;
   if (pid === undefined || roles.length === 0) return body();
   let done = false;
+  let finished: () => void = () => undefined;
+  const settled = new Promise<void>((resolve) => (finished = resolve));
   const running = body().finally(() => {
     done = true;
+    finished();
   });
+  /** Waits `ms`, or less when `body` is done: a statement that did not wait costs nothing. */
+  const pause = (ms: number): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))), settled]).finally(() => clearTimeout(timer));
+  };
   const watching = (async () => {
     await pause(WATCH_AFTER_MS);
     if (done) return;
@@ -144,7 +152,5 @@ async function endBlockers(watcher: PgSession, pid: number): Promise<void> {
     await watcher.client.query('SELECT pg_terminate_backend($1::int)', [blocker.pid]).catch(() => undefined);
   }
 }
-
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const oidList = (roles: LeaseRole[]): string => roles.map((r) => String(Number(r.oid))).join(', ') || 'NULL';
