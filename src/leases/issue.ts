@@ -150,6 +150,7 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
       grants: recipe.grants,
       creationStatements: recipe.creationStatements,
       reassignTo: recipe.reassignTo,
+      connectionLimit: recipe.connectionLimit,
     });
   } catch (error) {
     const made = refusal === undefined ? client : undefined;

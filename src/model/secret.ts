@@ -7,6 +7,9 @@ import type { Engine } from './engines.js';
 /** The longest lease sy hands out, as in the SyVault API. */
 export const MAX_LEASE_SECONDS = 86400;
 export const DEFAULT_LEASE_SECONDS = 3600;
+/** `connectionLimit`: the most sessions one lease user may hold at once (PRODUCT.md). */
+export const DEFAULT_CONNECTION_LIMIT = 10;
+export const MAX_CONNECTION_LIMIT = 1000;
 export const DEFAULT_POOL = 'default';
 
 export type SecretKind = 'base' | 'dynamic' | 'static';
@@ -34,6 +37,8 @@ export interface DynamicRecipe {
   revocationStatements?: string[];
   /** PostgreSQL: the NOLOGIN role that receives what a lease created, instead of dropping it. */
   reassignTo?: string;
+  /** The most sessions one lease user may hold at once (CONNECTION LIMIT / MAX_USER_CONNECTIONS). */
+  connectionLimit: number;
 }
 
 /**

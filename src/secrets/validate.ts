@@ -7,10 +7,12 @@ import { canonicalPath } from './path.js';
 import {
   type Attributes,
   type BaseConnection,
+  DEFAULT_CONNECTION_LIMIT,
   DEFAULT_LEASE_SECONDS,
   DEFAULT_POOL,
   type DynamicRecipe,
   type GrantPermission,
+  MAX_CONNECTION_LIMIT,
   MAX_LEASE_SECONDS,
   MYSQL_IDENTIFIED_BY_PASSWORD,
   PLACEHOLDER,
@@ -180,6 +182,7 @@ export function parseDynamicRecipe(attributes: Attributes, data: SecretData, eng
   }
   const creationStatements = parseStatements(attributes.creationStatements, 'creationStatements');
   if (creationStatements && engine === 'mysql') checkMysqlPasswordPlaceholders(creationStatements);
+  const connectionLimit = attributes.connectionLimit === undefined ? DEFAULT_CONNECTION_LIMIT : parseConnectionLimit(attributes.connectionLimit);
   return {
     basePath,
     grants,
@@ -190,7 +193,16 @@ export function parseDynamicRecipe(attributes: Attributes, data: SecretData, eng
     creationStatements,
     revocationStatements: parseStatements(attributes.revocationStatements, 'revocationStatements'),
     reassignTo,
+    connectionLimit,
   };
+}
+
+/** `connectionLimit`: a whole number of sessions from 1 to MAX_CONNECTION_LIMIT. */
+export function parseConnectionLimit(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_CONNECTION_LIMIT) {
+    throw usageError('invalid_secret', `attributes.connectionLimit must be a whole number of sessions from 1 to ${MAX_CONNECTION_LIMIT}.`);
+  }
+  return value;
 }
 
 export function parseMaxTtl(value: unknown): number {
@@ -300,7 +312,7 @@ function parseStatements(value: unknown, field: string): string[] | undefined {
 
 // ------------------------------------------------------------------ names sy knows
 
-const DYNAMIC_ATTRIBUTES = ['linkConfig', 'grantPermissions', 'ttl', 'maxTtl', 'pool', 'userPrefix', 'reassignTo', 'creationStatements', 'revocationStatements'];
+const DYNAMIC_ATTRIBUTES = ['linkConfig', 'grantPermissions', 'ttl', 'maxTtl', 'pool', 'userPrefix', 'reassignTo', 'creationStatements', 'revocationStatements', 'connectionLimit'];
 const LINK_CONFIG_FIELDS = ['linkType', 'linkedSecret'];
 const GRANT_FIELDS = ['what', 'where'];
 const BASE_ATTRIBUTES = ['type'];

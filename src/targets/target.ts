@@ -18,6 +18,11 @@ export interface NewUser {
    * must exist and must not be able to log in; createUser checks that before it creates anything.
    */
   reassignTo?: string;
+  /**
+   * The most sessions the user may hold at once: PostgreSQL `CONNECTION LIMIT`, MySQL
+   * `MAX_USER_CONNECTIONS`; set after custom creation statements too.
+   */
+  connectionLimit?: number;
 }
 
 export interface ManagedUser {

@@ -98,6 +98,21 @@ test('a SECURITY DEFINER function a lease created is not handed to the admin on 
   }
 });
 
+test('a prepared transaction of a lease is rolled back by revoke, with a superuser admin too', async () => {
+  const lease = await create('db:pg:app');
+  const gid = `sy_atk_gid_${T}`;
+  const session = await asLease(lease);
+  await session.query(`BEGIN; ALTER ROLE ${pg.escapeIdentifier(lease.username)} PASSWORD 'Changed-1'; PREPARE TRANSACTION ${pg.escapeLiteral(gid)}`);
+  await session.end();
+  try {
+    await revoke(lease);
+    expect(await pgRoleExists(lease.username)).toBe(false);
+    expect(await pgAdminQuery('SELECT gid FROM pg_prepared_xacts WHERE gid = $1', [gid])).toEqual([]);
+  } finally {
+    await pgAdminQuery(`ROLLBACK PREPARED ${pg.escapeLiteral(gid)}`, [], DB).catch(() => undefined);
+  }
+});
+
 test('tables, views, sequences, large objects and default privileges a lease made go with it', async () => {
   const lease = await create('db:pg:app');
   const oid = await roleOid(lease.username);

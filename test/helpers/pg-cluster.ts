@@ -298,6 +298,8 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 max_connections = 60
+# A lease may PREPARE TRANSACTION: revocation must roll those back (issue 16).
+max_prepared_transactions = 10
 # Every statement is logged so tests can show that no password ever reaches the server.
 log_statement = 'all'
 `,

@@ -4,7 +4,7 @@ import type { BaseConnection, DynamicRecipe } from '../../src/model/secret.js';
 import type { Target } from '../../src/targets/target.js';
 
 const connection: BaseConnection = { engine: 'postgresql', host: 'db.example', port: 5432, username: 'admin', password: 'pw' };
-const recipe: DynamicRecipe = { basePath: 'db:pg:root', grants: [{ privileges: ['SELECT'], schema: 'app', table: 'items' }], ttl: 60, maxTtl: 600, pool: 'default' };
+const recipe: DynamicRecipe = { basePath: 'db:pg:root', grants: [{ privileges: ['SELECT'], schema: 'app', table: 'items' }], ttl: 60, maxTtl: 600, pool: 'default', connectionLimit: 10 };
 
 /** A connector whose target answers `problems` (or throws `error`) and records what it was asked. */
 function fakeServer(answer: { problems?: string[]; connectError?: Error; checkError?: Error } = {}) {

@@ -35,7 +35,8 @@ export const DESCRIPTION_TERMS: [string, string][] = [
 {linkType: "dynamic", linkedSecret: <base path>}; \`grantPermissions\` is {what, where} or a list of them
 (\`where\` is \`*.*\`, \`schema.*\` or \`schema.table\`); \`ttl\` is the default lease length in seconds;
 \`pool\` names the daemon pool that revokes its leases (default \`default\`); \`userPrefix\` prefixes
-created user names; \`maxTtl\` caps leases (at most 86400); \`reassignTo\` (PostgreSQL) names a
+created user names; \`maxTtl\` caps leases (at most 86400); \`connectionLimit\` caps the sessions one lease
+user may hold at once (1 to 1000, default 10); \`reassignTo\` (PostgreSQL) names a
 NOLOGIN role that receives what a lease created, which is otherwise dropped with it. System schemas are
 never in reach, names are matched as written, and \`ALL\` means the data privileges only. Experts may give
 \`creationStatements\` and \`revocationStatements\` templates with \`{{name}}\`, \`{{password}}\` and \`{{expiration}}\`.

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { failed } from '../../errors.js';
 import { isSystemSchema } from '../../model/engines.js';
 import type { GrantPermission } from '../../model/secret.js';
-import { MYSQL_IDENTIFIED_BY_PASSWORD } from '../../model/secret.js';
+import { MAX_CONNECTION_LIMIT, MYSQL_IDENTIFIED_BY_PASSWORD } from '../../model/secret.js';
 import { renderTemplate } from '../shared.js';
 import type { NewUser } from '../target.js';
 import { grantLevel, lookUpNames } from './lookup.js';
@@ -35,7 +35,8 @@ export async function createUser(session: MysqlSession, user: NewUser): Promise<
   const { mariadb, grants } = await planGrants(session, name, user.grants);
   const credential = identifiedBy(user.password, mariadb);
   // Not undone when it fails: the name may be someone else's, and a user that was not made needs no drop.
-  await session.run(`CREATE USER ${account(name)} ${credential}`, [], `create user ${name}`, 'create_user_failed', user.password);
+  const limit = user.connectionLimit !== undefined ? ` WITH MAX_USER_CONNECTIONS ${connectionLimit(user.connectionLimit)}` : '';
+  await session.run(`CREATE USER ${account(name)} ${credential}${limit}`, [], `create user ${name}`, 'create_user_failed', user.password);
   try {
     for (const grant of grants) await session.run(grant.sql, [], grant.action, 'grant_failed');
   } catch (error) {
@@ -63,6 +64,14 @@ async function createFromTemplates(session: MysqlSession, name: string, user: Ne
       await session.run(statement, [], `create user ${name}`, 'create_user_failed', user.password);
       ran++;
     }
+    // The recipe's cap holds whatever the statements said, on every host they created the user on.
+    if (user.connectionLimit !== undefined) {
+      const hosts = (await lookUpHoldings(session, [name])).get(name)?.hosts ?? [];
+      if (hosts.length > 0) {
+        const accounts = hosts.map((h) => account(name, h)).join(', ');
+        await session.run(`ALTER USER ${accounts} WITH MAX_USER_CONNECTIONS ${connectionLimit(user.connectionLimit)}`, [], `create user ${name}`, 'create_user_failed');
+      }
+    }
   } catch (error) {
     // A template may create the user on any host: drop whatever exists under the name.
     if (ran > 0) {
@@ -72,6 +81,12 @@ async function createFromTemplates(session: MysqlSession, name: string, user: Ne
     }
     throw error;
   }
+}
+
+/** A whole number for SQL: validated at create time, checked again here since it is spliced in. */
+function connectionLimit(value: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > MAX_CONNECTION_LIMIT) throw failed('create_user_failed', `The connection limit ${value} is not a whole number from 1 to ${MAX_CONNECTION_LIMIT}.`);
+  return value;
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import { failed } from '../../errors.js';
 import { POSTGRES_DATA_PRIVILEGES } from '../../model/engines.js';
-import type { GrantPermission } from '../../model/secret.js';
+import { type GrantPermission, MAX_CONNECTION_LIMIT } from '../../model/secret.js';
 import { parseManagedName } from '../names.js';
 import { scramSha256Verifier } from '../scram.js';
 import { type DriverError, expandPrivileges, renderTemplate } from '../shared.js';
@@ -34,11 +34,15 @@ export async function createUser(session: PgSession, user: NewUser): Promise<voi
           const statement = renderTemplate(template, { name, password: verifier, expiration: expires }, escapePasswordLiteral);
           await session.query(statement, [], `create user ${name}`, 'create_user_failed', user.password);
         }
+        // The recipe's cap holds whatever the statements said: a lease must not keep the admin out.
+        if (user.connectionLimit !== undefined) {
+          await session.query(`ALTER ROLE ${ident(name)} CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}`, [], `create user ${name}`, 'create_user_failed');
+        }
         return;
       }
       await session.query(
         [
-          `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT PASSWORD ${literal(verifier)} VALID UNTIL ${literal(expires)}`,
+          `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT${user.connectionLimit !== undefined ? ` CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}` : ''} PASSWORD ${literal(verifier)} VALID UNTIL ${literal(expires)}`,
           `COMMENT ON ROLE ${ident(name)} IS ${literal(`managed by sy; reap after ${parseManagedName(name)?.reapAfter.toISOString() ?? expires}`)}`,
           `GRANT CONNECT ON DATABASE ${ident(session.database)} TO ${ident(name)}`,
         ].join('; '),
@@ -54,6 +58,12 @@ export async function createUser(session: PgSession, user: NewUser): Promise<voi
     if (custom) await revokeUsers(session, [name], { reassignTo: user.reassignTo }).catch(() => undefined);
     throw error;
   }
+}
+
+/** A whole number for SQL: validated at create time, checked again here since it is spliced in. */
+function connectionLimit(value: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > MAX_CONNECTION_LIMIT) throw failed('create_user_failed', `The connection limit ${value} is not a whole number from 1 to ${MAX_CONNECTION_LIMIT}.`);
+  return value;
 }
 
 /** Moves VALID UNTIL; a role that is gone is `user_not_found`, so the lease can be marked gone. */

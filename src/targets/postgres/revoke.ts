@@ -12,12 +12,10 @@ import type { RevokeOptions, RevokeResult } from '../target.js';
 import { checkReassignTarget } from './reassign.js';
 import { TABLE_KINDS } from './recipe.js';
 import { checkedName, ident, literal, PgSession } from './session.js';
+import { type Prepared, preparedStatement, rollbackPrepared, terminateStatement, unblocked } from './unblock.js';
 
 /** pg_authid's oid, as pg_shdepend.refclassid holds it for a role. */
 const AUTHID = "'pg_catalog.pg_authid'::pg_catalog.regclass";
-
-/** How long pg_terminate_backend waits for a session to end (PostgreSQL 14+). */
-const TERMINATE_WAIT_MS = 5000;
 
 /** See Target.revokeUsers and PostgresTarget: logins and sessions first, then what they own, then the roles. */
 export async function revokeUsers(session: PgSession, usernames: string[], options: RevokeOptions = {}): Promise<RevokeResult> {
@@ -62,21 +60,21 @@ export async function revokeUsers(session: PgSession, usernames: string[], optio
     if (options.revocationStatements && options.revocationStatements.length > 0) {
       for (const role of remaining) {
         try {
-          for (const template of options.revocationStatements) {
-            await session.client.query(revocationStatement(template, role.rolname));
-          }
+          await unblocked(session, [role], async () => {
+            for (const template of options.revocationStatements!) await session.client.query(revocationStatement(template, role.rolname));
+          });
         } catch (error) {
           errors.set(role.rolname, error);
         }
       }
     } else {
       try {
-        await dropRoles(session, remaining, options.reassignTo);
+        await unblocked(session, remaining, () => dropRoles(session, remaining, options.reassignTo));
       } catch {
         // One stubborn or concurrently changed role must not block the others: one by one.
         for (const role of remaining) {
           try {
-            await dropRoles(session, [role], options.reassignTo);
+            await unblocked(session, [role], () => dropRoles(session, [role], options.reassignTo));
           } catch (error) {
             errors.set(role.rolname, error);
           }
@@ -85,12 +83,14 @@ export async function revokeUsers(session: PgSession, usernames: string[], optio
     }
   }
 
-  // Gone means gone: no role of that name, nothing in pg_shdepend naming its oid, no session.
+  // Gone means gone: no role of that name, nothing in pg_shdepend naming its oid, no session,
+  // no prepared transaction of its own.
   const { rows: left } = await session.query<{ rolname: string }>(
     `SELECT r.rolname FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.text[])) AS r(oid, rolname)
         WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r.rolname)
            OR EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d WHERE d.refclassid OPERATOR(pg_catalog.=) ${AUTHID} AND d.refobjid OPERATOR(pg_catalog.=) r.oid)
-           OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.usesysid OPERATOR(pg_catalog.=) r.oid)`,
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.usesysid OPERATOR(pg_catalog.=) r.oid)
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xact() AS p(transaction, gid, prepared, ownerid, dbid) WHERE p.ownerid OPERATOR(pg_catalog.=) r.oid)`,
     [roles.map((r) => r.oid), roles.map((r) => r.rolname)],
     `check the revocation of ${describeUsers(names)}`,
   );
@@ -114,8 +114,12 @@ export async function revokeUsers(session: PgSession, usernames: string[], optio
 
 /**
  * Ends the roles' logins and sessions, everywhere in the cluster, before anything else: from
- * then on they cannot create anything more. Returns the roles that exist, with their oids
- * and the other databases where pg_shdepend says they own something or hold privileges.
+ * then on they cannot create anything more. Nothing here may wait on a lock the lease holds
+ * (an open transaction that changed its own role row, a prepared transaction): the admin
+ * first takes the roles' privileges (which waits on nothing a lease can hold), ends their
+ * sessions and rolls back their prepared transactions, and only then sets NOLOGIN, under
+ * the watcher of unblocked(). Returns the roles that exist, with their oids and the other
+ * databases where pg_shdepend says they own something or hold privileges.
  */
 async function disable(session: PgSession, names: string[]): Promise<Role[]> {
   const { rows } = await session.query<{ rolname: string; oid: number; usable: boolean; can_login: boolean; superuser: boolean; version: number }>(
@@ -128,29 +132,31 @@ async function disable(session: PgSession, names: string[]): Promise<Role[]> {
   );
   if (rows.length === 0) return [];
   const { superuser, version } = rows[0];
-  const prepare: string[] = [];
+  const action = `revoke ${describeUsers(names)}`;
   const toJoin = rows.filter((r) => !r.usable).map((r) => ident(r.rolname));
-  // A CREATEROLE admin needs the privileges of a role to end its sessions and drop what it owns.
-  if (toJoin.length > 0 && !superuser) prepare.push(`GRANT ${toJoin.join(', ')} TO CURRENT_USER`);
-  for (const r of rows.filter((r) => r.can_login)) prepare.push(`ALTER ROLE ${ident(r.rolname)} NOLOGIN`);
-  // NOLOGIN is committed before the sessions are ended, so none can come back in between.
-  const statements = prepare.length > 0 ? ['BEGIN', ...prepare, 'COMMIT'] : [];
-  const list = `ARRAY[${rows.map((r) => literal(r.rolname)).join(', ')}]::pg_catalog.text[]`;
-  const terminate = version >= 140000 ? `pg_catalog.pg_terminate_backend(pid, ${TERMINATE_WAIT_MS})` : 'pg_catalog.pg_terminate_backend(pid)';
-  statements.push(
-    `SELECT ${terminate} FROM pg_catalog.pg_stat_activity
-        WHERE usename OPERATOR(pg_catalog.=) ANY (${list}) AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()`,
-  );
-  statements.push(
+  // A CREATEROLE admin needs the privileges of a role to end its sessions, roll back its
+  // prepared transactions (as the role) and drop what it owns.
+  const first = toJoin.length > 0 && !superuser ? ['BEGIN', `GRANT ${toJoin.join(', ')} TO CURRENT_USER`, 'COMMIT'] : [];
+  first.push(terminateStatement(rows, version), preparedStatement(rows));
+  const logins = rows.filter((r) => r.can_login).map((r) => `ALTER ROLE ${ident(r.rolname)} NOLOGIN`);
+  // NOLOGIN is committed before the sessions are ended again, so none can come back after.
+  const second = logins.length > 0 ? ['BEGIN', ...logins, 'COMMIT'] : [];
+  second.push(terminateStatement(rows, version));
+  second.push(
     `SELECT r.rolname, pg_catalog.array_agg(DISTINCT db.datname::pg_catalog.text ORDER BY db.datname::pg_catalog.text) AS databases
          FROM pg_catalog.pg_roles r JOIN pg_catalog.pg_shdepend d ON d.refclassid OPERATOR(pg_catalog.=) ${AUTHID} AND d.refobjid OPERATOR(pg_catalog.=) r.oid
          JOIN pg_catalog.pg_database db ON db.oid OPERATOR(pg_catalog.=) d.dbid
-        WHERE r.rolname OPERATOR(pg_catalog.=) ANY (${list}) AND db.datname OPERATOR(pg_catalog.<>) pg_catalog.current_database()
+        WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[${rows.map((r) => literal(r.rolname)).join(', ')}]::pg_catalog.text[]) AND db.datname OPERATOR(pg_catalog.<>) pg_catalog.current_database()
         GROUP BY r.rolname`,
   );
   let results: pg.QueryResult[];
   try {
-    results = await session.multi(statements.join('; '), `revoke ${describeUsers(names)}`);
+    results = await unblocked(session, rows, async () => {
+      const early = await session.multi(first.join('; '), action);
+      const prepared = early[early.length - 1].rows as Prepared[];
+      if (prepared.length > 0) await rollbackPrepared(session, prepared);
+      return session.multi(second.join('; '), action);
+    });
   } catch (error) {
     await session.client.query('ROLLBACK').catch(() => undefined);
     throw error;
@@ -169,7 +175,7 @@ async function cleanOtherDatabases(session: PgSession, roles: Role[], options: R
     let other: PgSession | undefined;
     try {
       other = await PgSession.open(session.conn, session.options, database);
-      await other.transaction(action, 'revoke_failed', undefined, () => removeOwned(other!, members, options.reassignTo));
+      await unblocked(other, members, () => other!.transaction(action, 'revoke_failed', undefined, () => removeOwned(other!, members, options.reassignTo)));
     } catch (error) {
       const reason = error instanceof SyError ? error.message.replace(/\.$/, '') : driverReason(error, [session.conn.password]);
       const wrapped = failed('revoke_failed', `Could not revoke on PostgreSQL at ${session.address}: database "${database}" could not be cleaned (${reason}).`);
