@@ -127,7 +127,7 @@ export const AUDIT_HEAD = 'audit_head';
 /**
  * Schema 1 to 2, once, by the first process that opens the store with its key: every row
  * gets its MAC, the censuses are counted, the audit log's head (a bare hash in schema 1)
- * becomes a position, and the key slot is re-sealed for schema 2 (`slot`), so that a schema-2
+ * becomes a position, and the key slot is re-sealed for the current schema (`slot`), so that a newer
  * store cannot be passed off as a schema-1 one to have its rows MACed afresh. Rows are taken
  * as they are, having had nothing to be checked against; the few contradictions schema 1
  * can show (a current version that is not the newest, a ledger user name that differs from

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { ROOT, freshKey } from '../helpers/cli.js';
 import { myAdminQuery, tag } from '../helpers/db.js';
 import { auditLog, cleanupMachines, initContainer, machine, revocationsByLease } from '../helpers/fleet.js';
-import { type StoreDatabase, createStoreDatabase } from '../helpers/pg-store.js';
+import { type StoreDatabase, asOlderPgStore, createStoreDatabase } from '../helpers/pg-store.js';
 import {
   type Daemon,
   createSecrets,
@@ -194,13 +194,12 @@ test('a store made before pools (schema 1): commands ask for sy init, which adds
     expect((await initContainer(['init'], old.url, KEY)).exitCode).toBe(0);
     const sy = machine(old.url, KEY, 'upgrader', { SY_NO_SWEEP: '1' });
     await sy.json(['secret', 'create', 'app:kept', '--data', '{"v": 1}']);
-    await old.query('DROP TABLE sy.daemons');
-    await old.query('DELETE FROM sy.schema_migrations WHERE version = 2');
+    await asOlderPgStore(old, KEY, 1);
     const refused = await sy.run(['pool', 'list']);
     expect({ exitCode: refused.exitCode, stdout: refused.stdout }).toEqual({ exitCode: 4, stdout: '' });
-    expect(refused.stderr).toMatch(/schema 1; this sy needs schema 2[\s\S]*sy init/);
+    expect(refused.stderr).toMatch(/schema 1; this sy needs schema 3[\s\S]*sy init/);
     const init = await sy.json(['init']);
-    expect(init).toMatchObject({ created: false, schema_version: 2 });
+    expect(init).toMatchObject({ created: false, schema_version: 3 });
     expect(await sy.json(['secret', 'read', 'app:kept'])).toMatchObject({ data: { v: 1 } });
     expect((await sy.json<{ data: unknown[] }>(['pool', 'list'])).data).toEqual([]);
   } finally {

@@ -92,7 +92,7 @@ describe('sy init against a PostgreSQL store', () => {
   test('creates the schema, then says the store is there; SY_HOME is never touched', async () => {
     const sy = client(database.url);
     const first = await sy.ok(['init']);
-    expect(first).toEqual({ store: `postgresql://postgres@127.0.0.1/${database.name}`, kind: 'postgresql', store_id: expect.any(String), key_source: 'SY_MASTER_KEY', schema_version: 2, created: true });
+    expect(first).toEqual({ store: `postgresql://postgres@127.0.0.1/${database.name}`, kind: 'postgresql', store_id: expect.any(String), key_source: 'SY_MASTER_KEY', schema_version: 3, created: true });
     const again = await sy.run(['init']);
     expect(again.exitCode).toBe(0);
     expect(JSON.parse(again.stdout)).toEqual({ ...first, created: false });
