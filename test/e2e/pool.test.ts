@@ -9,6 +9,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type KeySlot, openSlot, wrapDataKey } from '../../src/store/key-slot.js';
+import { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
 import { ROOT, freshKey } from '../helpers/cli.js';
 import { myAdminQuery, tag } from '../helpers/db.js';
 import { auditLog, cleanupMachines, initContainer, machine, revocationsByLease } from '../helpers/fleet.js';
@@ -195,14 +197,25 @@ test('a store made before pools (schema 1): commands ask for sy init, which adds
     const sy = machine(old.url, KEY, 'upgrader', { SY_NO_SWEEP: '1' });
     await sy.json(['secret', 'create', 'app:kept', '--data', '{"v": 1}']);
     await old.query('DROP TABLE sy.daemons');
-    // And what schema 3 added (the clients), so that the store is as schema 1 left it.
+    // And what later migrations added (generations, clients), so that the store is as schema 1 left it.
     await old.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'");
+    const [{ value: slotText }] = await old.query("SELECT value FROM sy.meta WHERE key = 'keyslot'");
+    const slot = JSON.parse(slotText) as KeySlot;
+    const kek = Buffer.from(KEY, 'base64');
+    const dataKey = openSlot(kek, slot)!;
+    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
+    for (const key of ROOTS_BEFORE_CLIENTS) {
+      const [{ value }] = await old.query('SELECT value FROM sy.meta WHERE key = $1', [key]);
+      await old.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [key, roots.encode(key, roots.decode(key, value)!.replace(/^\d+:/, ''))]);
+    }
+    await old.query("DELETE FROM sy.meta WHERE key = 'generation'");
+    await old.query("UPDATE sy.meta SET value = $1 WHERE key = 'keyslot'", [JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2))]);
     await old.query('DELETE FROM sy.schema_migrations WHERE version >= 2');
     const refused = await sy.run(['pool', 'list']);
     expect({ exitCode: refused.exitCode, stdout: refused.stdout }).toEqual({ exitCode: 4, stdout: '' });
-    expect(refused.stderr).toMatch(/schema 1; this sy needs schema 3[\s\S]*sy init/);
+    expect(refused.stderr).toMatch(/schema 1; this sy needs schema 4[\s\S]*sy init/);
     const init = await sy.json(['init']);
-    expect(init).toMatchObject({ created: false, schema_version: 3 });
+    expect(init).toMatchObject({ created: false, schema_version: 4 });
     expect(await sy.json(['secret', 'read', 'app:kept'])).toMatchObject({ data: { v: 1 } });
     expect((await sy.json<{ data: unknown[] }>(['pool', 'list'])).data).toEqual([]);
   } finally {
