@@ -110,10 +110,12 @@ export function tampered(record: string, restore = 'SY_HOME'): SyError {
  * root put back alone, or with the generation but not with every root that changed since
  * (every command appends to the audit log, so its end always moves), no longer agrees.
  *
- * A new kind of record that needs a census gets a line here and writes its census through
- * the store's root writer (AuthenticatedMeta in SQLite, PgMeta in PostgreSQL); its migration
- * writes its first value with `RootRecords.initial` (or `next`). What stays out of reach is
- * the whole store put back together (every root, every row, the log): see the README.
+ * A new kind of record that needs a census gets a line here and reads and writes its census
+ * through the store's roots (readCensus/writeCensus in SQLite's AuthenticatedMeta,
+ * readCensus/updateCensus in PostgreSQL's PgMeta), in the transaction that writes its rows.
+ * Its migration writes the first value with `writeRoots(changes, readRoots([key]))`: the new
+ * root may be missing only there. What stays out of reach is the whole store put back
+ * together (every root, every row, the log): see the README.
  */
 export const ROOTS: Readonly<Record<string, string>> = {
   audit_head: "the audit log's end",
@@ -155,12 +157,17 @@ export class RootRecords {
     return this.macs.check(Buffer.from(stored.slice(0, 64), 'hex'), 'meta', [key, value]) ? value : undefined;
   }
 
-  /** Every root and the generation as stored, read together (one statement, or under the lock); their values once all agree. */
-  check(stored: ReadonlyMap<string, string>, keys: readonly string[] = Object.keys(ROOTS)): Roots {
+  /**
+   * Every root and the generation as stored, read together (one statement, or under the lock);
+   * their values once all agree. `absent`: roots that the migration adding them is about to
+   * write, which may be missing from both the store and the generation (only there).
+   */
+  check(stored: ReadonlyMap<string, string>, absent: readonly string[] = []): Roots {
     const generation = parseGeneration(this.decode(GENERATION, stored.get(GENERATION)));
     if (!generation) throw this.tampered(GENERATION_WHAT);
     const values = new Map<string, string>();
-    for (const [key, what] of Object.entries(ROOTS).filter(([k]) => keys.includes(k))) {
+    for (const [key, what] of Object.entries(ROOTS)) {
+      if (absent.includes(key) && !stored.has(key) && generation.roots[key] === undefined) continue;
       const match = /^(\d+):([\s\S]*)$/.exec(this.decode(key, stored.get(key)) ?? '');
       if (!match) throw this.tampered(what);
       const stamp = Number(match[1]);

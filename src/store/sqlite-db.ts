@@ -137,9 +137,9 @@ export class AuthenticatedMeta {
   }
 
   /** Every root, checked against the generation; a root missing or put back throws (exit 4). */
-  readRoots(): Roots {
+  readRoots(absent: readonly string[] = []): Roots {
     const rows = this.sql(`SELECT key, value FROM meta WHERE key IN (${ROOT_KEYS.map(() => '?').join(', ')})`).all(...ROOT_KEYS) as { key: string; value: string }[];
-    return this.roots.check(new Map(rows.map((row) => [row.key, row.value])));
+    return this.roots.check(new Map(rows.map((row) => [row.key, row.value])), absent);
   }
 
   /** Within the caller's write transaction: `changes` (root key to value) written at the next generation. */

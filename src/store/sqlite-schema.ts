@@ -121,7 +121,7 @@ export function migrateToClients(db: Database, macs: RecordMac): void {
     addClients(db);
     const meta = new AuthenticatedMeta(db, macs);
     const stored = new Map(ROOT_KEYS.map((key) => [key, readMeta(db, key)]).filter((e): e is [string, string] => e[1] !== undefined));
-    meta.writeRoots({ [CLIENT_CENSUS]: new Census().encode() }, meta.roots.check(stored, ROOTS_BEFORE_CLIENTS));
+    meta.writeRoots({ [CLIENT_CENSUS]: new Census().encode() }, meta.roots.check(stored, [CLIENT_CENSUS]));
     db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
   });
 }
@@ -164,7 +164,7 @@ export const AUDIT_HEAD = 'audit_head';
 /**
  * Schema 1 to 2, once, by the first process that opens the store with its key: every row
  * gets its MAC, the censuses are counted, the audit log's head (a bare hash in schema 1)
- * becomes a position, and the key slot is re-sealed for schema 2 (`slot`), so that a schema-2
+ * becomes a position, and the key slot is re-sealed for the current schema (`slot`), so that a newer
  * store cannot be passed off as a schema-1 one to have its rows MACed afresh. Rows are taken
  * as they are, having had nothing to be checked against; the few contradictions schema 1
  * can show (a current version that is not the newest, a ledger user name that differs from

@@ -5,13 +5,11 @@
  * migrations, init run again or at once, and how it holds connections.
  */
 import { randomBytes } from 'node:crypto';
-import { type KeySlot, openSlot, wrapDataKey } from '../../src/store/key-slot.js';
 import { initPostgresStore } from '../../src/store/postgres/init.js';
-import { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
 import { openPostgresStore } from '../../src/store/postgres/store.js';
 import { parseStoreUrl } from '../../src/store/postgres/url.js';
 import type { Store } from '../../src/store/store.js';
-import { type StoreDatabase, createStoreDatabase } from '../helpers/pg-store.js';
+import { type StoreDatabase, asOlderPgStore, createStoreDatabase } from '../helpers/pg-store.js';
 import { type StoreHarness, describeStoreContract } from './store.contract.js';
 
 type Options = { actor: string; warn: (text: string) => void };
@@ -167,21 +165,7 @@ describe('the PostgreSQL store', () => {
   test('a store of schema 2 (censuses without generations) is too old to open; init stamps them, every record kept; set back to 2 afterwards, it is refused', async () => {
     const secret = await opened.store.secrets.create({ path: 'app:kept', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
     await opened.store.audit.append([{ action: 'one', outcome: 'success' }]);
-    // As the previous sy left it: slot sealed for records without generations, roots unstamped, no generation row.
-    const [{ value: slotText }] = await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'");
-    const slot = JSON.parse(slotText) as KeySlot;
-    const kek = Buffer.from(opened.env.SY_MASTER_KEY, 'base64');
-    const dataKey = openSlot(kek, slot)!;
-    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
-    // And without what migration 4 added: the clients.
-    await database.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'; DELETE FROM sy.schema_migrations WHERE version = 4");
-    for (const key of ROOTS_BEFORE_CLIENTS) {
-      const [{ value }] = await database.query('SELECT value FROM sy.meta WHERE key = $1', [key]);
-      await database.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [key, roots.encode(key, roots.decode(key, value)!.replace(/^\d+:/, ''))]);
-    }
-    await database.query("DELETE FROM sy.meta WHERE key = 'generation'");
-    await database.query("UPDATE sy.meta SET value = $1 WHERE key = 'keyslot'", [JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2))]);
-    await database.query('DELETE FROM sy.schema_migrations WHERE version = 3');
+    await asOlderPgStore(database, opened.env.SY_MASTER_KEY, 2);
 
     await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_old', exitCode: 4 });
     const upgraded = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });

@@ -271,7 +271,7 @@ describe("the store database's operator, without the key", () => {
     await sy.ok(['init']);
     await sy.ok(['secret', 'create', 'app:a', '--data', '{}']);
     await sy.ok(['secret', 'create', 'app:b', '--data', '{}']);
-    const [twoLines] = await op.rows('meta', "key = 'audit_head'");
+    const twoLines = await op.rows('meta');
     await sy.ok(['secret', 'create', 'app:c', '--data', '{}']);
     await op.save('meta', 'audit_lines');
     const verify = async () => {
@@ -317,10 +317,14 @@ describe("the store database's operator, without the key", () => {
     } finally {
       await other.drop();
     }
-    // Documented (README, Security model): lines cut together with the head set back to where
-    // it was then is a consistent older log, as is a whole store set back.
+    // Lines cut with the head set back to where it was then: the generation has moved on since.
     await database.query('DELETE FROM sy.audit_lines WHERE seq = 3');
-    await database.query("UPDATE sy.meta SET value = $1 WHERE key = 'audit_head'", [twoLines.value]);
+    await database.query("UPDATE sy.meta SET value = $1 WHERE key = 'audit_head'", [twoLines.find((r) => r.key === 'audit_head')!.value]);
+    expectRefused(await sy.run(['audit', 'verify']), /the audit log's end/);
+    // Documented (README, Security model): the whole store set back together (every meta row,
+    // every row and line as they were then) is a consistent older state.
+    for (const row of twoLines) await database.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [row.key, row.value]);
+    await database.query("DELETE FROM sy.secrets WHERE path = 'app:c'");
     expect(await verify()).toEqual({ exit: 0, ok: true, first_bad_line: null, reason: null });
   });
 

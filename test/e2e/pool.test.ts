@@ -9,12 +9,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type KeySlot, openSlot, wrapDataKey } from '../../src/store/key-slot.js';
-import { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
 import { ROOT, freshKey } from '../helpers/cli.js';
 import { myAdminQuery, tag } from '../helpers/db.js';
 import { auditLog, cleanupMachines, initContainer, machine, revocationsByLease } from '../helpers/fleet.js';
-import { type StoreDatabase, createStoreDatabase } from '../helpers/pg-store.js';
+import { type StoreDatabase, asOlderPgStore, createStoreDatabase } from '../helpers/pg-store.js';
 import {
   type Daemon,
   createSecrets,
@@ -196,21 +194,7 @@ test('a store made before pools (schema 1): commands ask for sy init, which adds
     expect((await initContainer(['init'], old.url, KEY)).exitCode).toBe(0);
     const sy = machine(old.url, KEY, 'upgrader', { SY_NO_SWEEP: '1' });
     await sy.json(['secret', 'create', 'app:kept', '--data', '{"v": 1}']);
-    await old.query('DROP TABLE sy.daemons');
-    // And what later migrations added (generations, clients), so that the store is as schema 1 left it.
-    await old.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'");
-    const [{ value: slotText }] = await old.query("SELECT value FROM sy.meta WHERE key = 'keyslot'");
-    const slot = JSON.parse(slotText) as KeySlot;
-    const kek = Buffer.from(KEY, 'base64');
-    const dataKey = openSlot(kek, slot)!;
-    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
-    for (const key of ROOTS_BEFORE_CLIENTS) {
-      const [{ value }] = await old.query('SELECT value FROM sy.meta WHERE key = $1', [key]);
-      await old.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [key, roots.encode(key, roots.decode(key, value)!.replace(/^\d+:/, ''))]);
-    }
-    await old.query("DELETE FROM sy.meta WHERE key = 'generation'");
-    await old.query("UPDATE sy.meta SET value = $1 WHERE key = 'keyslot'", [JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2))]);
-    await old.query('DELETE FROM sy.schema_migrations WHERE version >= 2');
+    await asOlderPgStore(old, KEY, 1);
     const refused = await sy.run(['pool', 'list']);
     expect({ exitCode: refused.exitCode, stdout: refused.stdout }).toEqual({ exitCode: 4, stdout: '' });
     expect(refused.stderr).toMatch(/schema 1; this sy needs schema 4[\s\S]*sy init/);

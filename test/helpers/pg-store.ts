@@ -39,3 +39,29 @@ export async function dropStoreDatabase(name: string): Promise<void> {
 
 /** A connected superuser client in the store's database, for tests that watch it over time. */
 export const storeClient = (name: string): Promise<pg.Client> => pgConnect({ ...LOCAL_PG, database: name });
+
+/**
+ * Makes the store in `database` what a sy of PostgreSQL schema `schema` (1 or 2, before
+ * generations) left: the key slot sealed for records without generations, the censuses and
+ * audit head unstamped, no generation row, the later migrations' rows gone (and, below 2, the
+ * pool registry's table). `masterKey`: the store's SY_MASTER_KEY.
+ */
+export async function asOlderPgStore(database: StoreDatabase, masterKey: string, schema: 1 | 2): Promise<void> {
+  const { openSlot, wrapDataKey } = await import('../../src/store/key-slot.js');
+  const { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } = await import('../../src/store/records.js');
+  const [{ value: slotText }] = await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'");
+  const slot = JSON.parse(slotText);
+  const kek = Buffer.from(masterKey, 'base64');
+  const dataKey = openSlot(kek, slot)!;
+  const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
+  // Migration 4's clients, which no older sy had.
+  await database.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'");
+  for (const key of ROOTS_BEFORE_CLIENTS) {
+    const [{ value }] = await database.query('SELECT value FROM sy.meta WHERE key = $1', [key]);
+    await database.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [key, roots.encode(key, roots.decode(key, value)!.replace(/^\d+:/, ''))]);
+  }
+  await database.query("DELETE FROM sy.meta WHERE key = 'generation'");
+  await database.query("UPDATE sy.meta SET value = $1 WHERE key = 'keyslot'", [JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2))]);
+  await database.query('DELETE FROM sy.schema_migrations WHERE version > $1', [schema]);
+  if (schema < 2) await database.query('DROP TABLE sy.daemons');
+}

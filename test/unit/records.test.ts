@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Census, RecordMac, recordKey, shown } from '../../src/store/records.js';
+import { Census, GENERATION, ROOTS, RecordMac, RootRecords, recordKey, shown } from '../../src/store/records.js';
 
 const key = recordKey(randomBytes(32));
 
@@ -58,4 +58,55 @@ describe('Census', () => {
 test('shown quotes a value with control characters or spaces', () => {
   expect(shown('db:postgresql:app')).toBe('db:postgresql:app');
   expect(shown('a\u001b[31mred')).toBe('"a\\u001b[31mred"');
+});
+
+describe('RootRecords', () => {
+  const roots = new RootRecords(new RecordMac(key, 'store-a'));
+  const first = Object.fromEntries(Object.keys(ROOTS).map((k) => [k, `${k}-v1`]));
+  const stored = (rows: [string, string][]) => new Map(rows);
+  const apply = (map: Map<string, string>, rows: [string, string][]) => new Map([...map, ...rows]);
+  const refusal = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (error) {
+      expect((error as { exitCode: number }).exitCode).toBe(4);
+      return (error as Error).message;
+    }
+    throw new Error('not refused');
+  };
+
+  test('a new store reads back at generation 1; each change takes the next generation, for that root only', () => {
+    const v1 = stored(roots.initial(first));
+    expect(roots.check(v1)).toMatchObject({ generation: 1, values: new Map(Object.entries(first)) });
+    const v2 = apply(v1, roots.next(roots.check(v1), { lease_census: 'leases-v2' }));
+    const v3 = apply(v2, roots.next(roots.check(v2), { audit_head: 'head-v3' }));
+    expect(roots.check(v3)).toMatchObject({ generation: 3, stamps: { lease_census: 2, audit_head: 3, secret_census: 1 } });
+    expect(roots.check(v3).values.get('lease_census')).toBe('leases-v2');
+  });
+
+  test('a root put back alone is named; put back with the generation, the root that moved since names the generation', () => {
+    const v1 = stored(roots.initial(first));
+    const v2 = apply(v1, roots.next(roots.check(v1), { lease_census: 'leases-v2' }));
+    const v3 = apply(v2, roots.next(roots.check(v2), { audit_head: 'head-v3' }));
+    expect(refusal(() => roots.check(apply(v3, [['lease_census', v1.get('lease_census')!]])))).toMatch(/its live leases/);
+    expect(refusal(() => roots.check(apply(v3, [['audit_head', v2.get('audit_head')!]])))).toMatch(/the audit log's end/);
+    const censusAndGeneration: [string, string][] = [['lease_census', v1.get('lease_census')!], [GENERATION, v1.get(GENERATION)!]];
+    expect(refusal(() => roots.check(apply(v3, censusAndGeneration)))).toMatch(/its generation counter/);
+    // Everything put back together is the store as it was: the documented limit.
+    expect(roots.check(v1).generation).toBe(1);
+  });
+
+  test('a root missing, edited, unstamped or from another key is refused; only a migration may name one absent', () => {
+    const v1 = stored(roots.initial(first));
+    const without = new Map([...v1].filter(([k]) => k !== 'secret_census'));
+    expect(refusal(() => roots.check(without))).toMatch(/its secrets/);
+    expect(refusal(() => roots.check(apply(v1, [['secret_census', roots.encode('secret_census', 'secret_census-v1')]])))).toMatch(/its secrets/);
+    expect(refusal(() => roots.check(apply(v1, [['secret_census', `${'0'.repeat(64)}:1:x`]])))).toMatch(/its secrets/);
+    const other = new RootRecords(new RecordMac(recordKey(randomBytes(32)), 'store-a'));
+    expect(refusal(() => roots.check(stored(other.initial(first))))).toMatch(/generation counter/);
+    const older = stored(roots.initial(first).filter(([k]) => k !== 'secret_census').map(([k, v]) => (k === GENERATION ? [k, roots.encode(GENERATION, JSON.stringify({ gen: 1, roots: Object.fromEntries(Object.keys(ROOTS).filter((k) => k !== 'secret_census').map((k) => [k, 1])) }))] : [k, v])));
+    expect(refusal(() => roots.check(older))).toMatch(/its secrets/);
+    const migrated = apply(older, roots.next(roots.check(older, ['secret_census']), { secret_census: 'new' }));
+    expect(roots.check(migrated)).toMatchObject({ generation: 2, stamps: { secret_census: 2 } });
+  });
 });

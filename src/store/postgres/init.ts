@@ -4,8 +4,7 @@ import { randomKey } from '../../keys/crypto.js';
 import { deleteKeychainKey } from '../../keys/keychain.js';
 import { type KeyEncryptionKey, type KeyEnvironment, type KeySourceName, type PassphrasePrompt, newKey } from '../../keys/sources.js';
 import { type KeySlot, openSlot, parseSlot, wrapDataKey } from '../key-slot.js';
-import { ROOTS, ROOTS_BEFORE_CLIENTS, ROOT_KEYS } from '../records.js';
-import { Census, RecordMac, recordKey } from '../records.js';
+import { Census, ROOTS, ROOTS_BEFORE_CLIENTS, ROOT_KEYS, RecordMac, recordKey } from '../records.js';
 import { EMPTY_CHAIN, encodeChainHead } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
 import { AUDIT_HEAD, CLIENT_CENSUS, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS, tampered } from './meta.js';
@@ -113,7 +112,7 @@ async function addClientCensus(sql: Sql, slot: KeySlot, dataKey: Buffer): Promis
   const rows = await sql<{ key: string; value: string }>('SELECT key, value FROM sy.meta WHERE key = ANY($1) ORDER BY key COLLATE "C" FOR UPDATE', [ROOT_KEYS]);
   const stored = new Map(rows.map((r) => [r.key, r.value]));
   if (stored.has(CLIENT_CENSUS)) throw tampered('its schema version');
-  const roots = meta.roots.check(stored, ROOTS_BEFORE_CLIENTS);
+  const roots = meta.roots.check(stored, [CLIENT_CENSUS]);
   const next = meta.roots.next(roots, { [CLIENT_CENSUS]: new Census().encode() });
   await sql(`INSERT INTO sy.meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [next.map((r) => r[0]), next.map((r) => r[1])]);

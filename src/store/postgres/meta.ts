@@ -28,12 +28,12 @@ export class PgMeta {
   }
 
   /** Every root, checked against the generation; `lock`: FOR UPDATE, in a write transaction. */
-  async readRoots(sql: Sql, lock = false): Promise<Roots> {
+  async readRoots(sql: Sql, lock = false, absent: readonly string[] = []): Promise<Roots> {
     const rows = await sql<{ key: string; value: string }>(
       `SELECT key, value FROM sy.meta WHERE key = ANY($1) ORDER BY key COLLATE "C"${lock ? ' FOR UPDATE' : ''}`,
       [ROOT_KEYS],
     );
-    return this.roots.check(new Map(rows.map((row) => [row.key, row.value])));
+    return this.roots.check(new Map(rows.map((row) => [row.key, row.value])), absent);
   }
 
   /** `changes` (root key to value) at the next generation, over `roots` as locked by this transaction. */
