@@ -30,6 +30,8 @@ export interface IssueRequest {
   ttlSeconds?: number;
   /** Issue from this version of the dynamic secret (`secret read --version`); the current one when not given. */
   version?: number;
+  /** The API client the lease is issued for: recorded on the lease (and its caps are the caller's to check). */
+  client?: string;
 }
 
 /**
@@ -121,7 +123,7 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
   const password = newPassword();
   const leaseId = randomUUID();
   const target = targetLabel(connection);
-  const audit = { path: secret.path, lease_id: leaseId, db_user: username, target, ttl };
+  const audit = { actor: deps.actor, path: secret.path, lease_id: leaseId, db_user: username, target, ttl };
 
   await store.leases.recordIntent({
     id: leaseId,
@@ -137,6 +139,7 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
     maxExpiresAt,
     ownerPid: process.pid,
     ownerHost: hostname(),
+    client: request.client,
     revocation: { connection: { ...connection }, username, revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo },
   });
 

@@ -144,6 +144,7 @@ export async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], errors
   await deps.store.audit.append(
     plans.filter((_p, i) => settled[i] !== undefined).map((p) => ({
       action: options.action ?? 'lease.revoke',
+      actor: deps.actor,
       path: p.lease.path,
       lease_id: p.lease.id,
       db_user: sealedUsername(p.lease),

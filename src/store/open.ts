@@ -19,7 +19,8 @@ import { secureHome } from './permissions.js';
 import { Census, RecordMac, RootRecords, recordKey, tampered } from './records.js';
 import { openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
-import { AUDIT_HEAD, SCHEMA_VERSION, createSchema, migrateToGenerations, migrateToPools, migrateToRecordMacs } from './sqlite-schema.js';
+import { AUDIT_HEAD, SCHEMA_VERSION, createSchema, migrateToClients, migrateToGenerations, migrateToPools, migrateToRecordMacs } from './sqlite-schema.js';
+import { CLIENT_CENSUS } from './rows.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
 import { SqliteStore } from './sqlite.js';
 import { type StoreUrl, isStoreUrl, parseStoreUrl } from './postgres/url.js';
@@ -99,6 +100,7 @@ export async function initStore(
   const records = Object.fromEntries(roots.initial({
     [SECRET_CENSUS]: new Census().encode(),
     [LEASE_CENSUS]: new Census().encode(),
+    [CLIENT_CENSUS]: new Census().encode(),
     [AUDIT_HEAD]: encodeAuditPosition(EMPTY_LOG),
   }));
   if (!writeMeta(db, { keyslot: JSON.stringify(slot), ...records }, 'keyslot')) {
@@ -170,7 +172,9 @@ export async function unlockSqlite(home: string, env: KeyEnvironment, ask?: Pass
     const kek: KeyEncryptionKey = await keyForOpening(slot.wrap, slot.storeId, env, ask);
     let dataKey = openSlot(kek.key, slot, 3);
     if (dataKey) {
-      if (schema !== SCHEMA_VERSION) throw tampered('its schema version');
+      // Schema 4 (generations) and 5 (clients) both seal the slot for generations.
+      if (schema !== SCHEMA_VERSION && schema !== 4) throw tampered('its schema version');
+      if (schema === 4) migrateToClients(db, new RecordMac(recordKey(dataKey), slot.storeId));
     } else if ((dataKey = openSlot(kek.key, slot, 2))) {
       // Schemas 2 and 3 (records with MACs, censuses without generations).
       if (schema !== 2 && schema !== 3) throw tampered('its schema version');

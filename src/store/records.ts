@@ -119,9 +119,12 @@ export function tampered(record: string, restore = 'SY_HOME'): SyError {
  */
 export const ROOTS: Readonly<Record<string, string>> = {
   audit_head: "the audit log's end",
+  client_census: 'its clients',
   lease_census: 'its live leases',
   secret_census: 'its secrets',
 };
+/** The roots of a store from before the clients of the lease API: their migration adds client_census to them. */
+export const ROOTS_BEFORE_CLIENTS: readonly string[] = Object.keys(ROOTS).filter((key) => key !== 'client_census');
 export const GENERATION = 'generation';
 const GENERATION_WHAT = 'its generation counter';
 /** The meta keys read together for every check, in the order their rows are locked. */

@@ -11,7 +11,7 @@ import Sqlite from 'better-sqlite3';
 import { AUDIT_FILE } from '../../src/audit/file-log.js';
 import { type KeySlot, openSlot, wrapDataKey } from '../../src/store/key-slot.js';
 import { initStore, openStore } from '../../src/store/open.js';
-import { ROOTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
+import { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
 import type { Store } from '../../src/store/store.js';
 import { type StoreHarness, describeStoreContract } from './store.contract.js';
 
@@ -58,6 +58,25 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
         return async () => {
           const columns = Object.keys(row);
           sql(`UPDATE leases SET ${columns.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`, ...columns.map((c) => row[c]), id);
+        };
+      },
+      async setLeaseClient(id: string, client: string | null) {
+        sql('UPDATE leases SET client = ? WHERE id = ?', client, id);
+      },
+      async editClient(name: string, change: { allow?: string; maxLeases?: number }) {
+        if (change.allow !== undefined) sql('UPDATE clients SET allow = ? WHERE name = ?', change.allow, name);
+        if (change.maxLeases !== undefined) sql('UPDATE clients SET max_leases = ? WHERE name = ?', change.maxLeases, name);
+      },
+      async deleteClientRow(name: string) {
+        sql('DELETE FROM clients WHERE name = ?', name);
+      },
+      async keepClientRow(name: string) {
+        const db = new Sqlite(join(home, 'sy.db'));
+        const row = db.prepare('SELECT * FROM clients WHERE name = ?').get(name) as Record<string, unknown>;
+        db.close();
+        return async () => {
+          const columns = Object.keys(row);
+          sql(`INSERT OR REPLACE INTO clients (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, ...columns.map((c) => row[c]));
         };
       },
       async keep(records: string[]) {
@@ -124,14 +143,40 @@ function asOlderSy(home: string, env: { SY_MASTER_KEY: string }, schema: 2 | 3):
     const kek = Buffer.from(env.SY_MASTER_KEY, 'base64');
     const dataKey = openSlot(kek, slot)!;
     const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
-    for (const key of Object.keys(ROOTS)) {
+    for (const key of ROOTS_BEFORE_CLIENTS) {
       const value = roots.decode(key, (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string }).value)!;
       db.prepare('UPDATE meta SET value = ? WHERE key = ?').run(roots.encode(key, value.replace(/^\d+:/, '')), key);
     }
     db.prepare("DELETE FROM meta WHERE key = 'generation'").run();
+    db.exec(CLIENTS_DOWN);
     db.prepare("UPDATE meta SET value = ? WHERE key = 'keyslot'").run(JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2)));
     db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(schema));
     if (schema === 2) db.exec('DROP TABLE daemons');
+  } finally {
+    db.close();
+  }
+}
+
+/** What schema 5 added, taken away: the clients' table, the leases' client column, the census of clients. */
+const CLIENTS_DOWN = "DROP TABLE clients; DROP INDEX leases_client; ALTER TABLE leases DROP COLUMN client; DELETE FROM meta WHERE key = 'client_census'";
+
+/**
+ * Makes a closed store in `home` what a schema-4 sy left: generations, no clients. The
+ * generation is written again (with the key, as that sy would have) without the census of clients.
+ */
+function beforeClients(home: string, env: { SY_MASTER_KEY: string }): void {
+  const db = new Sqlite(join(home, 'sy.db'));
+  try {
+    const slot = JSON.parse((db.prepare("SELECT value FROM meta WHERE key = 'keyslot'").get() as { value: string }).value) as KeySlot;
+    const dataKey = openSlot(Buffer.from(env.SY_MASTER_KEY, 'base64'), slot)!;
+    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
+    const stored = new Map((db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
+    const checked = roots.check(stored);
+    delete checked.stamps.client_census;
+    const [, generation] = roots.next(checked, {}).at(-1)!;
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'generation'").run(generation);
+    db.exec(CLIENTS_DOWN);
+    db.exec("UPDATE meta SET value = '4' WHERE key = 'schema_version'");
   } finally {
     db.close();
   }
@@ -178,7 +223,7 @@ describe('the SQLite store', () => {
     expect(await again.secrets.get({ id: secret.id })).toEqual(secret);
     const id = await again.pools.join({ pool: 'p', host: 'h', pid: 1, version: 'v' });
     expect((await again.pools.list()).map((m) => m.id)).toEqual([id]);
-    expect((await again.info()).schemaVersion).toBe(4);
+    expect((await again.info()).schemaVersion).toBe(5);
   });
 
   test('a schema-3 store (censuses without generations) gets them at open, every record kept; set back to schema 3 afterwards, it is refused', async () => {
@@ -190,12 +235,38 @@ describe('the SQLite store', () => {
     expect(await again.secrets.get({ id: secret.id })).toEqual(secret);
     await again.audit.append([{ action: 'two', outcome: 'success' }]);
     expect(await again.audit.verify()).toMatchObject({ ok: true, lines: 2 });
-    expect((await again.info()).schemaVersion).toBe(4);
+    expect((await again.info()).schemaVersion).toBe(5);
     // Dressed up as schema 3 again, to have an older census stamped afresh: the key slot says otherwise.
     const db = new Sqlite(join(opened.home, 'sy.db'));
     db.exec("UPDATE meta SET value = '3' WHERE key = 'schema_version'");
     db.close();
     await expect(opened.another({ actor: 'y', warn: (text) => warnings.push(text) })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/its schema version/) });
+  });
+
+  test('a schema-4 store (before clients) gets its clients at open: leases keep their MACs, the census starts empty; set back, refused', async () => {
+    const base = await opened.store.secrets.create({ path: 'db:b', kind: 'base', description: '', attributes: {}, data: {} });
+    const dyn = await opened.store.secrets.create({ path: 'db:d', kind: 'dynamic', linkedPath: 'db:b', description: '', attributes: {}, data: {} });
+    const lease = {
+      id: '00000000-0000-4000-8000-00000000000a', secretId: dyn.id, baseId: base.id, path: 'db:d', pool: 'default', engine: 'postgresql', target: 'h:1/d',
+      username: 'sy_old', createdAt: 1000, expiresAt: 2000, maxExpiresAt: 3000, ownerPid: 1, ownerHost: 'elsewhere.invalid', revocation: { connection: {}, username: 'sy_old' },
+    };
+    await opened.store.leases.recordIntent(lease);
+    await opened.store.close();
+    beforeClients(opened.home, opened.env);
+    const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
+    expect(await again.leases.get(lease.id)).toMatchObject({ username: 'sy_old', state: 'intent' });
+    expect(await again.leases.liveUsernames()).toEqual(new Set(['sy_old']));
+    expect(await again.clients.list()).toEqual([]);
+    await again.clients.create({ name: 'new', publicKey: 'k', allow: ['*'], maxLeases: 1, createdAt: 1, updatedAt: 1 });
+    expect((await again.info()).schemaVersion).toBe(5);
+    // Opened again: the migration is not repeated, the census is kept.
+    const third = await opened.another({ actor: 'y', warn: (text) => warnings.push(text) });
+    expect((await third.clients.list()).map((c) => c.name)).toEqual(['new']);
+    // Dressed up as schema 4 again, to have the clients counted afresh: the census of clients says otherwise.
+    const db = new Sqlite(join(opened.home, 'sy.db'));
+    db.exec("UPDATE meta SET value = '4' WHERE key = 'schema_version'");
+    db.close();
+    await expect(opened.another({ actor: 'z', warn: (text) => warnings.push(text) })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/its schema version/) });
   });
 
   test('a store copied into another directory without its log starts a new one there, saying which came before', async () => {

@@ -197,9 +197,9 @@ test('a store made before pools (schema 1): commands ask for sy init, which adds
     await asOlderPgStore(old, KEY, 1);
     const refused = await sy.run(['pool', 'list']);
     expect({ exitCode: refused.exitCode, stdout: refused.stdout }).toEqual({ exitCode: 4, stdout: '' });
-    expect(refused.stderr).toMatch(/schema 1; this sy needs schema 3[\s\S]*sy init/);
+    expect(refused.stderr).toMatch(/schema 1; this sy needs schema 4[\s\S]*sy init/);
     const init = await sy.json(['init']);
-    expect(init).toMatchObject({ created: false, schema_version: 3 });
+    expect(init).toMatchObject({ created: false, schema_version: 4 });
     expect(await sy.json(['secret', 'read', 'app:kept'])).toMatchObject({ data: { v: 1 } });
     expect((await sy.json<{ data: unknown[] }>(['pool', 'list'])).data).toEqual([]);
   } finally {

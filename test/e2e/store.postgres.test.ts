@@ -92,7 +92,7 @@ describe('sy init against a PostgreSQL store', () => {
   test('creates the schema, then says the store is there; SY_HOME is never touched', async () => {
     const sy = client(database.url);
     const first = await sy.ok(['init']);
-    expect(first).toEqual({ store: `postgresql://postgres@127.0.0.1/${database.name}`, kind: 'postgresql', store_id: expect.any(String), key_source: 'SY_MASTER_KEY', schema_version: 3, created: true });
+    expect(first).toEqual({ store: `postgresql://postgres@127.0.0.1/${database.name}`, kind: 'postgresql', store_id: expect.any(String), key_source: 'SY_MASTER_KEY', schema_version: 4, created: true });
     const again = await sy.run(['init']);
     expect(again.exitCode).toBe(0);
     expect(JSON.parse(again.stdout)).toEqual({ ...first, created: false });
@@ -153,7 +153,12 @@ describe('the least-privilege roles of examples/kubernetes/store-role.sql', () =
       const lease = await asApp.ok(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn']);
       await asApp.ok(['dynamic', 'lease', 'revoke', lease.lease_id]);
       expect(await pgRoleExists(lease.username)).toBe(false);
-      expect(await asApp.ok(['store', 'info'])).toMatchObject({ secrets: 2, leases: { revoked: 1 } });
+      // The clients' table is the app role's to use, rows only, like the others.
+      await asApp.ok(['client', 'create', 'pod', '--allow', 'db:pg:*', '--output', join(file, '..', 'pod.pem')]);
+      await asApp.ok(['client', 'update', 'pod', '--max-leases', '3']);
+      expect((await asApp.ok(['client', 'list'])).data).toEqual([expect.objectContaining({ name: 'pod', max_leases: 3 })]);
+      await asApp.ok(['client', 'delete', 'pod', '--yes']);
+      expect(await asApp.ok(['store', 'info'])).toMatchObject({ secrets: 2, leases: { revoked: 1 }, clients: 0 });
       expect((await asApp.ok(['audit', 'verify'])).ok).toBe(true);
       // The app role cannot change the schema: sy's tables belong to the owner.
       expect(await database.query("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'sy'")).toEqual([{ tableowner: owner }]);
@@ -201,8 +206,8 @@ describe('sy store info', () => {
     const info = await sy.run(['store', 'info']);
     expect(info.exitCode).toBe(0);
     expect(JSON.parse(info.stdout)).toEqual({
-      kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}`, schema_version: 3,
-      secrets: 2, secret_versions: 3, leases: { active: 1 }, audit_lines: 4, generation: expect.any(Number), audit_hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+      kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}`, schema_version: 4,
+      secrets: 2, secret_versions: 3, leases: { active: 1 }, audit_lines: 4, generation: expect.any(Number), audit_hash: expect.stringMatching(/^[0-9a-f]{64}$/), clients: 0,
     });
     expect(info.stdout + info.stderr).not.toContain('never-shown');
     await sy.ok(['dynamic', 'lease', 'revoke', lease.lease_id]);

@@ -48,13 +48,15 @@ export const storeClient = (name: string): Promise<pg.Client> => pgConnect({ ...
  */
 export async function asOlderPgStore(database: StoreDatabase, masterKey: string, schema: 1 | 2): Promise<void> {
   const { openSlot, wrapDataKey } = await import('../../src/store/key-slot.js');
-  const { ROOTS, RecordMac, RootRecords, recordKey } = await import('../../src/store/records.js');
+  const { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } = await import('../../src/store/records.js');
   const [{ value: slotText }] = await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'");
   const slot = JSON.parse(slotText);
   const kek = Buffer.from(masterKey, 'base64');
   const dataKey = openSlot(kek, slot)!;
   const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
-  for (const key of Object.keys(ROOTS)) {
+  // Migration 4's clients, which no older sy had.
+  await database.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'");
+  for (const key of ROOTS_BEFORE_CLIENTS) {
     const [{ value }] = await database.query('SELECT value FROM sy.meta WHERE key = $1', [key]);
     await database.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [key, roots.encode(key, roots.decode(key, value)!.replace(/^\d+:/, ''))]);
   }

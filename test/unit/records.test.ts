@@ -104,7 +104,7 @@ describe('RootRecords', () => {
     expect(refusal(() => roots.check(apply(v1, [['secret_census', `${'0'.repeat(64)}:1:x`]])))).toMatch(/its secrets/);
     const other = new RootRecords(new RecordMac(recordKey(randomBytes(32)), 'store-a'));
     expect(refusal(() => roots.check(stored(other.initial(first))))).toMatch(/generation counter/);
-    const older = stored(roots.initial(first).filter(([k]) => k !== 'secret_census').map(([k, v]) => (k === GENERATION ? [k, roots.encode(GENERATION, JSON.stringify({ gen: 1, roots: { audit_head: 1, lease_census: 1 } }))] : [k, v])));
+    const older = stored(roots.initial(first).filter(([k]) => k !== 'secret_census').map(([k, v]) => (k === GENERATION ? [k, roots.encode(GENERATION, JSON.stringify({ gen: 1, roots: Object.fromEntries(Object.keys(ROOTS).filter((k) => k !== 'secret_census').map((k) => [k, 1])) }))] : [k, v])));
     expect(refusal(() => roots.check(older))).toMatch(/its secrets/);
     const migrated = apply(older, roots.next(roots.check(older, ['secret_census']), { secret_census: 'new' }));
     expect(roots.check(migrated)).toMatchObject({ generation: 2, stamps: { secret_census: 2 } });

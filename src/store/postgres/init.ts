@@ -4,11 +4,11 @@ import { randomKey } from '../../keys/crypto.js';
 import { deleteKeychainKey } from '../../keys/keychain.js';
 import { type KeyEncryptionKey, type KeyEnvironment, type KeySourceName, type PassphrasePrompt, newKey } from '../../keys/sources.js';
 import { type KeySlot, openSlot, parseSlot, wrapDataKey } from '../key-slot.js';
-import { Census, ROOTS, RecordMac, recordKey } from '../records.js';
+import { Census, ROOTS, ROOTS_BEFORE_CLIENTS, ROOT_KEYS, RecordMac, recordKey } from '../records.js';
 import { EMPTY_CHAIN, encodeChainHead } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
-import { AUDIT_HEAD, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS, tampered } from './meta.js';
-import { GENERATIONS_SCHEMA, type Migrated, SCHEMA_VERSION, migrate, slotRecords, tooNew, tooOld } from './schema.js';
+import { AUDIT_HEAD, CLIENT_CENSUS, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS, tampered } from './meta.js';
+import { CLIENTS_VERSION, GENERATIONS_SCHEMA, type Migrated, SCHEMA_VERSION, migrate, slotRecords, tooNew, tooOld } from './schema.js';
 import { HAS_RECORDS, PostgresStore, type PostgresStoreOptions, SLOT_HINT, checkState, noStore, readState, unlockSlot } from './store.js';
 import type { StoreUrl } from './url.js';
 
@@ -66,6 +66,8 @@ export async function initPostgresStore(
           : usageError('store_exists', `Another sy init created the store at ${url.location} first, with another key.`, 'Use that store, or run `sy init` against another database.');
       }
       if (migrated.from < GENERATIONS_SCHEMA) await stampRoots(sql, slotNow, dataKey, wrapDataKey(kek.key, dataKey, slotNow.storeId, slotNow.wrap));
+      // Stamped before the clients existed: their census joins the roots at the next generation.
+      else if (migrated.from < CLIENTS_VERSION) await addClientCensus(sql, slotNow, dataKey);
       return { migrated, created: false, dataKey, storeId: slotNow.storeId, source: kek.source };
     });
     if (!outcome.created && fresh?.kek.wrap.type === 'key' && fresh.kek.wrap.keychain) await deleteKeychainKey(fresh.storeId);
@@ -88,15 +90,32 @@ async function stampRoots(sql: Sql, slot: KeySlot, dataKey: Buffer, resealed: Ke
   const meta = new PgMeta(new RecordMac(recordKey(dataKey), slot.storeId));
   const rows = await sql<{ key: string; value: string }>('SELECT key, value FROM sy.meta WHERE key = ANY($1) FOR UPDATE', [Object.keys(ROOTS)]);
   const stored = new Map(rows.map((r) => [r.key, r.value]));
-  const values: Record<string, string> = {};
-  for (const [key, what] of Object.entries(ROOTS)) {
+  // The clients' table came with a later migration, in this same init: it is empty.
+  const values: Record<string, string> = { [CLIENT_CENSUS]: new Census().encode() };
+  for (const key of ROOTS_BEFORE_CLIENTS) {
     const value = meta.roots.decode(key, stored.get(key));
-    if (value === undefined) throw tampered(what);
+    if (value === undefined) throw tampered(ROOTS[key]);
     values[key] = value;
   }
   const initial: [string, string][] = [[KEYSLOT, JSON.stringify(resealed)], ...meta.roots.initial(values)];
   await sql(`INSERT INTO sy.meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [initial.map((r) => r[0]), initial.map((r) => r[1])]);
+}
+
+/**
+ * Migration 4 on a store stamped with generations: the census of clients (their table, made
+ * by the migration, is empty) joins the roots at the next generation. A census of clients
+ * already there means the migrations' rows were set back: refused, not counted afresh.
+ */
+async function addClientCensus(sql: Sql, slot: KeySlot, dataKey: Buffer): Promise<void> {
+  const meta = new PgMeta(new RecordMac(recordKey(dataKey), slot.storeId));
+  const rows = await sql<{ key: string; value: string }>('SELECT key, value FROM sy.meta WHERE key = ANY($1) ORDER BY key COLLATE "C" FOR UPDATE', [ROOT_KEYS]);
+  const stored = new Map(rows.map((r) => [r.key, r.value]));
+  if (stored.has(CLIENT_CENSUS)) throw tampered('its schema version');
+  const roots = meta.roots.check(stored, [CLIENT_CENSUS]);
+  const next = meta.roots.next(roots, { [CLIENT_CENSUS]: new Census().encode() });
+  await sql(`INSERT INTO sy.meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [next.map((r) => r[0]), next.map((r) => r[1])]);
 }
 
 /** A slot that was there before but is gone now (the store was dropped in between): make it again with the same key. */
@@ -112,7 +131,7 @@ export async function writeNewStore(
   sql: Sql,
   slot: KeySlot,
   dataKey: Buffer,
-  records?: { secrets: Census; leases: Census; audit: typeof EMPTY_CHAIN; generation: number },
+  records?: { secrets: Census; leases: Census; clients: Census; audit: typeof EMPTY_CHAIN; generation: number },
 ): Promise<void> {
   const meta = new PgMeta(new RecordMac(recordKey(dataKey), slot.storeId));
   const rows: [string, string][] = [
@@ -120,6 +139,7 @@ export async function writeNewStore(
     ...meta.roots.initial({
       [SECRET_CENSUS]: (records?.secrets ?? new Census()).encode(),
       [LEASE_CENSUS]: (records?.leases ?? new Census()).encode(),
+      [CLIENT_CENSUS]: (records?.clients ?? new Census()).encode(),
       [AUDIT_HEAD]: encodeChainHead(records?.audit ?? EMPTY_CHAIN),
     }, records?.generation ?? 1),
   ];

@@ -13,10 +13,11 @@ import { storeError } from '../../errors.js';
 import type { RecordsVersion } from '../key-slot.js';
 import type { Sql } from './connection.js';
 import { tampered } from './meta.js';
+import { CLIENTS_TABLE } from './clients.js';
 import { DAEMONS_TABLE } from './pools.js';
 
 /** The newest migration this sy knows. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 /**
  * From this migration on, the censuses and the audit head carry generations (records.ts) and
  * the key slot is sealed for them; init stamps a store's records when it applies it (it needs
@@ -26,6 +27,8 @@ export const GENERATIONS_SCHEMA = 3;
 
 /** What the key slot of a store at `schema` is sealed for (key-slot.ts). */
 export const slotRecords = (schema: number): RecordsVersion => (schema >= GENERATIONS_SCHEMA ? 3 : 2);
+/** The migration that added the clients of the lease API: init adds their census as a root when it applies it. */
+export const CLIENTS_VERSION = 4;
 
 /**
  * Taken for the length of `sy init`'s transaction (pg_advisory_xact_lock): two inits at once,
@@ -108,6 +111,16 @@ const MIGRATIONS: Migration[] = [
   { version: 2, statements: [DAEMONS_TABLE] },
   // Generations of the censuses and the audit head: written by init with the key (stampRoots).
   { version: 3, statements: [] },
+  // The clients of the lease API, and each lease's client (in its MAC when set: rows.ts).
+  // Their census is a root in sy.meta: init writes it with the key (init.ts).
+  {
+    version: 4,
+    statements: [
+      CLIENTS_TABLE,
+      'ALTER TABLE sy.leases ADD COLUMN client text',
+      'CREATE INDEX leases_client ON sy.leases (client, state) WHERE client IS NOT NULL',
+    ],
+  },
 ];
 
 /** What `sy init` found and did. */
@@ -152,8 +165,8 @@ export async function migrate(sql: Sql, location: string): Promise<Migrated> {
   return { from, to: Math.max(from, SCHEMA_VERSION) };
 }
 
-/** duplicate_table, duplicate_object */
-const DUPLICATE_OBJECT = new Set(['42P07', '42710']);
+/** duplicate_table, duplicate_object, duplicate_column */
+const DUPLICATE_OBJECT = new Set(['42P07', '42710', '42701']);
 
 /**
  * What default privileges (ALTER DEFAULT PRIVILEGES ... TO PUBLIC) gave every role of the
