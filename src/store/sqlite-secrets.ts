@@ -20,6 +20,8 @@ export const SECRET_COLUMNS = ['id', 'path', 'kind', 'linked_path', 'current_ver
 export const VERSION_COLUMNS = ['secret_id', 'version', 'created'] as const;
 export const SECRET_CENSUS = 'secret_census';
 const CENSUS_WHAT = 'its secrets';
+/** How often a long-lived handle recounts the secrets before it issues from one (as the lease ledger recounts). */
+const CENSUS_EVERY_MS = 60_000;
 
 export const secretMac = (macs: RecordMac, row: Omit<SecretRow, 'mac'>): Buffer => macs.of('secret', SECRET_COLUMNS.map((c) => row[c]));
 export const versionMac = (macs: RecordMac, row: Omit<VersionRow, 'mac'>): Buffer => macs.of('secret_version', VERSION_COLUMNS.map((c) => row[c]), row.sealed);
@@ -61,6 +63,8 @@ export class SqliteSecretRepository implements SecretRepository {
       this.meta.readRoots();
       const row = this.findRow(ref);
       if (!row) return undefined;
+      // Put back with the newer census, only a count finds it: done before a recipe or an admin is used.
+      if (row.kind !== 'static' && this.censusStale()) this.recount();
       const wanted = version ?? row.current_version;
       if (wanted < 1 || wanted > row.current_version) return undefined;
       return this.toSecret(row, wanted, this.unseal(row, wanted));
@@ -152,6 +156,23 @@ export class SqliteSecretRepository implements SecretRepository {
         return metadata;
       });
     });
+  }
+
+  private lastCensus: number | undefined;
+
+  private censusStale(): boolean {
+    return this.lastCensus === undefined || Date.now() - this.lastCensus >= CENSUS_EVERY_MS;
+  }
+
+  /** Every secret's row against its MAC, and all of them against the census: an older row of one is found. */
+  private recount(): void {
+    const found = new Census();
+    for (const row of this.sql('SELECT * FROM secrets').iterate() as IterableIterator<SecretRow>) {
+      if (!this.macs.check(row.mac, 'secret', SECRET_COLUMNS.map((c) => row[c]))) throw tampered(`secret ${shown(row.path)}`);
+      found.add(row.mac!);
+    }
+    if (!found.equals(this.meta.readCensus(SECRET_CENSUS))) throw tampered(CENSUS_WHAT);
+    this.lastCensus = Date.now();
   }
 
   private findRow(ref: SecretRef): SecretRow | undefined {

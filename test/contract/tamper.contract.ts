@@ -176,11 +176,14 @@ export function describeTamper(fx: Fixture): void {
       await expectVerifyRefused(await fx.another());
     });
 
-    test('an older secret row and version with the newer census: the listing refuses, and so does verify', async () => {
+    test('an older row and version of a dynamic secret with the newer census: reading it (to issue) and the listing refuse', async () => {
       const pair = await fx.dynamicPair();
       const putBack = await fx.tamper.keep([`secret:${pair.dynamic.id}`]);
       await fx.store.secrets.addVersion(pair.dynamic.id, 1, { ...pair.dynamic, linkedPath: pair.base.path });
       await putBack();
+      const error = await rejection((await fx.another()).secrets.get({ path: pair.dynamic.path }));
+      expect({ exitCode: error.exitCode, message: error.message }).toEqual({ exitCode: 4, message: expect.stringMatching(/its secrets/) });
+      await expectTampered((await fx.another()).secrets.get({ id: pair.base.id }));
       await expectTampered((await fx.another()).secrets.search({ limit: 100 }));
     });
 

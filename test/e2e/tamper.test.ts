@@ -551,7 +551,7 @@ describe('records put back (issue 16): a census replayed, older rows mixed with 
   ])('a recipe rolled back to its older, wider version with %s: reading and issuing refuse, and no user is made', async (_, keys, names) => {
     const sy = await pgStore();
     const id = (await mustJson(sy, ['secret', 'describe', DYN])).id;
-    const putBack = await keep(sy, keys, [{ table: 'secret_versions', where: 'secret_id', param: id }, { table: 'secrets', where: 'id', param: id }]);
+    const putBack = await keep(sy, keys, [{ table: 'secrets', where: 'id', param: id }, { table: 'secret_versions', where: 'secret_id', param: id }]);
     await mustJson(sy, ['secret', 'update', DYN, '--attributes', '{"grantPermissions": {"what": "SELECT", "where": "public.*"}}']);
     await putBack();
     const before = await pgUsers(PREFIX);
@@ -559,6 +559,19 @@ describe('records put back (issue 16): a census replayed, older rows mixed with 
     expectTampered(await sy.run(['dynamic', 'lease', 'create', '--path', DYN]), names);
     expectTampered(await sy.run(['secret', 'read', DYN]), names);
     expectTampered(await sy.run(['audit', 'verify']), names);
+    expect(await pgUsers(PREFIX)).toEqual(before);
+  });
+
+  test('a recipe rolled back to its older, wider version under the newer census: issuing refuses, and no user is made', async () => {
+    const sy = await pgStore();
+    const id = (await mustJson(sy, ['secret', 'describe', DYN])).id;
+    const putBack = await keep(sy, [], [{ table: 'secrets', where: 'id', param: id }, { table: 'secret_versions', where: 'secret_id', param: id }]);
+    await mustJson(sy, ['secret', 'update', DYN, '--attributes', '{"grantPermissions": {"what": "SELECT", "where": "public.*"}}']);
+    await putBack();
+    const before = await pgUsers(PREFIX);
+
+    expectTampered(await sy.run(['dynamic', 'lease', 'create', '--path', DYN]), /its secrets/);
+    expectTampered(await sy.run(['secret', 'read', DYN]), /its secrets/);
     expect(await pgUsers(PREFIX)).toEqual(before);
   });
 
