@@ -94,7 +94,7 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
       refusal = error;
       createdAt = deps.now();
     }
-    return await issueOn(deps, client, refusal, { secret, link, ttl, createdAt });
+    return await issueOn(deps, client, refusal, { secret, link, ttl, createdAt, client: request.client });
   } finally {
     // issueOn closes it as soon as the user is made; this is for a failure before that.
     await client?.close().catch(() => undefined);
@@ -107,6 +107,8 @@ interface IssuePlan {
   ttl: number;
   /** By the server's clock, or this machine's when the server's could not be used. */
   createdAt: number;
+  /** The API client the lease is issued for. */
+  client?: string;
 }
 
 /**
@@ -139,7 +141,7 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
     maxExpiresAt,
     ownerPid: process.pid,
     ownerHost: hostname(),
-    client: request.client,
+    client: plan.client,
     revocation: { connection: { ...connection }, username, revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo },
   });
 
