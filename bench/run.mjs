@@ -705,6 +705,8 @@ async function main() {
     'Rows 9-11 use the shared store: each scenario makes its own store database `sybench_store_<tag>_<n>` on the same',
     'PostgreSQL (`sy init` with SY_STORE, sslmode=disable), runs real `sy daemon --pool` processes, and reads every delay back',
     "from the store's audit log (the time of each revocation's line) against the ledger's expiry to the millisecond.",
+    'Row 12 runs one `sy daemon` on a SQLite store with the two targets and three more that hang: forwarders to the same',
+    'servers in the benchmark process (127.0.0.1 only), silent once their leases exist; delays are read the same way.',
     '',
     ...SWEEP_FLOOR,
   ].join('\n');

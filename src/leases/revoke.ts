@@ -35,8 +35,9 @@ export async function revokeClaimed(deps: LeaseDeps, claimed: LeaseRecord[], opt
     if (group) group.push(lease);
     else groups.set(key, [lease]);
   }
-  // Targets are revoked in parallel (a few at a time), so one that hangs until its connect
-  // timeout delays the others by nothing and the sweep's budget holds.
+  // Targets are revoked in parallel (a few at a time): one that hangs until its connect
+  // timeout holds the command, not the other targets' revocations. (Sweeps and the daemon
+  // go through revoker.ts, which also keeps claiming meanwhile.)
   const perGroup = await mapConcurrently([...groups.values()], PARALLEL_TARGETS, async (leases) => {
     const { errors } = await revokeGroup(deps, leases, options);
     return settleGroup(deps, leases, errors, options);

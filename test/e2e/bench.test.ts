@@ -50,7 +50,7 @@ describe('npm run bench -- --quick', () => {
       extendEnv: false,
       reject: false,
       stdin: 'ignore',
-      timeout: 280_000,
+      timeout: 340_000,
     });
     expect({ exitCode: result.exitCode, stderr: result.exitCode === 0 ? '' : String(result.stderr).slice(-3000) }).toEqual({ exitCode: 0, stderr: '' });
 
@@ -64,5 +64,5 @@ describe('npm run bench -- --quick', () => {
     }
     // Quick mode never replaces the real figures.
     expect(existsSync(benchmarks) ? statSync(benchmarks).mtimeMs : undefined).toBe(before);
-  }, 300_000);
+  }, 360_000);
 });

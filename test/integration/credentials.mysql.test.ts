@@ -6,6 +6,7 @@
  * and recovers any password sent to it; none may arrive. The same fake, holding the key the
  * base secret pins or a certificate sy verified, shows that the legitimate paths still work.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,6 +126,23 @@ describe('the MySQL admin password goes only to a verified server', () => {
     const conn = adminOf(server, { host: 'localhost', ssl: { ca: certificate.cert } });
     expect((await connectError(conn)).message).toMatch(/access denied/);
     expect(server.recovered()).toEqual([conn.password]);
+  });
+
+  test('a certificate that names the IP address is accepted for that address', async () => {
+    const ipDir = mkdtempSync(join(tmpdir(), 'sy-test-fake-mysql-ip-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=sy-test-ip', '-addext', 'subjectAltName=IP:127.0.0.1',
+        '-keyout', join(ipDir, 'key.pem'), '-out', join(ipDir, 'cert.pem')], { stdio: 'ignore' });
+      const ipCertificate = { cert: readFileSync(join(ipDir, 'cert.pem'), 'utf8'), key: readFileSync(join(ipDir, 'key.pem'), 'utf8') };
+      const server = await startFakeMysql({ plugin: 'mysql_clear_password', tls: ipCertificate });
+      fakes.push(server);
+      const conn = adminOf(server, { ssl: { ca: ipCertificate.cert } });
+      expect((await connectError(conn)).message).toMatch(/access denied/);
+      expect(server.logins()).toBe(1);
+      expect(server.recovered()).toEqual([conn.password]);
+    } finally {
+      rmSync(ipDir, { recursive: true, force: true });
+    }
   });
 
   test('an IP address the certificate does not name is refused before the admin logs in', async () => {

@@ -90,10 +90,11 @@ export function authPlugins(password: string, verify: boolean, serverPublicKey: 
 }
 
 /**
- * With an IP address as host, mysql2 checks the certificate against "localhost" (Node's
- * fallback when no server name is given). This checks the address in the certificate as
- * soon as TLS is up, before mysql2 sends the login packet (user name, auth token): mysql2
- * upgrades in its connection's startTLS, which this wraps for this one connection.
+ * With an IP address as host, mysql2 would check the certificate against "localhost" (Node's
+ * fallback when no server name is given), so sy asks it to check the chain only and checks
+ * the address itself, as soon as TLS is up and before mysql2 sends the login packet (user
+ * name, auth token): mysql2 upgrades in its connection's startTLS, which this wraps for this
+ * one connection. A host name is left to mysql2.
  */
 export function checkAddressBeforeLogin(core: mysql.Connection, host: string): void {
   if (net.isIP(host) === 0) return;

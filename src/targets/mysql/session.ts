@@ -4,7 +4,7 @@
  * failure told in sy's words. A session can be abandoned at any moment (close, or the
  * caller's signal): every pending call then rejects at once.
  */
-import type net from 'node:net';
+import net from 'node:net';
 import mysql from 'mysql2';
 import type { Connection as PromiseConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { SyError } from '../../errors.js';
@@ -57,11 +57,14 @@ export function rethrowIfLost(error: unknown): void {
   if (!(error instanceof SyError) || isConnectionLost(error)) throw error;
 }
 
-function tlsOptions(ssl: BaseConnection['ssl']): mysql.SslOptions | undefined {
+/**
+ * mysql2 checks the certificate against a host name itself; an IP address it would check as
+ * "localhost" (Node's fallback), so for an address sy checks it instead (checkAddressBeforeLogin).
+ */
+function tlsOptions(ssl: BaseConnection['ssl'], host: string): mysql.SslOptions | undefined {
   if (!ssl) return undefined;
-  if (ssl === true) return { rejectUnauthorized: true, verifyIdentity: true };
-  const verify = ssl.rejectUnauthorized ?? true;
-  return { rejectUnauthorized: verify, verifyIdentity: verify, ...tlsMaterial(ssl) };
+  const verify = ssl === true || (ssl.rejectUnauthorized ?? true);
+  return { rejectUnauthorized: verify, verifyIdentity: verify && net.isIP(host) === 0, ...(ssl === true ? {} : tlsMaterial(ssl)) };
 }
 
 function connectFailure(conn: BaseConnection, error: unknown, timeoutMs: number): SyError {
@@ -118,7 +121,7 @@ const cancelled = (conn: BaseConnection): SyError => connectFailed(LABEL, conn, 
 export async function connectCore(conn: BaseConnection, options: ConnectOptions): Promise<mysql.Connection> {
   const { signal } = options;
   if (signal?.aborted) throw cancelled(conn);
-  const ssl = tlsOptions(conn.ssl);
+  const ssl = tlsOptions(conn.ssl, conn.host);
   const core = mysql.createConnection({
     host: conn.host,
     port: conn.port,
@@ -130,7 +133,7 @@ export async function connectCore(conn: BaseConnection, options: ConnectOptions)
     multipleStatements: false,
     authPlugins: authPlugins(conn.password, ssl?.rejectUnauthorized === true, conn.serverPublicKey),
   });
-  if (ssl?.verifyIdentity) checkAddressBeforeLogin(core, conn.host);
+  if (ssl?.rejectUnauthorized) checkAddressBeforeLogin(core, conn.host);
   // A dropped connection surfaces on the next query; without a listener it would crash sy.
   core.on('error', () => undefined);
   try {

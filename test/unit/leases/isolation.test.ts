@@ -70,6 +70,18 @@ describe('the sweep', () => {
     expect(h.servers.callsOf('revoke').filter((c) => c.server === ok.server.address)).toHaveLength(3);
   });
 
+  test('an attempt is given up before its leases\' claims lapse, so no other process takes them over while it runs', async () => {
+    const dead = await target('dead', 6001);
+    const lease = await h.issue(dead.path, 60);
+    h.clock.advance(2 * MINUTE);
+    dead.server.hanging = true;
+    const report = await sweep(h.deps, { claimMs: 2_500, targetMs: 60_000 });
+    expect(report.errors.map((e) => e.error)).toEqual([expect.stringMatching(/did not finish within 1\.5 s/)]);
+    // Settled under its own claim: the claim had not lapsed.
+    expect(await h.lease(lease.lease_id)).toMatchObject({ state: 'failed', attempts: 1 });
+    expect(h.audit().filter((e) => e.lease_id === lease.lease_id && e.action === 'sweep.revoke')).toHaveLength(1);
+  });
+
   test('attempts in flight are bounded: when all are taken by hanging targets, the next target waits for one to give up', async () => {
     const hanging: { path: string; server: FakeServer }[] = [];
     for (let i = 0; i < 6; i++) hanging.push(await target(`dead${i}`, 6100 + i));
