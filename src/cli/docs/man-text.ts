@@ -131,7 +131,8 @@ export const OUTPUT = `
 Every command that prints data takes \`--format\` \`json\`, \`yaml\`, \`table\`, \`env\` or \`dotenv\`; the
 default is \`table\` on a terminal and \`json\` otherwise. For a lease, \`env\` and \`dotenv\` give \`PGHOST\`,
 \`PGPORT\`, \`PGDATABASE\`, \`PGUSER\`, \`PGPASSWORD\` (PostgreSQL) or \`MYSQL_HOST\`, \`MYSQL_TCP_PORT\`,
-\`MYSQL_DATABASE\`, \`MYSQL_USER\`, \`MYSQL_PWD\` (MySQL and MariaDB), and \`DATABASE_URL\`; for a secret, its
+\`MYSQL_DATABASE\`, \`MYSQL_USER\`, \`MYSQL_PWD\` (MySQL and MariaDB), \`DATABASE_URL\`, and \`SY_LEASE_ID\` (to renew
+or revoke it later); for a secret, its
 \`data\` fields. \`env\` prints \`export KEY='value'\` lines, every value single-quoted, for
 \`eval "$(sy ... --format env)"\` in sh, bash or zsh. \`dotenv\` prints plain KEY=value lines for env files,
 unquoted and unescaped: everything after the first \`=\` is the value, as Docker's \`--env-file\` reads it;
@@ -140,7 +141,9 @@ value at \`#\`, which passwords may hold: write their \`.env\` files with \`--fo
 read too. The MySQL
 clients read \`MYSQL_HOST\`, \`MYSQL_TCP_PORT\` and \`MYSQL_PWD\` but no user name from the environment: pass
 \`-u "$MYSQL_USER"\`, or use \`sy run\`.
-\`--filter\` {field} prints one raw value (\`--filter password\`, \`--filter data.password\`).
+\`--filter\` {field} prints one raw value (\`--filter password\`, \`--filter data.password\`; on a lease,
+which has no \`data\`, \`data.password\` is \`password\`). Each \`lease create\` is a new lease, \`--filter\`
+included: for several fields of one lease, write it with \`--output\` and read the file with \`jq\`.
 \`--output\` {file} writes the result to {file} instead of standard output: created with mode 0600,
 atomically, never through a symbolic link.
 
@@ -257,7 +260,7 @@ sy secret create --body @dyn1.json`,
   ['Only the connection string:', 'psql "$(sy dynamic lease create --path db:postgresql:dyn1 --filter connection_string)"'],
   [
     'In a shell script, a lease for the commands that follow (they connect as it with no flags):',
-    `eval "$(sy dynamic lease create --path db:postgresql:dyn1 --ttl 15m --format env)"\npsql -c 'select current_user'`,
+    `eval "$(sy dynamic lease create --path db:postgresql:dyn1 --ttl 15m --format env)"\npsql -c 'select current_user'\nsy dynamic lease revoke "$SY_LEASE_ID"`,
   ],
   ['One command as a fresh lease, revoked when it exits (MySQL clients get an option file):', "sy run --path db:mariadb:dyn1 -- mariadb -e 'select current_user()'"],
   ['Drop every user issued from the secrets under db:postgresql, without asking:', 'sy dynamic lease revoke --prefix db:postgresql --yes'],
