@@ -1,3 +1,5 @@
+import { closeSync, openSync } from 'node:fs';
+import { ReadStream, WriteStream } from 'node:tty';
 import { interrupted } from '../errors.js';
 
 /**
@@ -42,6 +44,35 @@ export function inquirerPrompter(streams: () => { input: NodeJS.ReadableStream; 
         const name = (error as Error).name;
         if (name === 'ExitPromptError' || name === 'AbortPromptError') throw interrupted();
         throw error;
+      }
+    },
+  };
+}
+
+const TERMINAL = '/dev/tty';
+
+/**
+ * inquirer on the controlling terminal (`/dev/tty`), as ssh, gpg and sudo ask for a
+ * passphrase: it works when stdout is piped or redirected and when stdin is not the
+ * terminal. Undefined when the process has no controlling terminal (a daemon, a container,
+ * `setsid`): then nothing may wait for input. The terminal is opened for each question and
+ * closed after it, so nothing holds the process open afterwards.
+ */
+export function controllingTerminalPrompter(path = TERMINAL): Prompter | undefined {
+  try {
+    closeSync(openSync(path, 'r+'));
+  } catch {
+    return undefined;
+  }
+  return {
+    async ask(question) {
+      const input = new ReadStream(openSync(path, 'r'));
+      const output = new WriteStream(openSync(path, 'w'));
+      try {
+        return await inquirerPrompter(() => ({ input, output })).ask(question);
+      } finally {
+        input.destroy();
+        output.destroy();
       }
     },
   };

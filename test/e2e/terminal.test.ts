@@ -497,6 +497,72 @@ describe('prompts: cancel, confirm, passphrase', () => {
   });
 });
 
+describe('the passphrase on the controlling terminal, whatever stdout and stdin are', () => {
+  const home = () => join(sy.home, 'tty-passphrase-store');
+  const phrase = `tty-${T}-phrase`;
+  const path = `db:postgresql:ttydyn${T}`;
+  const locked = () => `env -u SY_MASTER_KEY -u DBUS_SESSION_BUS_ADDRESS SY_HOME=${shq(home())}`;
+  const withPhrase = () => ({ SY_HOME: home(), HOME: sy.home, SY_NO_SWEEP: '1', SY_PASSPHRASE: phrase });
+
+  beforeAll(async () => {
+    for (const args of [
+      ['init'],
+      ['secret', 'create', `db:postgresql:ttybase${T}`, '--attributes', '{"type":"postgresql"}', '--data', JSON.stringify({ host: '127.0.0.1', port: 5432, username: 'postgres', password: 'x', database: DB })],
+      ['secret', 'create', path, '--attributes', JSON.stringify({ linkConfig: { linkType: 'dynamic', linkedSecret: `db:postgresql:ttybase${T}` }, grantPermissions: { what: 'SELECT', where: '*.*' }, ttl: 600, userPrefix: PREFIX })],
+    ]) {
+      const result = await runSy(args, withPhrase());
+      if (result.exitCode !== 0) throw new Error(`sy ${args[0]}: ${result.stderr}`);
+    }
+  });
+
+  afterAll(async () => {
+    await runSy(['dynamic', 'lease', 'revoke', '--prefix', 'db', '--yes'], withPhrase()).catch(() => undefined);
+  });
+
+  const leaseIn = async (file: string) => {
+    const lease = JSON.parse(readFileSync(join(sy.home, file), 'utf8'));
+    expect(await roleExists(lease.username)).toBe(true);
+    const rows = await pgConnect({ ...LOCAL_PG, user: lease.username, password: lease.password, database: DB }).then(async (client) => {
+      try {
+        return (await client.query('SELECT current_user AS u')).rows;
+      } finally {
+        await client.end();
+      }
+    });
+    expect(rows).toEqual([{ u: lease.username }]);
+    return lease;
+  };
+
+  for (const [label, redirect, file] of [
+    ['piped: `| cat > out.json`', '| cat > pipe.json', 'pipe.json'],
+    ['redirected: `> creds.json`', '> creds.json', 'creds.json'],
+    ['stdin not a terminal either: `< /dev/null > in.json`', '< /dev/null > in.json', 'in.json'],
+  ] as const) {
+    test(`${label}: asks for the passphrase on the terminal (a wrong one again, three tries in all) and the lease works`, async () => {
+      const typed = pane.command(`${locked()} sy dynamic lease create --path ${path} ${redirect}`);
+      await typed.waitFor('Passphrase for the sy store:');
+      pane.type('not-the-phrase');
+      pane.press('Enter');
+      await typed.waitFor('That passphrase does not open the store; 2 tries left.');
+      await typed.waitFor(/tries left\.[\s\S]*Passphrase for the sy store:/);
+      pane.type(phrase);
+      pane.press('Enter');
+      expect(await typed.status()).toBe(0);
+      expect(pane.capture()).not.toContain(phrase);
+      const lease = await leaseIn(file);
+      expect(typed.output()).not.toContain(lease.password);
+    });
+  }
+
+  test('with no controlling terminal (setsid) it asks nothing: it fails at once naming SY_PASSPHRASE', async () => {
+    const typed = pane.command(`${locked()} setsid -w sy dynamic lease create --path ${path} < /dev/null > none.json`);
+    expect(await typed.status()).toBe(4);
+    expect(typed.output()).toMatch(/no terminal to ask for it[\s\S]*SY_PASSPHRASE/);
+    expect(typed.output()).not.toContain('Passphrase for the sy store:');
+    expect(readFileSync(join(sy.home, 'none.json'), 'utf8')).toBe('');
+  });
+});
+
 describe('colour and spinners: only on a terminal', () => {
   const noColourCodes = (text: string) => expect(text).not.toContain(ESC);
 

@@ -116,9 +116,11 @@ anything could not be revoked or reaped, after printing its report.`,
 ];
 
 export const DESCRIPTION_AFTER = `
-\`sy\` asks questions (passphrase, confirmation of destructive acts, the fields of a new secret) only
-when standard input and standard output are terminals. Otherwise it never waits for input: it fails
-with a message that names the flag or variable to use. A wrong passphrase typed at the terminal is asked
+\`sy\` asks questions (confirmation of destructive acts, the fields of a new secret) only when standard
+input and standard output are terminals. The passphrase is asked on the controlling terminal
+(\`/dev/tty\`) whenever there is one, even when standard output is piped or redirected, as ssh and gpg
+do. Without a terminal it never waits for input: it fails with a message that names the flag or
+variable to use. A wrong passphrase typed at the terminal is asked
 again, three tries in all. Answering no to a confirmation says what did not happen
 (\`Nothing was deleted.\`, \`No lease was revoked.\`) and exits 130, as Ctrl-C does (\`Interrupted.\`).
 
