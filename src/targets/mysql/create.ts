@@ -63,6 +63,11 @@ async function createFromTemplates(session: MysqlSession, name: string, user: Ne
       await session.run(statement, [], `create user ${name}`, 'create_user_failed', user.password);
       ran++;
     }
+    // grantPermissions is granted on top of what the templates did (to '<name>'@'%'): never ignored.
+    if (user.grants.length > 0) {
+      const { grants } = await planGrants(session, name, user.grants);
+      for (const grant of grants) await session.run(grant.sql, [], grant.action, 'grant_failed');
+    }
   } catch (error) {
     // A template may create the user on any host: drop whatever exists under the name.
     if (ran > 0) {
