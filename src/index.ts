@@ -101,5 +101,10 @@ function packageVersion(): string {
 }
 
 export async function run(): Promise<void> {
-  process.exitCode = await main(process.argv.slice(2));
+  const code = await main(process.argv.slice(2));
+  process.exitCode = code;
+  // Interrupted: do not wait for what the command abandoned (a connection attempt to a server
+  // that does not answer would hold the process for its whole timeout). stdout and stderr are
+  // synchronous on Linux for files, pipes and terminals, so nothing written is lost.
+  if (code === 130) process.exit(code);
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { SyError, failed, usageError } from '../errors.js';
+import { SyError, failed, interrupted, usageError } from '../errors.js';
 import { kindOf } from '../secrets/validate.js';
 import { followLink } from '../secrets/lookup.js';
 import { getSecret } from '../secrets/service.js';
@@ -29,6 +29,12 @@ export interface IssueRequest {
   ttlSeconds?: number;
   /** Issue from this version of the dynamic secret (`secret read --version`); the current one when not given. */
   version?: number;
+  /**
+   * Aborted when the user interrupts (Ctrl-C). Issuing stops at the next safe point and leaves
+   * nothing: before the user is created the intent is closed at once (no user can exist);
+   * after, the user is dropped. A CREATE in flight is let finish, then dropped.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -65,6 +71,8 @@ export interface IssuedCredentials {
  */
 export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: IssueRequest = {}): Promise<IssuedCredentials> {
   const { store } = deps;
+  const { signal } = request;
+  stopIfInterrupted(signal);
   const secret = await getSecret(store, ref, request.version);
   if (kindOf(secret.attributes) !== 'dynamic') {
     throw usageError('not_dynamic', `${secret.path} is not a dynamic secret.`);
@@ -81,6 +89,7 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
   const target = targetLabel(connection);
   const audit = { path: secret.path, lease_id: leaseId, db_user: username, target, ttl };
 
+  stopIfInterrupted(signal);
   await store.leases.recordIntent({
     id: leaseId,
     secretId: secret.id,
@@ -101,7 +110,8 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
   let client: Target | undefined;
   try {
     deps.progress?.(`Connecting to ${ENGINES[engine].label} at ${connection.host}:${connection.port}`);
-    client = await deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+    client = await unlessInterrupted(deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS }), signal);
+    stopIfInterrupted(signal);
     deps.progress?.(`Creating ${username}`);
     await client.createUser({
       username,
@@ -111,7 +121,10 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
       creationStatements: recipe.creationStatements,
       reassignTo: recipe.reassignTo,
     });
-  } catch (error) {
+    // Interrupted while the user was being made: nobody will receive it, so it is dropped below.
+    stopIfInterrupted(signal);
+  } catch (caught) {
+    const error = signal?.aborted ? interrupted() : caught;
     await settleFailedCreate(deps, leaseId, client, username, { revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo }, error);
     await deps.store.audit.append([{ action: 'lease.create', ...audit, outcome: 'failure', error: errorText(error) }]);
     throw error;
@@ -145,6 +158,36 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
     maxExpiresAt,
     ttl,
   };
+}
+
+function stopIfInterrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw interrupted();
+}
+
+/**
+ * `work`, or the interrupted error as soon as `signal` aborts. A connection that opens after
+ * that is closed at once: no statement was sent on it, so no user can exist.
+ */
+function unlessInterrupted(work: Promise<Target>, signal: AbortSignal | undefined): Promise<Target> {
+  if (!signal) return work;
+  return new Promise<Target>((resolve, reject) => {
+    const onAbort = () => {
+      work.then((late) => late.close().catch(() => undefined), () => undefined);
+      reject(interrupted());
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (client) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(client);
+      },
+      (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function firstSchema(grants: { schema: string }[]): string | undefined {

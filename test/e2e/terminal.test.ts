@@ -431,6 +431,23 @@ describe('prompts: cancel, confirm, passphrase', () => {
     for (const { username } of active) expect(await roleExists(username)).toBe(false);
   });
 
+  test('Ctrl-C during `sy dynamic lease create` says `sy: Interrupted.` on one line, exits 130 and leaves no lease behind', async () => {
+    const typed = pane.command(`sy dynamic lease create --path ${SLOW_DYN} --format json`);
+    // The proxy holds the connection 1.5 s: the spinner says sy is connecting.
+    await typed.waitFor('Connecting to PostgreSQL');
+    pane.press('C-c');
+    expect(await typed.status()).toBe(130);
+    const lines = typed.output().split('\n').map((line) => line.replace(/^\^C/, '').trim()).filter((line) => line !== '');
+    expect(lines).toEqual(['sy: Interrupted.']);
+    const all = JSON.parse((await syPlain(['dynamic', 'lease', 'list', '--all', '--path', SLOW_DYN])).stdout).data as { state: string; username: string }[];
+    expect(all.filter((l) => l.state !== 'revoked')).toEqual([]);
+    for (const { username } of all) expect(await roleExists(username)).toBe(false);
+    // The next command sweeps and has nothing to say.
+    const next = pane.command(`SY_NO_SWEEP=0 sy dynamic lease list --path ${SLOW_DYN} --format json 2>&1 >/dev/null`);
+    expect(await next.status()).toBe(0);
+    expect(next.output().trim()).toBe('');
+  });
+
   test('`sy init` asks for a passphrase twice (again after a mismatch); SY_PASSPHRASE then opens the store', async () => {
     const home = join(sy.home, 'passphrase-store');
     const first = `first-${T}-phrase`;
