@@ -122,3 +122,17 @@ test('a lease whose server is gone: the warning names `revoke --force` once it h
   expectExit(await sy.run(['dynamic', 'lease', 'revoke', lease.lease_id]), 0);
   expect(await roleExists(lease.username)).toBe(false);
 }, 60_000);
+
+test('a PostgreSQL base on port 3306, as in a seed, reaches MariaDB: the failure says which port is whose, and leaves no lease to retry', async () => {
+  await sy.json(['secret', 'create', 'db:pg:seedport', '--attributes', '{"type":"postgresql"}', '--data', JSON.stringify({ host: '127.0.0.1', port: 3306, username: 'postgres', password: 'x' })]);
+  await sy.json([
+    'secret', 'create', 'db:pg:seeddyn', '--no-verify', '--attributes',
+    JSON.stringify({ linkConfig: { linkType: 'dynamic', linkedSecret: 'db:pg:seedport' }, grantPermissions: { what: 'SELECT', where: '*.*' }, ttl: '5m', userPrefix: PREFIX }),
+  ]);
+  const created = await sy.run(['dynamic', 'lease', 'create', '--path', 'db:pg:seeddyn']);
+  expectExit(created, 1);
+  expect(created.stderr).toMatch(/^sy: Could not connect to PostgreSQL at 127\.0\.0\.1:3306: .*\.\nPort 3306 is MySQL\/MariaDB's default port; PostgreSQL's is 5432: check the base secret's port\.$/);
+  expect((await leases()).filter((l) => l.path === 'db:pg:seeddyn').map((l) => l.state)).toEqual(['revoked']);
+  const next = await sy.run(['dynamic', 'lease', 'list'], { env: { SY_NO_SWEEP: '0' } });
+  expect(next.stderr).toBe('');
+});

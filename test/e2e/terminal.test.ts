@@ -129,7 +129,7 @@ describe('the secret wizard, then a lease, in one terminal', () => {
     await typed.waitFor('Admin password:');
     pane.type(ADMIN_PASSWORD);
     pane.press('Enter');
-    await typed.waitFor('Database (optional):');
+    await typed.waitFor('Database: (postgres)');
     pane.type(DB);
     pane.press('Enter');
     // The connection is tested with what was typed, against the local PostgreSQL.
@@ -241,7 +241,7 @@ describe('the secret wizard, then a lease, in one terminal', () => {
       await typed.waitFor('Admin password:');
       pane.type('whatever');
       pane.press('Enter');
-      await typed.waitFor('Database (optional):');
+      await typed.waitFor('Database: (postgres)');
       pane.press('Enter');
       await typed.waitFor('Test the connection to 127.0.0.1:1 now?');
       pane.press('Enter');
@@ -360,7 +360,7 @@ describe('prompts: cancel, confirm, passphrase', () => {
     await typed.waitFor('Admin password:');
     pane.type('whatever');
     pane.press('Enter');
-    await typed.waitFor('Database (optional):');
+    await typed.waitFor('Database: (postgres)');
     pane.press('Enter');
     await typed.waitFor('Test the connection to 127.0.0.1:5432 now?');
     pane.type('n');
