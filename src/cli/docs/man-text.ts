@@ -37,8 +37,12 @@ known one as a hint.`,
 \`pool\` names the daemon pool that revokes its leases (default \`default\`); \`userPrefix\` prefixes
 created user names; \`maxTtl\` caps leases (at most 86400); \`reassignTo\` (PostgreSQL) names a
 NOLOGIN role that receives what a lease created, which is otherwise dropped with it. System schemas are
-never in reach, names are matched as written, and \`ALL\` means the data privileges only. Experts may give
-\`creationStatements\` and \`revocationStatements\` templates with \`{{name}}\`, \`{{password}}\` and \`{{expiration}}\`.
+never in reach, names are matched as written, and \`ALL\` means the data privileges only. On PostgreSQL,
+\`CREATE\` on \`schema.*\` (or \`*.*\`) lets a lease create objects there (migrations, \`pgbench -i\`); its
+search_path starts with that schema, and what it created is dropped with it or handed to \`reassignTo\`.
+\`ttl\` and \`maxTtl\` may be durations (\`5m\`), stored in seconds. Experts may give
+\`creationStatements\` and \`revocationStatements\` templates with \`{{name}}\`, \`{{password}}\` and \`{{expiration}}\`;
+\`grantPermissions\` is granted on top of \`creationStatements\`, never ignored.
 \`sy secret create\` and \`sy secret update\` (when it changes attributes) check the recipe on the base's
 server, read-only, over one connection: each named schema or database and table exists, the admin holds
 each privilege WITH GRANT OPTION on everything the grant reaches, and \`reassignTo\` is a role that cannot
@@ -122,7 +126,9 @@ input and standard output are terminals. The passphrase is asked on the controll
 do. Without a terminal it never waits for input: it fails with a message that names the flag or
 variable to use. A wrong passphrase typed at the terminal is asked
 again, three tries in all. Answering no to a confirmation says what did not happen
-(\`Nothing was deleted.\`, \`No lease was revoked.\`) and exits 130, as Ctrl-C does (\`Interrupted.\`).
+(\`Nothing was deleted.\`, \`No lease was revoked.\`) and exits 130, as Ctrl-C does (\`Interrupted.\`). Ctrl-C
+during \`sy dynamic lease create\` leaves no lease behind: before the user was sent the lease is closed at
+once, after it the user is dropped, since nobody received its password.
 
 \`sy secret create\` on a terminal without \`--data\`, \`--attributes\` or \`--body\` asks for the secret
 field by field, checks each answer as it is given and asks again with the reason, takes durations for
