@@ -1,4 +1,4 @@
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { ReadStream, WriteStream } from 'node:tty';
 import { interrupted } from '../errors.js';
 
@@ -64,6 +64,9 @@ export function controllingTerminalPrompter(path = TERMINAL): Prompter | undefin
   } catch {
     return undefined;
   }
+  // A background job (`sy daemon &`) would be stopped by the terminal as soon as it read:
+  // it is treated as having no terminal, and fails naming the variable instead.
+  if (inBackground()) return undefined;
   return {
     async ask(question) {
       const input = new ReadStream(openSync(path, 'r'));
@@ -76,4 +79,22 @@ export function controllingTerminalPrompter(path = TERMINAL): Prompter | undefin
       }
     },
   };
+}
+
+/**
+ * Whether this process is in a background process group of its terminal (Linux: the
+ * terminal's foreground group in /proc/self/stat is not ours). Elsewhere: not known, false.
+ */
+export function inBackground(stat = '/proc/self/stat'): boolean {
+  let text: string;
+  try {
+    text = readFileSync(stat, 'utf8');
+  } catch {
+    return false;
+  }
+  // After the command name (in parentheses, which may hold spaces): state ppid pgrp session tty_nr tpgid.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const pgrp = Number(fields[2]);
+  const foreground = Number(fields[5]);
+  return foreground > 0 && pgrp !== foreground;
 }

@@ -176,7 +176,8 @@ describe('the secret wizard, then a lease, in one terminal', () => {
     pane.press('C-u');
     pane.type('SELECT');
     pane.press('Enter');
-    await typed.waitFor(/On \(\*\.\*, schema\.\*, schema\.table\): \(\*\.\*\)/);
+    // It names the base's database, whose schemas `*.*` means.
+    await typed.waitFor(`On (*.*, schema.*, schema.table) in database ${DB}: (*.*)`);
     pane.press('Enter');
     // Durations as --ttl takes them; a wrong one is asked again.
     await typed.waitFor(/Default lease TTL \(seconds, or 90s, 15m, 1h30m\): \(1h\)/);
@@ -570,6 +571,13 @@ describe('the passphrase on the controlling terminal, whatever stdout and stdin 
       expect(typed.output()).not.toContain(lease.password);
     });
   }
+
+  test('a background job (`&`) is not asked (the terminal would stop it): it fails at once naming SY_PASSPHRASE', async () => {
+    const typed = pane.command(`${locked()} sy dynamic lease create --path ${path} > bg.json 2> bg.err & wait $!`);
+    expect(await typed.status()).toBe(4);
+    expect(readFileSync(join(sy.home, 'bg.err'), 'utf8')).toMatch(/no terminal to ask for it[\s\S]*SY_PASSPHRASE/);
+    expect(typed.output()).not.toContain('Passphrase for the sy store:');
+  });
 
   test('with no controlling terminal (setsid) it asks nothing: it fails at once naming SY_PASSPHRASE', async () => {
     const typed = pane.command(`${locked()} setsid -w sy dynamic lease create --path ${path} < /dev/null > none.json`);

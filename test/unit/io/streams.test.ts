@@ -7,6 +7,10 @@ import { SyError, storeError } from '../../../src/errors.js';
 import { createSpinner } from '../../../src/io/spinner.js';
 import { askConfirm, askPassword, askSelect, askText, confirmDestructive, passphrasePrompt, PASSPHRASE_TRIES, withPassphraseTries } from '../../../src/io/prompt.js';
 import { colorByDefault, createStreams } from '../../../src/io/streams.js';
+import { inBackground } from '../../../src/io/prompter.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CapturedStream, FakeKeyboard, INTERRUPT, ScriptedPrompter, terminalStreams, testStreams } from '../../helpers/streams.js';
 
 /**
@@ -241,5 +245,22 @@ describe('prompts with scripted answers', () => {
     await expect(confirmDestructive(testStreams({ controllingTerminal: new ScriptedPrompter([true]) }).io, 'Delete it?', undefined)).rejects.toMatchObject({ exitCode: 2 });
     // No terminal at all: nothing is asked.
     expect(passphrasePrompt(testStreams().io)).toBeUndefined();
+  });
+
+  test('a background job of its terminal is not asked: /proc/self/stat says whose the foreground is', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-stat-'));
+    const stat = (pgrp: number, tpgid: number) => {
+      const file = join(dir, `${pgrp}-${tpgid}`);
+      writeFileSync(file, `4242 (sy (node) x) S 1 ${pgrp} ${pgrp} 34816 ${tpgid} 4194304 0 0\n`);
+      return file;
+    };
+    try {
+      expect(inBackground(stat(100, 100))).toBe(false);
+      expect(inBackground(stat(100, 200))).toBe(true);
+      expect(inBackground(stat(100, -1))).toBe(false);
+      expect(inBackground(join(dir, 'none'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
