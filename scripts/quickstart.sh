@@ -21,7 +21,7 @@ dir=$(mktemp -d)
 export SY_HOME="$dir/sy"
 export SY_MASTER_KEY_FILE="$dir/master.key"
 $sy key generate >"$SY_MASTER_KEY_FILE"
-$sy init --key-source master-key-file --format table >&2
+$sy init --quiet --key-source master-key-file --format table >&2
 
 base="$dir/base.json"
 trap 'rm -f "$base"' EXIT

@@ -48,7 +48,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       if (error.exitCode === 0) return 0;
       // Help shown for a command that needs a subcommand: the help is the message.
       if (error.code === 'commander.help' || error.code === 'commander.helpDisplayed') return 2;
-      throw usageError('usage', commanderSentence(error.message));
+      throw usageError('usage', commanderSentence(error.message, siblingFlag(argv, error.message)));
     }
     return ctx.exitCode ?? 0;
   } catch (error) {
@@ -77,13 +77,26 @@ function report(error: unknown, io: IOStreams, colors: Paint): number {
  * Commander's messages (`error: unknown option '--dat'` and a `(Did you mean --data?)` line)
  * as one sentence of sy's, so that every error reads the same and starts with `sy:`.
  */
-export function commanderSentence(message: string): string {
+/**
+ * Flags users carry over from a sibling command, which commander's spelling check cannot
+ * guess (`lease renew --ttl`, as `lease create --ttl`): the unknown option names the right one.
+ */
+const SIBLING_FLAGS: Record<string, Record<string, string>> = { renew: { '--ttl': '--increment' } };
+
+export function siblingFlag(argv: string[], message: string): string | undefined {
+  const flag = /unknown option '([^'=]+)/i.exec(message)?.[1];
+  if (flag === undefined) return undefined;
+  const command = Object.keys(SIBLING_FLAGS).find((name) => argv.includes(name) && SIBLING_FLAGS[name][flag] !== undefined);
+  return command === undefined ? undefined : SIBLING_FLAGS[command][flag];
+}
+
+export function commanderSentence(message: string, fallbackSuggestion?: string): string {
   const [first = 'Bad usage', ...rest] = message
     .replace(/^error:\s*/, '')
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line !== '');
-  const suggestion = rest.map((line) => /^\(Did you mean (.+)\?\)$/.exec(line)?.[1]).find((s) => s !== undefined);
+  const suggestion = rest.map((line) => /^\(Did you mean (.+)\?\)$/.exec(line)?.[1]).find((s) => s !== undefined) ?? fallbackSuggestion;
   const joined = first.replace(/\.$/, '').replace(/\. ([A-Z])/g, (_, c: string) => `; ${c.toLowerCase()}`);
   const sentence = joined[0].toUpperCase() + joined.slice(1);
   return suggestion ? `${sentence}; did you mean ${suggestion}?` : `${sentence}.`;
@@ -101,5 +114,10 @@ function packageVersion(): string {
 }
 
 export async function run(): Promise<void> {
-  process.exitCode = await main(process.argv.slice(2));
+  const code = await main(process.argv.slice(2));
+  process.exitCode = code;
+  // Interrupted: do not wait for what the command abandoned (a connection attempt to a server
+  // that does not answer would hold the process for its whole timeout). stdout and stderr are
+  // synchronous on Linux for files, pipes and terminals, so nothing written is lost.
+  if (code === 130) process.exit(code);
 }

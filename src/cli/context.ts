@@ -42,6 +42,8 @@ export interface Context {
 /** The sweep before each command: at most this long, with short connect timeouts. */
 export const PRE_SWEEP_BUDGET_MS = 1500;
 export const PRE_SWEEP_CONNECT_TIMEOUT_MS = 1000;
+/** A lease whose revocation failed this often (about half a minute of retries) is named with `revoke --force`. */
+export const STUCK_ATTEMPTS = 3;
 /** Small batches before a command, so one batch fits its budget; full sweeps take up to 1,000 at once. */
 const PRE_SWEEP_BATCH = 200;
 
@@ -93,6 +95,12 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     if (report.failed > 0) {
       const first = report.errors[0];
       io.warn(`sy: ${report.failed} expired lease${report.failed === 1 ? '' : 's'} could not be revoked yet (${first.target}: ${first.error}); retrying later.`);
+      const stuck = await s.leases.get(first.lease_id).catch(() => undefined);
+      if (stuck && stuck.attempts >= STUCK_ATTEMPTS) {
+        io.warn(
+          `Lease ${stuck.id} has failed ${stuck.attempts} times: if ${stuck.target} is gone for good, \`sy dynamic lease revoke ${stuck.id} --force\` forgets it (its user may remain there).`,
+        );
+      }
     }
   };
 

@@ -3,6 +3,10 @@ import { keySource } from '../cli/flags.js';
 import { keyValueTable } from '../io/format.js';
 import { passphrasePrompt } from '../io/prompt.js';
 
+/** What a new store needs first, on stderr after `sy init` (a notice: --quiet drops it). */
+export const NEXT_STEP =
+  'Next: store a database admin as a base secret: `sy secret create db:postgresql:root` asks for it field by field at a terminal (or give --attributes and --data; see `sy secret create --help`).';
+
 export interface InitOptions extends OutputFlags {
   keySource?: string;
 }
@@ -30,11 +34,13 @@ export async function initCommand(ctx: Context, options: InitOptions) {
     }
     const summary = { store: url.location, kind: 'postgresql', store_id: shared.storeId, key_source: shared.keySource, schema_version: to, created: shared.created };
     await ctx.print({ value: summary, table: () => keyValueTable(summary) }, options);
+    if (shared.created) ctx.io.notice(NEXT_STEP);
     return summary;
   }
   const result = await initStore(ctx.home(), ctx.env, how);
   await result.store.close();
   const summary = { home: result.home, store_id: result.storeId, key_source: result.keySource };
   await ctx.print({ value: summary, table: () => keyValueTable(summary) }, options);
+  ctx.io.notice(NEXT_STEP);
   return summary;
 }

@@ -7,7 +7,8 @@ import type { IssuedLease } from './lease-view.js';
  */
 
 /**
- * The variables of the engine's clients, plus DATABASE_URL. libpq reads every PG* one. The
+ * The variables of the engine's clients, plus DATABASE_URL and SY_LEASE_ID (so that a script
+ * that evaluated them can renew or revoke what it got). libpq reads every PG* one. The
  * MySQL and MariaDB clients read MYSQL_HOST, MYSQL_TCP_PORT and MYSQL_PWD but neither a user
  * nor a database from the environment: MYSQL_USER and MYSQL_DATABASE are for scripts
  * (`-u "$MYSQL_USER"`), and `sy run` adds the option file below.
@@ -22,6 +23,7 @@ export function clientEnv(lease: IssuedLease): Record<string, string> {
       PGUSER: lease.username,
       PGPASSWORD: lease.password,
       DATABASE_URL: lease.connection_string,
+      SY_LEASE_ID: lease.lease_id,
     };
   }
   return {
@@ -31,6 +33,7 @@ export function clientEnv(lease: IssuedLease): Record<string, string> {
     MYSQL_USER: lease.username,
     MYSQL_PWD: lease.password,
     DATABASE_URL: lease.connection_string,
+    SY_LEASE_ID: lease.lease_id,
   };
 }
 

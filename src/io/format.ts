@@ -69,9 +69,14 @@ async function renderFiltered(value: unknown, format: Format): Promise<string> {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
-/** `data.password`, `password`, `data[0].path` or `data.0.path`. */
+/**
+ * `data.password`, `password`, `data[0].path` or `data.0.path`. A lease is flat (its
+ * password is `password`), but scripts written for secrets say `data.password`: on a value
+ * with no `data` field, a leading `data.` is skipped, so the same filter serves both.
+ */
 export function pick(value: unknown, field: string): unknown {
-  const steps = field.replace(/\[(\d+)\]/g, '.$1').split('.').filter((s) => s !== '');
+  let steps = field.replace(/\[(\d+)\]/g, '.$1').split('.').filter((s) => s !== '');
+  if (steps.length > 1 && steps[0] === 'data' && value !== null && typeof value === 'object' && !Object.hasOwn(value, 'data')) steps = steps.slice(1);
   let current: unknown = value;
   for (const step of steps) {
     if (current !== null && typeof current === 'object' && Object.hasOwn(current, step)) {

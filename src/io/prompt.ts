@@ -34,18 +34,23 @@ export function prompts(io: IOStreams) {
   };
 }
 
-/** A passphrase prompt for the key sources, or undefined when nothing may prompt. */
+/**
+ * A passphrase prompt for the key sources: on the controlling terminal whenever there is one,
+ * even with stdout piped or redirected (io.secretPrompter); undefined when there is none.
+ */
 export function passphrasePrompt(io: IOStreams) {
-  if (!io.canPrompt()) return undefined;
+  const prompter = io.secretPrompter();
+  if (!prompter) return undefined;
+  const ask = (message: string) => prompter.ask({ type: 'password', message, mask: '*' });
   return async (purpose: 'unlock' | 'new'): Promise<string> => {
-    if (purpose === 'unlock') return askPassword(io, 'Passphrase for the sy store:');
+    if (purpose === 'unlock') return ask('Passphrase for the sy store:');
     for (;;) {
-      const first = await askPassword(io, 'New passphrase for the sy store (at least 8 characters):');
+      const first = await ask('New passphrase for the sy store (at least 8 characters):');
       if (first.length < 8) {
         io.warn('The passphrase must be at least 8 characters long.');
         continue;
       }
-      const second = await askPassword(io, 'Repeat the passphrase:');
+      const second = await ask('Repeat the passphrase:');
       if (first === second) return first;
       io.warn('The two passphrases differ; try again.');
     }

@@ -1,5 +1,5 @@
 import { isatty } from 'node:tty';
-import { type Prompter, inquirerPrompter } from './prompter.js';
+import { type Prompter, controllingTerminalPrompter, inquirerPrompter } from './prompter.js';
 
 /**
  * One object that knows what the process is connected to: whether stdin, stdout and
@@ -21,6 +21,12 @@ export interface IOStreams {
   debug: boolean;
   /** Prompts only when both stdin and stdout are terminals. */
   canPrompt(): boolean;
+  /**
+   * Where a passphrase is asked: the prompter when stdin and stdout are terminals, else the
+   * controlling terminal when the process has one (`| jq`, `> creds.json`); undefined
+   * without any terminal.
+   */
+  secretPrompter(): Prompter | undefined;
   /** Spinners only when stdout and stderr are terminals and not --quiet. */
   canSpin(): boolean;
   out(text: string): void;
@@ -41,6 +47,8 @@ export interface StreamOptions {
   colorEnabled: boolean;
   /** Default: inquirer on these stdin and stdout. */
   prompter?: Prompter;
+  /** The controlling terminal's prompter, looked for on first use; default: none. */
+  controllingTerminal?: () => Prompter | undefined;
 }
 
 export function createStreams(options: StreamOptions): IOStreams {
@@ -63,6 +71,10 @@ export function createStreams(options: StreamOptions): IOStreams {
     debug: false,
     canPrompt() {
       return stdinIsTTY && stdoutIsTTY;
+    },
+    secretPrompter() {
+      if (this.canPrompt()) return this.prompter;
+      return options.controllingTerminal?.();
     },
     canSpin() {
       return stdoutIsTTY && stderrIsTTY && !this.quiet;
@@ -97,5 +109,6 @@ export function processStreams(env: NodeJS.ProcessEnv = process.env): IOStreams 
     stdoutIsTTY: isatty(1),
     stderrIsTTY,
     colorEnabled: colorByDefault(env, stderrIsTTY),
+    controllingTerminal: controllingTerminalPrompter,
   });
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { SyError, failed, usageError } from '../errors.js';
+import { SyError, failed, interrupted, usageError } from '../errors.js';
 import { kindOf } from '../secrets/validate.js';
 import { followLink, type LinkedBase } from '../secrets/lookup.js';
 import { getSecret } from '../secrets/service.js';
@@ -32,6 +32,12 @@ export interface IssueRequest {
   version?: number;
   /** The API client the lease is issued for: recorded on the lease (and its caps are the caller's to check). */
   client?: string;
+  /**
+   * Aborted when the user interrupts (Ctrl-C). Issuing stops at the next safe point and leaves
+   * nothing: before the user is created the intent is closed at once (no user can exist);
+   * after, the user is dropped. A CREATE in flight is let finish, then dropped.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -69,6 +75,8 @@ export interface IssuedCredentials {
  */
 export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: IssueRequest = {}): Promise<IssuedCredentials> {
   const { store } = deps;
+  const { signal } = request;
+  stopIfInterrupted(signal);
   const secret = await getSecret(store, ref, request.version);
   if (kindOf(secret.attributes) !== 'dynamic') {
     throw usageError('not_dynamic', `${secret.path} is not a dynamic secret.`);
@@ -85,16 +93,18 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
     let refusal: unknown;
     try {
       deps.progress?.(`Connecting to ${ENGINES[engine].label} at ${connection.host}:${connection.port}`);
-      client = await deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+      client = await unlessInterrupted(deps.connect(connection, { connectTimeoutMs: CONNECT_TIMEOUT_MS }), signal);
       const clock = await readServerClock(deps, client);
       createdAt = clock.server;
       refusal = clockSkewRefusal(clock, connection);
       if (refusal !== undefined) createdAt = deps.now();
     } catch (error) {
+      // Interrupted before anything was recorded or sent: nothing to undo.
+      if (signal?.aborted) throw interrupted();
       refusal = error;
       createdAt = deps.now();
     }
-    return await issueOn(deps, client, refusal, { secret, link, ttl, createdAt, client: request.client });
+    return await issueOn(deps, client, refusal, { secret, link, ttl, createdAt, client: request.client, signal });
   } finally {
     // issueOn closes it as soon as the user is made; this is for a failure before that.
     await client?.close().catch(() => undefined);
@@ -109,6 +119,8 @@ interface IssuePlan {
   createdAt: number;
   /** The API client the lease is issued for. */
   client?: string;
+  /** Aborted on Ctrl-C: see IssueRequest.signal. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -127,6 +139,7 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
   const target = targetLabel(connection);
   const audit = { actor: deps.actor, path: secret.path, lease_id: leaseId, db_user: username, target, ttl };
 
+  stopIfInterrupted(plan.signal);
   await store.leases.recordIntent({
     id: leaseId,
     secretId: secret.id,
@@ -147,6 +160,7 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
 
   try {
     if (refusal !== undefined || client === undefined) throw refusal;
+    stopIfInterrupted(plan.signal);
     deps.progress?.(`Creating ${username}`);
     await client.createUser({
       username,
@@ -157,7 +171,10 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
       reassignTo: recipe.reassignTo,
       connectionLimit: recipe.connectionLimit,
     });
-  } catch (error) {
+    // Interrupted while the user was being made: nobody will receive it, so it is dropped below.
+    stopIfInterrupted(plan.signal);
+  } catch (caught) {
+    const error = plan.signal?.aborted ? interrupted() : caught;
     const made = refusal === undefined ? client : undefined;
     await settleFailedCreate(deps, leaseId, made, username, { revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo }, error);
     await deps.store.audit.append([{ action: 'lease.create', ...audit, outcome: 'failure', error: errorText(error) }]);
@@ -192,6 +209,36 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
     maxExpiresAt,
     ttl,
   };
+}
+
+function stopIfInterrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw interrupted();
+}
+
+/**
+ * `work`, or the interrupted error as soon as `signal` aborts. A connection that opens after
+ * that is closed at once: no statement was sent on it, so no user can exist.
+ */
+function unlessInterrupted(work: Promise<Target>, signal: AbortSignal | undefined): Promise<Target> {
+  if (!signal) return work;
+  return new Promise<Target>((resolve, reject) => {
+    const onAbort = () => {
+      work.then((late) => late.close().catch(() => undefined), () => undefined);
+      reject(interrupted());
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (client) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(client);
+      },
+      (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function firstSchema(grants: { schema: string }[]): string | undefined {

@@ -32,6 +32,13 @@ export interface EngineProfile {
 export const POSTGRES_DATA_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES'];
 
 /**
+ * PostgreSQL schema privileges a lease may hold, named only (never part of `ALL`) and only on
+ * `s.*` or `*.*`: `CREATE` lets a lease create objects in the schema (migrations,
+ * `pgbench -i`); they are its own, so revoking it drops them (or hands them to `reassignTo`).
+ */
+export const POSTGRES_SCHEMA_PRIVILEGES = ['CREATE'];
+
+/**
  * MySQL/MariaDB privileges a lease may hold: data privileges at the database or table level
  * only. Global and administrative ones (SUPER, FILE, PROCESS, CREATE USER, GRANT OPTION,
  * SHUTDOWN, SHOW DATABASES, REPLICATION ...) are refused.
@@ -57,7 +64,7 @@ export const ENGINES: Record<Engine, EngineProfile> = {
     engine: 'postgresql',
     label: 'PostgreSQL',
     maxUserName: 63,
-    privileges: new Set([...POSTGRES_DATA_PRIVILEGES, ...ALL_PRIVILEGES]),
+    privileges: new Set([...POSTGRES_DATA_PRIVILEGES, ...POSTGRES_SCHEMA_PRIVILEGES, ...ALL_PRIVILEGES]),
     defaultPort: 5432,
     urlScheme: 'postgresql',
   },

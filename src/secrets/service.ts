@@ -6,6 +6,7 @@ import { canonicalPath, newSecretPath, refName } from './path.js';
 import type { SecretRef } from '../model/secret.js';
 import { checkFieldNames, kindOf, parseBaseConnection } from './validate.js';
 import { isObject } from '../util/object.js';
+import { parseDuration } from '../util/duration.js';
 import type { Attributes, BaseConnection, DynamicRecipe, SecretData, SecretKind } from '../model/secret.js';
 import { followLink } from './lookup.js';
 import type { RecipeVerdict } from './verify.js';
@@ -88,8 +89,24 @@ async function audited<T>(store: Store, event: Omit<AuditEvent, 'outcome' | 'err
   }
 }
 
-export async function createSecret(store: Store, path: string, content: SecretContent, check?: RecipeCheck): Promise<Written> {
+/**
+ * A dynamic secret's `ttl` and `maxTtl` are stored in seconds, as the contract says, however
+ * they were written: `"5m"` is stored as 300, so every reader (a script, the lease API, an
+ * older sy) sees a number.
+ */
+export function inSeconds(attributes: Attributes): Attributes {
+  if (kindOf(attributes) !== 'dynamic') return attributes;
+  const out = { ...attributes };
+  for (const key of ['ttl', 'maxTtl'] as const) {
+    const value = attributes[key];
+    if (typeof value === 'string') out[key] = parseDuration(value, `attributes.${key}`);
+  }
+  return out;
+}
+
+export async function createSecret(store: Store, path: string, given: SecretContent, check?: RecipeCheck): Promise<Written> {
   return audited(store, { action: 'secret.create', path }, async () => {
+    const content = { ...given, attributes: inSeconds(given.attributes) };
     const canonical = newSecretPath(path);
     const { dynamic, ...checked } = await checkContent(store, content.attributes, content.data);
     const warnings = await checkOnServer(canonical, { ...checked, dynamic }, check);
@@ -136,7 +153,7 @@ async function tryUpdate(store: Store, ref: SecretRef, change: SecretChange, che
     const current = await getSecret(store, ref);
     const next: SecretContent = {
       description: change.description ?? current.description,
-      attributes: change.attributes === undefined ? current.attributes : change.overwrite ? change.attributes : mergePatch(current.attributes, change.attributes),
+      attributes: change.attributes === undefined ? current.attributes : inSeconds(change.overwrite ? change.attributes : mergePatch(current.attributes, change.attributes)),
       data: change.data === undefined ? current.data : change.overwrite ? change.data : mergePatch(current.data, change.data),
     };
     const beforeWrite =

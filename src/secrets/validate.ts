@@ -284,6 +284,9 @@ export function parseGrant(grant: unknown, engine: Engine): GrantPermission {
     const kind = engine === 'postgresql' ? 'schema' : 'database';
     throw usageError('invalid_secret', `grantPermissions.where: "${schema}" is a system ${kind}, which a lease never reaches.`);
   }
+  if (engine === 'postgresql' && table !== '*' && privileges.includes('CREATE')) {
+    throw usageError('invalid_secret', `grantPermissions.what: CREATE is a privilege on a whole schema on PostgreSQL: grant it on "${schema}.*", not on a table.`);
+  }
   if (engine === 'mysql' && table !== '*') {
     const databaseOnly = privileges.find((p) => !MYSQL_TABLE_PRIVILEGES.includes(p) && p !== 'ALL' && p !== 'ALL PRIVILEGES');
     if (databaseOnly) {

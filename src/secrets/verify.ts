@@ -27,8 +27,8 @@ export interface RecipeServer {
  * may be fine and the server down for a minute.
  */
 export async function checkRecipeOnServer(server: RecipeServer, connection: BaseConnection, recipe: DynamicRecipe): Promise<RecipeVerdict> {
-  // creationStatements replace sy's own GRANTs: grantPermissions is then not what a lease gets.
-  const grants = recipe.creationStatements !== undefined && recipe.creationStatements.length > 0 ? [] : recipe.grants;
+  // grantPermissions is granted with or without creationStatements: it is always checked.
+  const grants = recipe.grants;
   if (grants.length === 0 && recipe.reassignTo === undefined) return { checked: true, problems: [] };
   let target: Target | undefined;
   try {

@@ -114,15 +114,26 @@ export function driverReason(error: unknown, secrets: string[]): string {
   return safeReason(String(err?.sqlMessage ?? err?.message ?? error), err?.code, secrets);
 }
 
-/** `Could not connect to <engine> at <host>:<port>: <reason>.` */
+/**
+ * `Could not connect to <engine> at <host>:<port>: <reason>.`, with a hint when the port is
+ * another engine's default (a PostgreSQL base on 3306, as in a seed, reaches MariaDB).
+ */
 export function connectFailed(
   label: string,
-  conn: { host: string; port: number },
+  conn: { host: string; port: number; engine?: Engine },
   kind: 'target_unreachable' | 'target_refused',
   reason: string,
   cause?: unknown,
 ): SyError {
-  return failed(kind, `Could not connect to ${label} at ${conn.host}:${conn.port}: ${reason}.`, undefined, cause);
+  return failed(kind, `Could not connect to ${label} at ${conn.host}:${conn.port}: ${reason}.`, portHint(conn), cause);
+}
+
+export function portHint(conn: { port: number; engine?: Engine }): string | undefined {
+  if (conn.engine === undefined) return undefined;
+  const own = ENGINES[conn.engine];
+  const other = Object.values(ENGINES).find((profile) => profile.engine !== conn.engine && profile.defaultPort === conn.port);
+  if (!other || own.defaultPort === conn.port) return undefined;
+  return `Port ${conn.port} is ${other.label}'s default port; ${own.label}'s is ${own.defaultPort}: check the base secret's port.`;
 }
 
 /** What an engine's session tells statementFailure about itself and its driver's errors. */

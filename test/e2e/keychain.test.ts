@@ -44,11 +44,11 @@ step() {
   echo $? >"$OUT/$name.rc"
 }
 export SY_HOME="$BASE/explicit"
-step init init --key-source keychain
+step init init --quiet --key-source keychain
 step create secret create app:kc --data @"$BASE/data.json"
 step read secret read app:kc
 export SY_HOME="$BASE/default"
-step init-default init
+step init-default init --quiet
 step create-default secret create app:kc2 --data '{"k": "v"}'
 step read-default secret read app:kc2
 `;

@@ -257,7 +257,7 @@ describe('sy dynamic leases on MariaDB', () => {
     const env = await run(['dynamic', 'lease', 'create', '--path', 'db:mariadb:e2e', '--format', 'env']);
     expectExit(env, 0);
     const names = env.stdout.trimEnd().split('\n').map((line) => line.replace(/^export /, '').split('=')[0]);
-    expect(names.sort()).toEqual(['DATABASE_URL', 'MYSQL_DATABASE', 'MYSQL_HOST', 'MYSQL_PWD', 'MYSQL_TCP_PORT', 'MYSQL_USER']);
+    expect(names.sort()).toEqual(['DATABASE_URL', 'MYSQL_DATABASE', 'MYSQL_HOST', 'MYSQL_PWD', 'MYSQL_TCP_PORT', 'MYSQL_USER', 'SY_LEASE_ID']);
     writeFileSync(join(sy.home, 'env'), env.stdout);
     const shell = await execa('sh', ['-c', 'eval "$(cat env)"; printf "%s\\n%s" "$MYSQL_USER" "$MYSQL_PWD"'], {
       cwd: sy.home, env: { PATH: process.env.PATH }, extendEnv: false, reject: false,

@@ -303,7 +303,7 @@ describe('sy dynamic leases on PostgreSQL (SCRAM cluster)', () => {
     const env = await run(['dynamic', 'lease', 'create', '--path', 'db:postgresql:e2e', '--format', 'env']);
     expectExit(env, 0);
     const names = env.stdout.trimEnd().split('\n').map((line) => line.replace(/^export /, '').split('=')[0]);
-    expect(names.sort()).toEqual(['DATABASE_URL', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER']);
+    expect(names.sort()).toEqual(['DATABASE_URL', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER', 'SY_LEASE_ID']);
     writeFileSync(join(sy.home, 'env'), env.stdout);
     const shell = await execa('sh', ['-c', 'eval "$(cat env)"; printf "%s\\n%s\\n%s" "$PGUSER" "$PGPASSWORD" "$DATABASE_URL"'], {
       cwd: sy.home, env: { PATH: process.env.PATH }, extendEnv: false, reject: false,

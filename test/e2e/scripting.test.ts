@@ -89,7 +89,51 @@ describe('--format env: export lines that sh, bash and zsh eval', () => {
     expectExit(env, 0);
     const lines = env.stdout.trimEnd().split('\n');
     for (const line of lines) expect(line).toMatch(/^export [A-Z_][A-Z0-9_]*='[^']*'$/);
-    expect(lines.map((line) => line.slice('export '.length).split('=')[0]).sort()).toEqual(['DATABASE_URL', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER']);
+    expect(lines.map((line) => line.slice('export '.length).split('=')[0]).sort()).toEqual(['DATABASE_URL', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER', 'SY_LEASE_ID']);
+  });
+
+  test('SY_LEASE_ID: a script that evaluated the lines renews and revokes the very lease it got', async () => {
+    const result = await inShell(
+      'bash',
+      [
+        'set -e',
+        'eval "$(sy dynamic lease create --path db:postgresql:dyn1 --format env)"',
+        'psql -X -Atc "select current_user" > user.txt',
+        'sy dynamic lease renew "$SY_LEASE_ID" --increment 20m --filter lease_id',
+        'sy dynamic lease revoke "$SY_LEASE_ID" > /dev/null',
+        'echo "$PGUSER"',
+      ].join('\n'),
+    );
+    expectExit(result, 0);
+    const [renewedId, user] = result.stdout.trim().split('\n');
+    expect(readFileSync(join(sy.home, 'user.txt'), 'utf8').trim()).toBe(user);
+    const lease = (await listed(['--all'])).find((l) => l.username === user)!;
+    expect(lease.lease_id).toBe(renewedId);
+    expect(lease.state).toBe('revoked');
+    expect(await pgRoleExists(user)).toBe(false);
+  });
+
+  test('the README\'s script: one --output file, fields read with jq; renew and revoke by its lease_id; --filter data.password works on it', async () => {
+    const result = await inShell(
+      'bash',
+      [
+        'set -e',
+        'sy dynamic lease create --path db:postgresql:dyn1 --ttl 10m --output creds.json',
+        'PGPASSWORD="$(jq -r .password creds.json)" psql -X -Atc "select current_user" "$(jq -r .connection_string creds.json)" > user.txt',
+        'sy dynamic lease renew "$(jq -r .lease_id creds.json)" --increment 30m > /dev/null',
+        'sy dynamic lease revoke "$(jq -r .lease_id creds.json)" > /dev/null',
+        'jq -r .username creds.json',
+      ].join('\n'),
+    );
+    expectExit(result, 0);
+    const user = result.stdout.trim();
+    expect(readFileSync(join(sy.home, 'user.txt'), 'utf8').trim()).toBe(user);
+    expect(user).toMatch(SY_MARKER);
+    expect(await pgRoleExists(user)).toBe(false);
+    const one = await run(['dynamic', 'lease', 'create', '--path', 'db:postgresql:dyn1', '--filter', 'data.password']);
+    expectExit(one, 0);
+    expect(one.stdout.trimEnd()).toMatch(/^\S{32}$/);
+    passwords.push(one.stdout.trimEnd());
   });
 
   for (const shell of ['sh', 'bash', 'zsh']) {

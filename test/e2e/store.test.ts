@@ -165,7 +165,8 @@ describe('the store: passphrases and key change', () => {
     const sy = await makeHome({ init: false });
     const env = { SY_MASTER_KEY: undefined, SY_PASSPHRASE: PASSPHRASE };
     try {
-      expect(await ok(sy, ['init'], env)).toMatchObject({ key_source: 'SY_PASSPHRASE' });
+      // --quiet: no next-step line, so stderr must be empty.
+      expect(await ok(sy, ['init', '--quiet'], env)).toMatchObject({ key_source: 'SY_PASSPHRASE' });
       await ok(sy, ['secret', 'create', 'app:pp', '--data', JSON.stringify({ password: PASSWORD })], env);
       expect((await ok(sy, ['secret', 'read', 'app:pp'], env)).data).toEqual({ password: PASSWORD });
 

@@ -129,7 +129,7 @@ describe('the secret wizard, then a lease, in one terminal', () => {
     await typed.waitFor('Admin password:');
     pane.type(ADMIN_PASSWORD);
     pane.press('Enter');
-    await typed.waitFor('Database (optional):');
+    await typed.waitFor('Database: (postgres)');
     pane.type(DB);
     pane.press('Enter');
     // The connection is tested with what was typed, against the local PostgreSQL.
@@ -176,7 +176,8 @@ describe('the secret wizard, then a lease, in one terminal', () => {
     pane.press('C-u');
     pane.type('SELECT');
     pane.press('Enter');
-    await typed.waitFor(/On \(\*\.\*, schema\.\*, schema\.table\): \(\*\.\*\)/);
+    // It names the base's database, whose schemas `*.*` means.
+    await typed.waitFor(`On (*.*, schema.*, schema.table) in database ${DB}: (*.*)`);
     pane.press('Enter');
     // Durations as --ttl takes them; a wrong one is asked again.
     await typed.waitFor(/Default lease TTL \(seconds, or 90s, 15m, 1h30m\): \(1h\)/);
@@ -241,7 +242,7 @@ describe('the secret wizard, then a lease, in one terminal', () => {
       await typed.waitFor('Admin password:');
       pane.type('whatever');
       pane.press('Enter');
-      await typed.waitFor('Database (optional):');
+      await typed.waitFor('Database: (postgres)');
       pane.press('Enter');
       await typed.waitFor('Test the connection to 127.0.0.1:1 now?');
       pane.press('Enter');
@@ -360,7 +361,7 @@ describe('prompts: cancel, confirm, passphrase', () => {
     await typed.waitFor('Admin password:');
     pane.type('whatever');
     pane.press('Enter');
-    await typed.waitFor('Database (optional):');
+    await typed.waitFor('Database: (postgres)');
     pane.press('Enter');
     await typed.waitFor('Test the connection to 127.0.0.1:5432 now?');
     pane.type('n');
@@ -431,6 +432,23 @@ describe('prompts: cancel, confirm, passphrase', () => {
     for (const { username } of active) expect(await roleExists(username)).toBe(false);
   });
 
+  test('Ctrl-C during `sy dynamic lease create` says `sy: Interrupted.` on one line, exits 130 and leaves no lease behind', async () => {
+    const typed = pane.command(`sy dynamic lease create --path ${SLOW_DYN} --format json`);
+    // The proxy holds the connection 1.5 s: the spinner says sy is connecting.
+    await typed.waitFor('Connecting to PostgreSQL');
+    pane.press('C-c');
+    expect(await typed.status()).toBe(130);
+    const lines = typed.output().split('\n').map((line) => line.replace(/^\^C/, '').trim()).filter((line) => line !== '');
+    expect(lines).toEqual(['sy: Interrupted.']);
+    const all = JSON.parse((await syPlain(['dynamic', 'lease', 'list', '--all', '--path', SLOW_DYN])).stdout).data as { state: string; username: string }[];
+    expect(all.filter((l) => l.state !== 'revoked')).toEqual([]);
+    for (const { username } of all) expect(await roleExists(username)).toBe(false);
+    // The next command sweeps and has nothing to say.
+    const next = pane.command(`SY_NO_SWEEP=0 sy dynamic lease list --path ${SLOW_DYN} --format json 2>&1 >/dev/null`);
+    expect(await next.status()).toBe(0);
+    expect(next.output().trim()).toBe('');
+  });
+
   test('`sy init` asks for a passphrase twice (again after a mismatch); SY_PASSPHRASE then opens the store', async () => {
     const home = join(sy.home, 'passphrase-store');
     const first = `first-${T}-phrase`;
@@ -494,6 +512,79 @@ describe('prompts: cancel, confirm, passphrase', () => {
     const none = await runSy(['secret', 'read', 'app:pp'], { SY_HOME: home, HOME: sy.home, SY_NO_SWEEP: '1' }, { timeout: 15_000 });
     expect(none.exitCode).toBe(4);
     expect(none.stderr).toMatch(/SY_PASSPHRASE|SY_MASTER_KEY/);
+  });
+});
+
+describe('the passphrase on the controlling terminal, whatever stdout and stdin are', () => {
+  const home = () => join(sy.home, 'tty-passphrase-store');
+  const phrase = `tty-${T}-phrase`;
+  const path = `db:postgresql:ttydyn${T}`;
+  const locked = () => `env -u SY_MASTER_KEY -u DBUS_SESSION_BUS_ADDRESS SY_HOME=${shq(home())}`;
+  const withPhrase = () => ({ SY_HOME: home(), HOME: sy.home, SY_NO_SWEEP: '1', SY_PASSPHRASE: phrase });
+
+  beforeAll(async () => {
+    for (const args of [
+      ['init'],
+      ['secret', 'create', `db:postgresql:ttybase${T}`, '--attributes', '{"type":"postgresql"}', '--data', JSON.stringify({ host: '127.0.0.1', port: 5432, username: 'postgres', password: 'x', database: DB })],
+      ['secret', 'create', path, '--attributes', JSON.stringify({ linkConfig: { linkType: 'dynamic', linkedSecret: `db:postgresql:ttybase${T}` }, grantPermissions: { what: 'SELECT', where: '*.*' }, ttl: 600, userPrefix: PREFIX })],
+    ]) {
+      const result = await runSy(args, withPhrase());
+      if (result.exitCode !== 0) throw new Error(`sy ${args[0]}: ${result.stderr}`);
+    }
+  });
+
+  afterAll(async () => {
+    await runSy(['dynamic', 'lease', 'revoke', '--prefix', 'db', '--yes'], withPhrase()).catch(() => undefined);
+  });
+
+  const leaseIn = async (file: string) => {
+    const lease = JSON.parse(readFileSync(join(sy.home, file), 'utf8'));
+    expect(await roleExists(lease.username)).toBe(true);
+    const rows = await pgConnect({ ...LOCAL_PG, user: lease.username, password: lease.password, database: DB }).then(async (client) => {
+      try {
+        return (await client.query('SELECT current_user AS u')).rows;
+      } finally {
+        await client.end();
+      }
+    });
+    expect(rows).toEqual([{ u: lease.username }]);
+    return lease;
+  };
+
+  for (const [label, redirect, file] of [
+    ['piped: `| cat > out.json`', '| cat > pipe.json', 'pipe.json'],
+    ['redirected: `> creds.json`', '> creds.json', 'creds.json'],
+    ['stdin not a terminal either: `< /dev/null > in.json`', '< /dev/null > in.json', 'in.json'],
+  ] as const) {
+    test(`${label}: asks for the passphrase on the terminal (a wrong one again, three tries in all) and the lease works`, async () => {
+      const typed = pane.command(`${locked()} sy dynamic lease create --path ${path} ${redirect}`);
+      await typed.waitFor('Passphrase for the sy store:');
+      pane.type('not-the-phrase');
+      pane.press('Enter');
+      await typed.waitFor('That passphrase does not open the store; 2 tries left.');
+      await typed.waitFor(/tries left\.[\s\S]*Passphrase for the sy store:/);
+      pane.type(phrase);
+      pane.press('Enter');
+      expect(await typed.status()).toBe(0);
+      expect(pane.capture()).not.toContain(phrase);
+      const lease = await leaseIn(file);
+      expect(typed.output()).not.toContain(lease.password);
+    });
+  }
+
+  test('a background job (`&`) is not asked (the terminal would stop it): it fails at once naming SY_PASSPHRASE', async () => {
+    const typed = pane.command(`${locked()} sy dynamic lease create --path ${path} > bg.json 2> bg.err & wait $!`);
+    expect(await typed.status()).toBe(4);
+    expect(readFileSync(join(sy.home, 'bg.err'), 'utf8')).toMatch(/no terminal to ask for it[\s\S]*SY_PASSPHRASE/);
+    expect(typed.output()).not.toContain('Passphrase for the sy store:');
+  });
+
+  test('with no controlling terminal (setsid) it asks nothing: it fails at once naming SY_PASSPHRASE', async () => {
+    const typed = pane.command(`${locked()} setsid -w sy dynamic lease create --path ${path} < /dev/null > none.json`);
+    expect(await typed.status()).toBe(4);
+    expect(typed.output()).toMatch(/no terminal to ask for it[\s\S]*SY_PASSPHRASE/);
+    expect(typed.output()).not.toContain('Passphrase for the sy store:');
+    expect(readFileSync(join(sy.home, 'none.json'), 'utf8')).toBe('');
   });
 });
 

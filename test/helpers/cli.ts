@@ -27,12 +27,17 @@ export function freshKey(): string {
   return Buffer.from(Array.from({ length: 32 }, () => Math.floor(Math.random() * 256))).toString('base64');
 }
 
-/** Runs bin/sy without a terminal, with only the environment given (plus PATH). */
+/**
+ * Runs bin/sy without a terminal, with only the environment given (plus PATH). In a session
+ * of its own (setsid): no controlling terminal either, even when jest runs in one, since sy
+ * asks for a passphrase on /dev/tty.
+ */
 export async function runSy(args: string[], env: Record<string, string | undefined>, options: Options & { input?: string } = {}): Promise<SyResult> {
   const result = await execa(SY_BIN, args, {
     env: { PATH: process.env.PATH, ...env },
     extendEnv: false,
     reject: false,
+    detached: true,
     stdin: options.input === undefined ? 'ignore' : undefined,
     timeout: 60_000,
     ...options,

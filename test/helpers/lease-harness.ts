@@ -49,7 +49,7 @@ export interface LeaseHarness extends HarnessProcess {
   /** A dynamic secret on `base` (default db:pg:root), ttl 600 s and maxTtl 3600 s unless given. */
   dynamic(path: string, attributes?: Record<string, unknown>, base?: string): Promise<Secret>;
   /** `lease create`: a lease of the dynamic secret at `path`, for `ttlSeconds` or the recipe's ttl. */
-  issue(path: string, ttlSeconds?: number): Promise<IssuedLease>;
+  issue(path: string, ttlSeconds?: number, signal?: AbortSignal): Promise<IssuedLease>;
   /** `lease renew`, by `incrementSeconds` or the recipe's ttl. */
   renew(leaseId: string, incrementSeconds?: number, on?: HarnessProcess): Promise<RenewResult>;
   /**
@@ -123,8 +123,8 @@ export async function leaseHarness(): Promise<LeaseHarness> {
       });
       return written.secret;
     },
-    async issue(path, ttlSeconds) {
-      return issuedLease(await issueLease(main.deps, { path }, { ttlSeconds }));
+    async issue(path, ttlSeconds, signal) {
+      return issuedLease(await issueLease(main.deps, { path }, { ttlSeconds, signal }));
     },
     async renew(leaseId, incrementSeconds, on = main) {
       return renewLease(on.deps, leaseId, incrementSeconds);

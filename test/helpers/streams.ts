@@ -169,6 +169,8 @@ export interface TestStreamsOptions {
   answers?: ScriptedAnswer[];
   /** A prompter of the test's own instead of scripted answers (e.g. inquirer on fake streams). */
   prompter?: Prompter;
+  /** The process's controlling terminal (/dev/tty), when it has one: asked for passphrases when stdin or stdout is not a terminal. */
+  controllingTerminal?: Prompter;
 }
 
 export interface TestStreams {
@@ -196,6 +198,7 @@ export function testStreams(options: TestStreamsOptions = {}): TestStreams {
     stderrIsTTY: err.isTTY,
     colorEnabled: options.color ?? err.isTTY,
     prompter: options.prompter ?? prompter,
+    controllingTerminal: () => options.controllingTerminal,
   });
   return { io, out, err, stdout: () => out.text(), stderr: () => err.text(), prompter };
 }

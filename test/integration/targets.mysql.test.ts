@@ -239,6 +239,21 @@ describe('MysqlTarget as root on MariaDB', () => {
     expect((await target.listManagedUsers()).users.map((m) => m.username)).not.toContain(user.username);
   });
 
+  test('grantPermissions is granted on top of creationStatements, never ignored', async () => {
+    const user = newUser([grant(DB, 'notes', 'SELECT')]);
+    user.creationStatements = ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}' WITH MAX_USER_CONNECTIONS 2"];
+    await target.createUser(user);
+    const session = await login(user.username, user.password);
+    try {
+      const [rows] = await session.query<Row[]>(`SELECT n FROM ${DB}.notes`);
+      expect(rows.map((r) => r.n)).toEqual(['note']);
+    } finally {
+      await session.end().catch(() => undefined);
+      await target.revokeUsers([user.username]);
+    }
+    expect(await userExists(user.username)).toBe(false);
+  });
+
   test('custom creation and revocation statements replace the defaults', async () => {
     const user = newUser([]);
     user.creationStatements = [

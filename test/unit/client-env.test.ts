@@ -42,7 +42,12 @@ describe('the MySQL option file', () => {
 
 describe('client variables', () => {
   it('are the PG* ones for PostgreSQL and the MYSQL_* ones for MySQL, with DATABASE_URL', () => {
-    expect(Object.keys(clientEnv(lease({ engine: 'postgresql' }))).sort()).toEqual(['DATABASE_URL', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER']);
-    expect(Object.keys(clientEnv(lease({}))).sort()).toEqual(['DATABASE_URL', 'MYSQL_DATABASE', 'MYSQL_HOST', 'MYSQL_PWD', 'MYSQL_TCP_PORT', 'MYSQL_USER']);
+    expect(Object.keys(clientEnv(lease({ engine: 'postgresql' }))).sort()).toEqual(['DATABASE_URL', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER', 'SY_LEASE_ID']);
+    expect(Object.keys(clientEnv(lease({}))).sort()).toEqual(['DATABASE_URL', 'MYSQL_DATABASE', 'MYSQL_HOST', 'MYSQL_PWD', 'MYSQL_TCP_PORT', 'MYSQL_USER', 'SY_LEASE_ID']);
+  });
+
+  it('carry the lease id as SY_LEASE_ID, so a script can renew or revoke what it got', () => {
+    expect(clientEnv(lease({ lease_id: 'b1d0c0de-0000-4000-8000-000000000001' })).SY_LEASE_ID).toBe('b1d0c0de-0000-4000-8000-000000000001');
+    expect(clientEnv(lease({ engine: 'postgresql', lease_id: 'x-1' })).SY_LEASE_ID).toBe('x-1');
   });
 });

@@ -55,6 +55,13 @@ describe('output formats', () => {
     expect(pick({ data: [{ path: 'a' }] }, 'data[0].path')).toBe('a');
     expect(() => pick(value, 'data.nope')).toThrow(/no field "data.nope"/);
   });
+  it('takes `data.password` on a lease, which is flat, as the help says', async () => {
+    const lease = { lease_id: 'l1', username: 'u', password: 'pw' };
+    expect(await render({ value: lease }, { filter: 'data.password', toTerminal: false })).toBe('pw\n');
+    expect(await render({ value: lease }, { filter: 'password', toTerminal: false })).toBe('pw\n');
+    expect(() => pick(lease, 'data.nope')).toThrow(/no field "data.nope"/);
+    expect(() => pick(lease, 'data')).toThrow(/no field "data"/);
+  });
   it('quotes env values so a shell reads them back exactly', () => {
     expect(shellQuote('plain-value_1')).toBe("'plain-value_1'");
     expect(renderEnv({ A: 'a b$c`d\'e' })).toBe("export A='a b$c`d'\\''e'\n");

@@ -57,13 +57,10 @@ describe('checkRecipeOnServer', () => {
     await expect(checkRecipeOnServer(crash.server, connection, recipe)).rejects.toThrow(TypeError);
   });
 
-  test('creationStatements replace the grants: only reassignTo is left to check, and without it no connection', async () => {
+  test('with creationStatements, grantPermissions is still granted, so it is still checked', async () => {
     const templated = { ...recipe, creationStatements: ['CREATE ROLE "{{name}}"'] };
-    const none = fakeServer();
-    expect(await checkRecipeOnServer(none.server, connection, templated)).toEqual({ checked: true, problems: [] });
-    expect(none.calls.connects).toEqual([]);
-    const withRole = fakeServer();
-    await checkRecipeOnServer(withRole.server, connection, { ...templated, reassignTo: 'graveyard' });
-    expect(withRole.calls.checks).toEqual([[[], { reassignTo: 'graveyard' }]]);
+    const checked = fakeServer();
+    expect(await checkRecipeOnServer(checked.server, connection, templated)).toEqual({ checked: true, problems: [] });
+    expect(checked.calls.checks).toEqual([[recipe.grants, { reassignTo: undefined }]]);
   });
 });

@@ -134,6 +134,13 @@ describe('a recipe never reaches more than it names', () => {
     expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'SELECT', where }), {}, engine))).toMatch(/is a system (schema|database), which a lease never reaches/);
   });
 
+  it('takes CREATE on a PostgreSQL schema (s.* or *.*), named only, and refuses it on a table or with a system schema', () => {
+    expect(parseDynamicRecipe(recipe({ what: 'create, select', where: 'mig.*' }), {}, 'postgresql').grants).toEqual([{ privileges: ['CREATE', 'SELECT'], schema: 'mig', table: '*' }]);
+    expect(parseDynamicRecipe(recipe({ what: 'CREATE', where: '*.*' }), {}, 'postgresql').grants[0].privileges).toEqual(['CREATE']);
+    expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'CREATE', where: 'app.orders' }), {}, 'postgresql'))).toMatch(/CREATE is a privilege on a whole schema on PostgreSQL: grant it on "app\.\*"/);
+    expect(usageMessage(() => parseDynamicRecipe(recipe({ what: 'CREATE', where: 'pg_catalog.*' }), {}, 'postgresql'))).toMatch(/system schema/);
+  });
+
   it('accepts ordinary names that only look similar', () => {
     expect(parseDynamicRecipe(recipe({ what: 'SELECT', where: 'pgx.*' }), {}, 'postgresql').grants[0].schema).toBe('pgx');
     expect(parseDynamicRecipe(recipe({ what: 'SELECT', where: 'mysql_app.*' }), {}, 'mysql').grants[0].schema).toBe('mysql_app');

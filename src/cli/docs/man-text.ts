@@ -38,8 +38,12 @@ export const DESCRIPTION_TERMS: [string, string][] = [
 created user names; \`maxTtl\` caps leases (at most 86400); \`connectionLimit\` caps the sessions one lease
 user may hold at once (1 to 1000, default 10); \`reassignTo\` (PostgreSQL) names a
 NOLOGIN role that receives what a lease created, which is otherwise dropped with it. System schemas are
-never in reach, names are matched as written, and \`ALL\` means the data privileges only. Experts may give
-\`creationStatements\` and \`revocationStatements\` templates with \`{{name}}\`, \`{{password}}\` and \`{{expiration}}\`.
+never in reach, names are matched as written, and \`ALL\` means the data privileges only. On PostgreSQL,
+\`CREATE\` on \`schema.*\` (or \`*.*\`) lets a lease create objects there (migrations, \`pgbench -i\`); its
+search_path starts with that schema, and what it created is dropped with it or handed to \`reassignTo\`.
+\`ttl\` and \`maxTtl\` may be durations (\`5m\`), stored in seconds. Experts may give
+\`creationStatements\` and \`revocationStatements\` templates with \`{{name}}\`, \`{{password}}\` and \`{{expiration}}\`;
+\`grantPermissions\` is granted on top of \`creationStatements\`, never ignored.
 \`sy secret create\` and \`sy secret update\` (when it changes attributes) check the recipe on the base's
 server, read-only, over one connection: each named schema or database and table exists, the admin holds
 each privilege WITH GRANT OPTION on everything the grant reaches, and \`reassignTo\` is a role that cannot
@@ -117,11 +121,15 @@ anything could not be revoked or reaped, after printing its report.`,
 ];
 
 export const DESCRIPTION_AFTER = `
-\`sy\` asks questions (passphrase, confirmation of destructive acts, the fields of a new secret) only
-when standard input and standard output are terminals. Otherwise it never waits for input: it fails
-with a message that names the flag or variable to use. A wrong passphrase typed at the terminal is asked
+\`sy\` asks questions (confirmation of destructive acts, the fields of a new secret) only when standard
+input and standard output are terminals. The passphrase is asked on the controlling terminal
+(\`/dev/tty\`) whenever there is one, even when standard output is piped or redirected, as ssh and gpg
+do. Without a terminal it never waits for input: it fails with a message that names the flag or
+variable to use. A wrong passphrase typed at the terminal is asked
 again, three tries in all. Answering no to a confirmation says what did not happen
-(\`Nothing was deleted.\`, \`No lease was revoked.\`) and exits 130, as Ctrl-C does (\`Interrupted.\`).
+(\`Nothing was deleted.\`, \`No lease was revoked.\`) and exits 130, as Ctrl-C does (\`Interrupted.\`). Ctrl-C
+during \`sy dynamic lease create\` leaves no lease behind: before the user was sent the lease is closed at
+once, after it the user is dropped, since nobody received its password.
 
 \`sy secret create\` on a terminal without \`--data\`, \`--attributes\` or \`--body\` asks for the secret
 field by field, checks each answer as it is given and asks again with the reason, takes durations for
@@ -132,7 +140,8 @@ export const OUTPUT = `
 Every command that prints data takes \`--format\` \`json\`, \`yaml\`, \`table\`, \`env\` or \`dotenv\`; the
 default is \`table\` on a terminal and \`json\` otherwise. For a lease, \`env\` and \`dotenv\` give \`PGHOST\`,
 \`PGPORT\`, \`PGDATABASE\`, \`PGUSER\`, \`PGPASSWORD\` (PostgreSQL) or \`MYSQL_HOST\`, \`MYSQL_TCP_PORT\`,
-\`MYSQL_DATABASE\`, \`MYSQL_USER\`, \`MYSQL_PWD\` (MySQL and MariaDB), and \`DATABASE_URL\`; for a secret, its
+\`MYSQL_DATABASE\`, \`MYSQL_USER\`, \`MYSQL_PWD\` (MySQL and MariaDB), \`DATABASE_URL\`, and \`SY_LEASE_ID\` (to renew
+or revoke it later); for a secret, its
 \`data\` fields. \`env\` prints \`export KEY='value'\` lines, every value single-quoted, for
 \`eval "$(sy ... --format env)"\` in sh, bash or zsh. \`dotenv\` prints plain KEY=value lines for env files,
 unquoted and unescaped: everything after the first \`=\` is the value, as Docker's \`--env-file\` reads it;
@@ -141,7 +150,9 @@ value at \`#\`, which passwords may hold: write their \`.env\` files with \`--fo
 read too. The MySQL
 clients read \`MYSQL_HOST\`, \`MYSQL_TCP_PORT\` and \`MYSQL_PWD\` but no user name from the environment: pass
 \`-u "$MYSQL_USER"\`, or use \`sy run\`.
-\`--filter\` {field} prints one raw value (\`--filter password\`, \`--filter data.password\`).
+\`--filter\` {field} prints one raw value (\`--filter password\`, \`--filter data.password\`; on a lease,
+which has no \`data\`, \`data.password\` is \`password\`). Each \`lease create\` is a new lease, \`--filter\`
+included: for several fields of one lease, write it with \`--output\` and read the file with \`jq\`.
 \`--output\` {file} writes the result to {file} instead of standard output: created with mode 0600,
 atomically, never through a symbolic link.
 
@@ -258,7 +269,7 @@ sy secret create --body @dyn1.json`,
   ['Only the connection string:', 'psql "$(sy dynamic lease create --path db:postgresql:dyn1 --filter connection_string)"'],
   [
     'In a shell script, a lease for the commands that follow (they connect as it with no flags):',
-    `eval "$(sy dynamic lease create --path db:postgresql:dyn1 --ttl 15m --format env)"\npsql -c 'select current_user'`,
+    `eval "$(sy dynamic lease create --path db:postgresql:dyn1 --ttl 15m --format env)"\npsql -c 'select current_user'\nsy dynamic lease revoke "$SY_LEASE_ID"`,
   ],
   ['One command as a fresh lease, revoked when it exits (MySQL clients get an option file):', "sy run --path db:mariadb:dyn1 -- mariadb -e 'select current_user()'"],
   ['Drop every user issued from the secrets under db:postgresql, without asking:', 'sy dynamic lease revoke --prefix db:postgresql --yes'],

@@ -73,7 +73,8 @@ export async function secretWizard(ctx: Context, path: string | undefined): Prom
     { name: 'base — admin credentials of a PostgreSQL or MySQL/MariaDB server', value: 'base' },
     { name: 'dynamic — a recipe that issues short-lived users from a base secret', value: 'dynamic' },
   ]);
-  const finalPath = (path ?? (await askText('Path (e.g. db:postgresql:root):', { validate: freePath }))).trim();
+  const example = kind === 'base' ? 'db:postgresql:root' : 'db:postgresql:dyn1';
+  const finalPath = (path ?? (await askText(`Path (e.g. ${example}):`, { validate: freePath }))).trim();
   const description = await askText('Description (optional):');
   const { attributes, data } = kind === 'base' ? await askBase() : await askDynamic(ctx, store);
 
@@ -91,7 +92,12 @@ export async function secretWizard(ctx: Context, path: string | undefined): Prom
       username: (await askText('Admin user:', { default: engine === 'postgresql' ? 'postgres' : 'root', validate: required('The admin user') })).trim(),
       password: await askPassword('Admin password:'),
     };
-    const database = (await askText('Database (optional):', { validate: optional(checkedBy(parseDatabaseName)) })).trim();
+    // On PostgreSQL the database is where leases are made and what `*.*` means: always asked.
+    const database = (
+      engine === 'postgresql'
+        ? await askText('Database:', { default: 'postgres', validate: checkedBy(parseDatabaseName) })
+        : await askText('Database (optional):', { validate: optional(checkedBy(parseDatabaseName)) })
+    ).trim();
     if (database) data.database = database;
     const attributes = { type };
     await offerConnectionTest(ctx, parseBaseConnection(attributes, data), '');
@@ -105,7 +111,8 @@ export async function secretWizard(ctx: Context, path: string | undefined): Prom
     const base = (await store.secrets.get({ path: linkedSecret }))!;
     const engine: Engine = engineOfType(base.attributes.type)!;
     const what = (await askText('Privileges to grant (comma-separated):', { default: 'SELECT', validate: checkedBy((v) => parsePrivileges(v, engine)) })).trim();
-    const where = (await askText('On (*.*, schema.*, schema.table):', { default: '*.*', validate: checkedBy((v) => parseGrant({ what, where: v }, engine)) })).trim();
+    const inDatabase = engine === 'postgresql' && typeof base.data.database === 'string' ? ` in database ${base.data.database}` : '';
+    const where = (await askText(`On (*.*, schema.*, schema.table)${inDatabase}:`, { default: '*.*', validate: checkedBy((v) => parseGrant({ what, where: v }, engine)) })).trim();
     const ttl = leaseSeconds(
       await askText('Default lease TTL (seconds, or 90s, 15m, 1h30m):', { default: '1h', validate: checkedBy((v) => leaseSeconds(v, 'The TTL')) }),
       'The TTL',

@@ -64,6 +64,11 @@ async function createFromTemplates(session: MysqlSession, name: string, user: Ne
       await session.run(statement, [], `create user ${name}`, 'create_user_failed', user.password);
       ran++;
     }
+    // grantPermissions is granted on top of what the templates did (to '<name>'@'%'): never ignored.
+    if (user.grants.length > 0) {
+      const { grants } = await planGrants(session, name, user.grants);
+      for (const grant of grants) await session.run(grant.sql, [], grant.action, 'grant_failed');
+    }
     // The recipe's cap holds whatever the statements said, on every host they created the user on.
     if (user.connectionLimit !== undefined) {
       const hosts = (await lookUpHoldings(session, [name])).get(name)?.hosts ?? [];

@@ -4,7 +4,7 @@
  * schema or table is checked afterwards (PostgreSQL only warns when the grant option is missing).
  */
 import { failed } from '../../errors.js';
-import { POSTGRES_DATA_PRIVILEGES } from '../../model/engines.js';
+import { POSTGRES_DATA_PRIVILEGES, POSTGRES_SCHEMA_PRIVILEGES } from '../../model/engines.js';
 import { type GrantPermission, MAX_CONNECTION_LIMIT } from '../../model/secret.js';
 import { parseManagedName } from '../names.js';
 import { scramSha256Verifier } from '../scram.js';
@@ -34,6 +34,8 @@ export async function createUser(session: PgSession, user: NewUser): Promise<voi
           const statement = renderTemplate(template, { name, password: verifier, expiration: expires }, escapePasswordLiteral);
           await session.query(statement, [], `create user ${name}`, 'create_user_failed', user.password);
         }
+        // grantPermissions is granted on top of what the statements did: it is never ignored.
+        await grantAll(session, name, user.grants);
         // The recipe's cap holds whatever the statements said: a lease must not keep the admin out.
         if (user.connectionLimit !== undefined) {
           await session.query(`ALTER ROLE ${ident(name)} CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}`, [], `create user ${name}`, 'create_user_failed');
@@ -51,7 +53,7 @@ export async function createUser(session: PgSession, user: NewUser): Promise<voi
         'create_user_failed',
         user.password,
       );
-      for (const grant of user.grants) await grantOne(session, name, grant);
+      await grantAll(session, name, user.grants);
     });
   } catch (error) {
     // Custom statements may have committed on their own: drop whatever is left.
@@ -79,13 +81,33 @@ export async function renewUser(session: PgSession, username: string, expiresAt:
   }
 }
 
+/**
+ * Every grant of the recipe; then, when it gives CREATE on named schemas, the role's
+ * search_path starts with them, so that a migration tool or `pgbench -i` creates its
+ * unqualified tables there (PostgreSQL 15 and later give PUBLIC no CREATE on `public`).
+ */
+async function grantAll(session: PgSession, name: string, grants: GrantPermission[]): Promise<void> {
+  const creating: string[] = [];
+  for (const grant of grants) {
+    await grantOne(session, name, grant);
+    if (grant.schema !== '*' && grant.privileges.includes('CREATE') && !creating.includes(grant.schema)) creating.push(grant.schema);
+  }
+  if (creating.length === 0) return;
+  const path = [...creating, ...(creating.includes('public') ? [] : ['public'])];
+  await session.query(`ALTER ROLE ${ident(name)} SET search_path TO ${path.map(ident).join(', ')}`, [], `set the search_path of ${name}`, 'grant_failed');
+}
+
 async function grantOne(session: PgSession, name: string, grant: GrantPermission): Promise<void> {
-  // `ALL` never means more than the data privileges: not TRIGGER, not MAINTAIN (PostgreSQL 17).
-  const { privileges, unknown } = expandPrivileges(grant.privileges, POSTGRES_DATA_PRIVILEGES);
+  // CREATE is a schema privilege, named only; `ALL` never means more than the data
+  // privileges of tables: not TRIGGER, not MAINTAIN (PostgreSQL 17), not CREATE.
+  const onSchema = grant.privileges.filter((p) => POSTGRES_SCHEMA_PRIVILEGES.includes(p));
+  const named = grant.privileges.filter((p) => !onSchema.includes(p));
+  const { privileges, unknown } = expandPrivileges(named, POSTGRES_DATA_PRIVILEGES);
   if (unknown !== undefined) throw failed('grant_failed', `The privilege ${unknown.slice(0, 40)} cannot be granted on PostgreSQL.`);
   const what = privileges.join(', ');
   const where = `${grant.schema}.${grant.table}`;
   const description = `grant ${grant.privileges.join(', ')} on ${where}`;
+  if (onSchema.length > 0 && grant.table !== '*') throw failed('grant_failed', `Could not ${description}: CREATE is granted on a whole schema, not on a table.`);
   const user = ident(name);
   let schemas: string[];
   if (grant.schema === '*') {
@@ -102,7 +124,8 @@ async function grantOne(session: PgSession, name: string, grant: GrantPermission
   }
   const statements: string[] = [];
   for (const schema of schemas) {
-    statements.push(`GRANT USAGE ON SCHEMA ${ident(schema)} TO ${user}`);
+    statements.push(`GRANT ${['USAGE', ...onSchema].join(', ')} ON SCHEMA ${ident(schema)} TO ${user}`);
+    if (privileges.length === 0) continue;
     statements.push(
       grant.table === '*'
         ? `GRANT ${what} ON ALL TABLES IN SCHEMA ${ident(schema)} TO ${user}`
@@ -110,21 +133,29 @@ async function grantOne(session: PgSession, name: string, grant: GrantPermission
     );
   }
   if (statements.length > 0) await session.query(statements.join('; '), [], description, 'grant_failed');
-  if (grant.schema !== '*') await checkGranted(session, name, grant.schema, grant.table, privileges, description);
+  if (grant.schema !== '*') await checkGranted(session, name, grant.schema, grant.table, privileges, onSchema, description);
 }
 
 /**
  * GRANT only warns when the admin lacks the grant option; check that the new role really
  * holds what an explicitly named schema or table promises.
  */
-async function checkGranted(session: PgSession, name: string, schema: string, table: string, privileges: string[], description: string): Promise<void> {
+async function checkGranted(
+  session: PgSession,
+  name: string,
+  schema: string,
+  table: string,
+  privileges: string[],
+  onSchema: string[],
+  description: string,
+): Promise<void> {
+  const onSchemaHeld =
+    '(SELECT pg_catalog.bool_and(pg_catalog.has_schema_privilege($1::pg_catalog.name, $2::pg_catalog.text, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS p)';
   const { rows } = await session.query<{ ok: boolean }>(
     table === '*'
-      ? "SELECT pg_catalog.has_schema_privilege($1::pg_catalog.name, $2::pg_catalog.text, 'USAGE') AS ok"
-      : `SELECT pg_catalog.has_schema_privilege($1::pg_catalog.name, $2::pg_catalog.text, 'USAGE')
-                AND (SELECT pg_catalog.bool_and(pg_catalog.has_table_privilege($1::pg_catalog.name, $3::pg_catalog.text, p))
-                       FROM pg_catalog.unnest($4::pg_catalog.text[]) AS p) AS ok`,
-    table === '*' ? [name, schema] : [name, schema, `${ident(schema)}.${ident(table)}`, privileges],
+      ? `SELECT ${onSchemaHeld} AS ok`
+      : `SELECT ${onSchemaHeld} AND (SELECT pg_catalog.bool_and(pg_catalog.has_table_privilege($1::pg_catalog.name, $4::pg_catalog.text, p)) FROM pg_catalog.unnest($5::pg_catalog.text[]) AS p) AS ok`,
+    table === '*' ? [name, schema, ['USAGE', ...onSchema]] : [name, schema, ['USAGE', ...onSchema], `${ident(schema)}.${ident(table)}`, privileges],
     description,
   );
   if (rows[0]?.ok !== true) {

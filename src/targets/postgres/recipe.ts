@@ -3,7 +3,7 @@
  * changing anything: the schemas and tables it reaches, the admin's grant options, and the
  * `reassignTo` role.
  */
-import { POSTGRES_DATA_PRIVILEGES } from '../../model/engines.js';
+import { POSTGRES_DATA_PRIVILEGES, POSTGRES_SCHEMA_PRIVILEGES } from '../../model/engines.js';
 import type { GrantPermission } from '../../model/secret.js';
 import { expandPrivileges } from '../shared.js';
 import type { RecipeCheckOptions } from '../target.js';
@@ -49,14 +49,18 @@ export async function checkRecipe(session: PgSession, grants: GrantPermission[],
 async function grantProblems(session: PgSession, grant: GrantPermission): Promise<string[]> {
   const label = `${session.address}/${session.database}`;
   const action = `check the grant of ${grant.privileges.join(', ')} on ${grant.schema}.${grant.table}`;
-  const { rows: schemas } = await session.query<{ name: string; usable: boolean; store: boolean }>(
+  const onSchema = grant.privileges.filter((p) => POSTGRES_SCHEMA_PRIVILEGES.includes(p));
+  const { rows: schemas } = await session.query<{ name: string; usable: boolean; store: boolean; missing: string[] }>(
     `SELECT nspname AS name,
             pg_catalog.has_schema_privilege('public', oid, 'USAGE') OR pg_catalog.has_schema_privilege(oid, 'USAGE WITH GRANT OPTION') AS usable,
-            ${SY_STORE_SCHEMA} AS store
+            ${SY_STORE_SCHEMA} AS store,
+            ARRAY(SELECT p FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p
+                   WHERE NOT (pg_catalog.has_schema_privilege('public', oid, p)
+                              OR pg_catalog.has_schema_privilege(oid, p OPERATOR(pg_catalog.||) ' WITH GRANT OPTION'))) AS missing
          FROM pg_catalog.pg_namespace
         WHERE CASE WHEN $1::pg_catalog.text IS NULL THEN ${ORDINARY_SCHEMA} ELSE nspname OPERATOR(pg_catalog.=) $1::pg_catalog.text END
         ORDER BY nspname`,
-    [grant.schema === '*' ? null : grant.schema],
+    [grant.schema === '*' ? null : grant.schema, onSchema],
     action,
   );
   const store = schemas.find((s) => s.store);
@@ -84,12 +88,15 @@ async function grantProblems(session: PgSession, grant: GrantPermission): Promis
        ) AS t
         WHERE pg_catalog.cardinality(missing) OPERATOR(pg_catalog.>) 0 OR $2::pg_catalog.text IS NOT NULL
         ORDER BY schema, name`,
-    [schemas.map((s) => s.name), named, expandPrivileges(grant.privileges, POSTGRES_DATA_PRIVILEGES).privileges],
+    [schemas.map((s) => s.name), named, expandPrivileges(grant.privileges.filter((p) => !onSchema.includes(p)), POSTGRES_DATA_PRIVILEGES).privileges],
     action,
   );
   const problems: string[] = [];
   for (const schema of schemas) {
     if (!schema.usable) problems.push(`grantPermissions: the admin ${session.conn.username} does not hold USAGE on schema ${schema.name} WITH GRANT OPTION.`);
+    if (schema.missing.length > 0) {
+      problems.push(`grantPermissions: the admin ${session.conn.username} does not hold ${schema.missing.join(', ')} on schema ${schema.name} WITH GRANT OPTION.`);
+    }
     for (const table of tables.filter((t) => t.schema === schema.name && t.missing.length > 0)) {
       problems.push(`grantPermissions: the admin ${session.conn.username} does not hold ${table.missing.join(', ')} on ${table.schema}.${table.name} WITH GRANT OPTION.`);
     }

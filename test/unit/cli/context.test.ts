@@ -80,7 +80,8 @@ test('the wizard at a fake terminal: each answer checked as it is given, the sec
   expect(t.stderr()).not.toContain('admin-pw');
   t.out.chunks.length = 0;
   await readCommand(t.ctx, 'db:pg:wizard', { format: 'json' });
-  expect(JSON.parse(t.stdout()).data).toEqual({ host: '127.0.0.1', port: 6432, username: 'postgres', password: 'admin-pw' });
+  // The PostgreSQL database is always asked; an empty answer takes its default.
+  expect(JSON.parse(t.stdout()).data).toEqual({ host: '127.0.0.1', port: 6432, username: 'postgres', password: 'admin-pw', database: 'postgres' });
 });
 
 test('runMain: the CLI in this process, exit code and both streams', async () => {

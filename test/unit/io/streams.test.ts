@@ -7,7 +7,11 @@ import { SyError, storeError } from '../../../src/errors.js';
 import { createSpinner } from '../../../src/io/spinner.js';
 import { askConfirm, askPassword, askSelect, askText, confirmDestructive, passphrasePrompt, PASSPHRASE_TRIES, withPassphraseTries } from '../../../src/io/prompt.js';
 import { colorByDefault, createStreams } from '../../../src/io/streams.js';
-import { CapturedStream, FakeKeyboard, INTERRUPT, terminalStreams, testStreams } from '../../helpers/streams.js';
+import { inBackground } from '../../../src/io/prompter.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CapturedStream, FakeKeyboard, INTERRUPT, ScriptedPrompter, terminalStreams, testStreams } from '../../helpers/streams.js';
 
 /**
  * Fails the test if any of `texts` is written to the process's own streams while `fn`
@@ -219,5 +223,44 @@ describe('prompts with scripted answers', () => {
   test('Ctrl-C as a scripted answer is the interrupted error', async () => {
     const t = terminalStreams({ answers: [INTERRUPT] });
     await expect(askConfirm(t.io, 'Go?')).rejects.toMatchObject({ code: 'interrupted' });
+  });
+
+  test('the passphrase is asked on the controlling terminal when stdout is piped or stdin is not a terminal, three tries too', async () => {
+    const open = async (ask?: (purpose: 'unlock' | 'new') => Promise<string>) => {
+      if (!ask) throw storeError('no_key', 'no terminal');
+      if ((await ask('unlock')) !== 'right') throw storeError('wrong_key', 'The key from a passphrase does not open the store.');
+      return 'opened';
+    };
+    for (const shape of [{ stdinTTY: true }, { stdoutTTY: true }, {}]) {
+      const tty = new ScriptedPrompter(['no', 'right']);
+      const piped = testStreams({ ...shape, stderrTTY: true, controllingTerminal: tty, answers: [] });
+      expect(await withPassphraseTries(piped.io, open)).toBe('opened');
+      expect(tty.asked.map((q) => q.message)).toEqual(['Passphrase for the sy store:', 'Passphrase for the sy store:']);
+      expect(piped.prompter.asked).toEqual([]);
+      expect(piped.stdout()).toBe('');
+    }
+    const newOne = new ScriptedPrompter(['long enough', 'long enough']);
+    expect(await passphrasePrompt(testStreams({ controllingTerminal: newOne }).io)!('new')).toBe('long enough');
+    // Other prompts still need stdin and stdout to be terminals.
+    await expect(confirmDestructive(testStreams({ controllingTerminal: new ScriptedPrompter([true]) }).io, 'Delete it?', undefined)).rejects.toMatchObject({ exitCode: 2 });
+    // No terminal at all: nothing is asked.
+    expect(passphrasePrompt(testStreams().io)).toBeUndefined();
+  });
+
+  test('a background job of its terminal is not asked: /proc/self/stat says whose the foreground is', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-stat-'));
+    const stat = (pgrp: number, tpgid: number) => {
+      const file = join(dir, `${pgrp}-${tpgid}`);
+      writeFileSync(file, `4242 (sy (node) x) S 1 ${pgrp} ${pgrp} 34816 ${tpgid} 4194304 0 0\n`);
+      return file;
+    };
+    try {
+      expect(inBackground(stat(100, 100))).toBe(false);
+      expect(inBackground(stat(100, 200))).toBe(true);
+      expect(inBackground(stat(100, -1))).toBe(false);
+      expect(inBackground(join(dir, 'none'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -160,3 +160,46 @@ describe('issueLease: the server’s clock', () => {
     expect(h.audit().map((e) => [e.action, e.outcome])).toEqual([['lease.create', 'failure']]);
   });
 });
+
+describe('issueLease interrupted (Ctrl-C): nothing is left for the sweep to retry', () => {
+  const settle = () => new Promise((r) => setImmediate(r));
+
+  test('before anything: no intent is written', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await expect(h.issue('db:pg:app', undefined, controller.signal)).rejects.toMatchObject({ code: 'interrupted', exitCode: 130 });
+    expect(await everyLease()).toEqual([]);
+    expect(h.servers.callsOf('connect')).toEqual([]);
+  });
+
+  test('while connecting to a server that does not answer: nothing is recorded, no user can exist', async () => {
+    h.pg.hanging = true;
+    const controller = new AbortController();
+    const issuing = h.issue('db:pg:app', undefined, controller.signal);
+    while (h.servers.callsOf('connect').length === 0) await settle();
+    controller.abort();
+    await expect(issuing).rejects.toMatchObject({ code: 'interrupted' });
+    // The server's clock is read before the intent: interrupted while connecting, nothing was recorded.
+    expect(await everyLease()).toEqual([]);
+    expect(h.servers.callsOf('create')).toEqual([]);
+    // The next sweep has nothing to do, and warns about nothing.
+    h.pg.hanging = false;
+    h.clock.advance(STALE_INTENT_MS + SECOND);
+    expect(await sweep(h.deps)).toMatchObject({ revoked: 0, failed: 0, errors: [] });
+  });
+
+  test('while the user is being created: the create finishes, then the user is dropped and the lease ends', async () => {
+    const release = h.pg.holdCreates();
+    const controller = new AbortController();
+    const issuing = h.issue('db:pg:app', undefined, controller.signal);
+    while (h.servers.callsOf('create').length === 0) await settle();
+    controller.abort();
+    release();
+    await expect(issuing).rejects.toMatchObject({ code: 'interrupted' });
+    const [lease] = await everyLease();
+    expect(lease.state).toBe('revoked');
+    expect(h.servers.callsOf('create')).toHaveLength(1);
+    expect(h.pg.has(lease.username)).toBe(false);
+    expect(h.servers.open).toBe(0);
+  });
+});
