@@ -192,7 +192,9 @@ describe('issueLease interrupted (Ctrl-C): nothing is left for the sweep to retr
     const release = h.pg.holdCreates();
     const controller = new AbortController();
     const issuing = h.issue('db:pg:app', undefined, controller.signal);
-    while (h.servers.callsOf('create').length === 0) await settle();
+    // The intent is recorded, then the create waits at the server's gate.
+    while ((await everyLease()).length === 0) await settle();
+    for (let i = 0; i < 5; i++) await settle();
     controller.abort();
     release();
     await expect(issuing).rejects.toMatchObject({ code: 'interrupted' });
