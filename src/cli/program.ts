@@ -189,7 +189,7 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
       .addOption(new Option('--log-format <format>', 'one JSON line per event, or text for people').choices(['json', 'text']).default('json'))
       .option('--reap-interval <duration>', 'how often to look for orphaned users (default 10m)')
       .option('--ready-file <path>', 'touch this file after each pass and heartbeat that succeeded, remove it at exit (a readiness probe checks its age)')
-      .action(lazy(() => import('../commands/daemon.js'), (m, opts) => m.daemonCommand(ctx, opts)));
+      .action(lazy(() => import('../daemon/command.js'), (m, opts) => m.daemonCommand(ctx, opts)));
   }
 
   if (want('pool')) {

@@ -2,8 +2,8 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Context } from '../cli/context.js';
 import { usageError } from '../errors.js';
-import { type DaemonEvent, runDaemon } from '../leases/daemon.js';
-import { StoreHealth, openPatiently } from '../leases/pool-daemon.js';
+import { type DaemonEvent, runDaemon } from './loop.js';
+import { StoreHealth, openPatiently } from './membership.js';
 import { seconds } from '../cli/flags.js';
 
 export interface DaemonFlags {

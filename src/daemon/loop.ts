@@ -1,9 +1,9 @@
 import type { NewPoolMember } from '../store/pools.js';
-import type { LeaseDeps } from './deps.js';
-import { HEARTBEAT_MS } from './pool.js';
-import { PoolMembership, StoreHealth, Waker, isFatalStoreError } from './pool-daemon.js';
-import { reapOrphans } from './reap.js';
-import { sweep } from './sweep.js';
+import type { LeaseDeps } from '../leases/deps.js';
+import { HEARTBEAT_MS } from '../leases/pool.js';
+import { PoolMembership, StoreHealth, Waker, isFatalStoreError } from './membership.js';
+import { reapOrphans } from '../leases/reap.js';
+import { sweep } from '../leases/sweep.js';
 
 export interface DaemonOptions {
   /** The longest the daemon sleeps between passes. */
