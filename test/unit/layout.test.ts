@@ -54,11 +54,14 @@ describe('source layout', () => {
     store: ['errors', 'util', 'model', 'keys', 'audit'],
     secrets: ['errors', 'util', 'model', 'store', 'targets', 'audit'],
     leases: ['errors', 'util', 'model', 'store', 'targets', 'audit', 'secrets'],
+    clients: ['errors', 'util', 'model', 'secrets'],
     io: ['errors', 'util', 'model', 'keys', 'leases'],
     config: ['errors', 'util', 'io'],
-    commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'cli'],
+    commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'clients', 'client', 'io', 'config', 'cli'],
     cli: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'commands'],
     index: ['errors', 'io', 'cli'],
+    // The seam of issue 17: the LeaseService a command takes, local or over the API.
+    client: ['errors', 'util', 'model', 'io'],
     types: [],
   };
 
