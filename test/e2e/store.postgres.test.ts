@@ -153,7 +153,12 @@ describe('the least-privilege roles of examples/kubernetes/store-role.sql', () =
       const lease = await asApp.ok(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn']);
       await asApp.ok(['dynamic', 'lease', 'revoke', lease.lease_id]);
       expect(await pgRoleExists(lease.username)).toBe(false);
-      expect(await asApp.ok(['store', 'info'])).toMatchObject({ secrets: 2, leases: { revoked: 1 } });
+      // The clients' table is the app role's to use, rows only, like the others.
+      await asApp.ok(['client', 'create', 'pod', '--allow', 'db:pg:*', '--output', join(file, '..', 'pod.pem')]);
+      await asApp.ok(['client', 'update', 'pod', '--max-leases', '3']);
+      expect((await asApp.ok(['client', 'list'])).data).toEqual([expect.objectContaining({ name: 'pod', max_leases: 3 })]);
+      await asApp.ok(['client', 'delete', 'pod', '--yes']);
+      expect(await asApp.ok(['store', 'info'])).toMatchObject({ secrets: 2, leases: { revoked: 1 }, clients: 0 });
       expect((await asApp.ok(['audit', 'verify'])).ok).toBe(true);
       // The app role cannot change the schema: sy's tables belong to the owner.
       expect(await database.query("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'sy'")).toEqual([{ tableowner: owner }]);
