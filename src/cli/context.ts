@@ -106,7 +106,10 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     io,
     env,
     autoSweep: env.SY_NO_SWEEP !== '1',
-    home: () => checkedHome(resolveHome(env), env.SY_HOME ? 'SY_HOME' : 'The store directory'),
+    home: () => {
+      if (env.SY_SERVER) throw needsStore();
+      return checkedHome(resolveHome(env), env.SY_HOME ? 'SY_HOME' : 'The store directory');
+    },
     store() {
       if (env.SY_SERVER) return Promise.reject(needsStore());
       if (store) return store;

@@ -8,12 +8,15 @@ import type { ClientRecord } from '../../model/client.js';
 import { errorBody, httpError } from './http-errors.js';
 import { RateLimit } from './rate-limit.js';
 import { registerRoutes } from './routes.js';
+import { guardSlowClients } from './slow-clients.js';
 
 /** PRODUCT.md: a body over 64 KiB is refused (413). */
 export const BODY_LIMIT = 64 * 1024;
 /** A client has this long to send its headers, and this long for the whole request. */
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 20_000;
+/** A connection silent both ways this long is closed: longer than the slowest lease create (a 10 s connect, then the statements). */
+const IDLE_MS = 120_000;
 /** An idle keep-alive connection is closed after this long. */
 const KEEP_ALIVE_MS = 5_000;
 /** How often Node looks for connections past those timeouts. */
@@ -68,8 +71,9 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const tls = options.tls;
   const serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
     const settings = { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_MS, connectionsCheckingInterval: CHECK_EVERY_MS };
-    const server = tls ? createHttpsServer({ ...settings, cert: tls.cert, key: tls.key }, handler) : createHttpServer(settings, handler);
-    return server as Server;
+    const server = (tls ? createHttpsServer({ ...settings, cert: tls.cert, key: tls.key }, handler) : createHttpServer(settings, handler)) as Server;
+    guardSlowClients(server, { headersMs: HEADERS_TIMEOUT_MS, bodyMs: REQUEST_TIMEOUT_MS, idleMs: IDLE_MS });
+    return server;
   };
   const app = fastify({
     serverFactory,
