@@ -19,6 +19,9 @@ const HTTP_STATUS: Record<ErrorKind, number> = {
 const CODE_STATUS: Record<string, number> = {
   lease_not_active: 409,
   lease_expired: 409,
+  // The store's database lost or slow (the PostgreSQL store says so as a failure, exit 1).
+  store_unreachable: 503,
+  store_timeout: 503,
 };
 
 /** The framework's own refusals, by fastify error code. */
@@ -43,8 +46,11 @@ export interface HttpError {
  */
 export function httpError(error: unknown): HttpError {
   if (error instanceof SyError) {
+    const status = CODE_STATUS[error.code] ?? HTTP_STATUS[error.kind];
+    // Where the store lives and why it failed is the operator's business (the daemon's log), not a client's.
+    if (status === 503) return { status, body: { error: { code: 'store_unavailable', message: 'The store cannot be reached; try again shortly.' } } };
     const message = error.hint ? `${error.message} ${error.hint}` : error.message;
-    return { status: CODE_STATUS[error.code] ?? HTTP_STATUS[error.kind], body: { error: { code: error.code, message } } };
+    return { status, body: { error: { code: error.code, message } } };
   }
   const e = error as { code?: string; validation?: unknown; statusCode?: number; message?: string };
   if (e.code && FRAMEWORK[e.code]) {
