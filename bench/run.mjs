@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { FLEET_CFG, fleetRows } from './fleet.mjs';
+import { apiRows } from './api.mjs';
 import {
   NODE, ROOT, SY, childEnv, fmtMs, fmtRatio, interleave, markdownTable, median, pairedRatio, quantile, run, runAsync, sleep, sy,
 } from './lib.mjs';
@@ -31,8 +32,8 @@ const { values: opts } = parseArgs({
 });
 const QUICK = opts.quick;
 const CFG = QUICK
-  ? { runs: 3, startupRuns: 3, timedRuns: 3, warmup: 1, secrets: 20, sweepLeases: 20, sweepRuns: 1, ledger: 200, ledgerSmall: 10, daemonLeases: 200, daemonRuns: 1, daemonSeconds: 3, concurrent: 16, concurrentRounds: 1 }
-  : { runs: 11, startupRuns: 31, timedRuns: 21, warmup: 2, secrets: 1000, sweepLeases: 1000, sweepRuns: 10, ledger: 100_000, ledgerSmall: 10, daemonLeases: 10_000, daemonRuns: 10, daemonSeconds: 5, concurrent: 16, concurrentRounds: 10 };
+  ? { runs: 3, startupRuns: 3, timedRuns: 3, warmup: 1, secrets: 20, sweepLeases: 20, sweepRuns: 1, ledger: 200, ledgerSmall: 10, daemonLeases: 200, daemonRuns: 1, daemonSeconds: 3, concurrent: 16, concurrentRounds: 1, apiRequests: 5 }
+  : { runs: 11, startupRuns: 31, timedRuns: 21, warmup: 2, secrets: 1000, sweepLeases: 1000, sweepRuns: 10, ledger: 100_000, ledgerSmall: 10, daemonLeases: 10_000, daemonRuns: 10, daemonSeconds: 5, concurrent: 16, concurrentRounds: 10, apiRequests: 100 };
 Object.assign(CFG, QUICK ? FLEET_CFG.quick : FLEET_CFG.full);
 if (opts.runs) CFG.runs = CFG.startupRuns = CFG.timedRuns = Number(opts.runs);
 const ONLY = opts.only ? new Set(opts.only.split(',').map((s) => s.trim())) : undefined;
@@ -570,6 +571,11 @@ async function daemonPeak(store) {
 fleetRows({
   group, label, CFG, PG, DB, PREFIX, MASTER_KEY, ROOT, NODE, SY, childEnv, sy, run, interleave, measureOpts, ratioRow, median, quantile, fmtMs, sleep, log, n,
   pgQuery, daemons, daemonPeak, newStore, onCleanup: (fn) => cleanups.push(fn),
+});
+
+apiRows({
+  group, label, CFG, PG, DB, PREFIX, ROOT, NODE, SY, childEnv, sy, interleave, measureOpts, ratioRow, median, quantile, fmtMs, log, newStore, daemons,
+  onCleanup: (fn) => cleanups.push(fn),
 });
 
 // ------------------------------------------------------------------ main

@@ -35,6 +35,12 @@ const ROWS: [string, string][] = [
   ['10c', 'revocations/s of the pool of 3 vs one daemon alone'],
   ['10d', 'duplicate revocations'],
   ['11', 'active leases in the shared store'],
+  ['12a', 'API `POST /dynamic/lease` (PostgreSQL), 1 client: p50 latency'],
+  ['12b', '1 client: p99 latency'],
+  ['12c', '10 concurrent clients: p50 latency'],
+  ['12d', '10 concurrent clients: p99 latency'],
+  ['12e', 'API leases/s at 10 clients'],
+  ['12f', '`sy dynamic lease create` as a client'],
 ];
 
 describe('npm run bench -- --quick', () => {
