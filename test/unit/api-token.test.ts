@@ -9,6 +9,8 @@ import { SignJWT, importPKCS8, UnsecuredJWT } from 'jose';
 import { MAX_TOKEN_SECONDS, signToken, verifyToken } from '../../src/clients/token.js';
 import { SyError } from '../../src/errors.js';
 import { parseListen } from '../../src/daemon/listen.js';
+import { RateLimit } from '../../src/daemon/api/rate-limit.js';
+import { httpError } from '../../src/daemon/api/http-errors.js';
 
 const AUD = 'https://sy.example.com:8443';
 
@@ -91,4 +93,28 @@ test('--listen: plain HTTP only on loopback; TLS anywhere; bad values in one sen
   ] as const) {
     expect(() => parseListen(value, cert, key)).toThrow(expect.objectContaining({ kind: 'usage' }));
   }
+});
+
+test('the per-client rate limit: a burst, then the refill rate; one client never spends another\'s', () => {
+  let now = 0;
+  const limit = new RateLimit(2, 3, () => now);
+  expect([1, 2, 3, 4].map(() => limit.take('a'))).toEqual([true, true, true, false]);
+  expect(limit.take('b')).toBe(true);
+  now += 500;
+  expect([limit.take('a'), limit.take('a')]).toEqual([true, false]);
+});
+
+test('one table from SyError to HTTP status; a client never sees where the store is or an unexpected error\'s text', () => {
+  expect(httpError(new SyError('usage', 'x', 'Bad.')).status).toBe(400);
+  expect(httpError(new SyError('unauthorized', 'x', 'No.')).status).toBe(401);
+  expect(httpError(new SyError('forbidden', 'x', 'No.')).status).toBe(403);
+  expect(httpError(new SyError('not_found', 'x', 'None.')).status).toBe(404);
+  expect(httpError(new SyError('failed', 'lease_expired', 'Expired.')).status).toBe(409);
+  expect(httpError(new SyError('failed', 'create_failed', 'The target refused.')).status).toBe(502);
+  const away = httpError(new SyError('failed', 'store_unreachable', 'Could not reach the store at db.internal:5432: refused.'));
+  expect(away).toEqual({ status: 503, body: { error: { code: 'store_unavailable', message: expect.not.stringContaining('db.internal') } } });
+  expect(httpError(Object.assign(new Error('x'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE' })).status).toBe(413);
+  const bug = httpError(new Error('password=hunter2 leaked by a bug'));
+  expect(bug.status).toBe(500);
+  expect(JSON.stringify(bug.body)).not.toContain('hunter2');
 });
