@@ -44,8 +44,9 @@ export function apiRows(ctx) {
       child.stdout.setEncoding('utf8');
       child.stdout.on('data', (chunk) => {
         out += chunk;
+        // Listening first, then the loop's start once the store is open.
         const line = out.split('\n').find((l) => l.includes('"listening"'));
-        if (line) resolve(JSON.parse(line).url.replace('127.0.0.1', 'localhost'));
+        if (line && out.includes('"event":"start"')) resolve(JSON.parse(line).url.replace('127.0.0.1', 'localhost'));
       });
       child.on('exit', (code) => reject(new Error(`daemon exited ${code}`)));
       setTimeout(() => reject(new Error('the daemon did not listen within 30 s')), 30_000).unref();

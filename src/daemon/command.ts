@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Context } from '../cli/context.js';
-import { usageError } from '../errors.js';
+import { storeError, usageError } from '../errors.js';
+import type { LeaseDeps } from '../leases/deps.js';
 import { seconds } from '../cli/flags.js';
 import { runDaemon } from './loop.js';
 import { StoreHealth, openPatiently } from './membership.js';
@@ -51,21 +52,20 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
   const observers: Observer[] = [log.event, readiness.observe];
   const observe = fanOut(observers);
   let api: { close(): Promise<void> } | undefined;
+  let opened: LeaseDeps | undefined;
   try {
-    const deps = flags.once ? await ctx.leaseDeps() : await openPatiently(() => ctx.leaseDeps(), controller.signal, new StoreHealth(Date.now, observe));
-    if (!deps) return;
-    deps.progress = undefined;
     if (listen) {
+      // The API listens before the store is open, so that /livez answers while a store that
+      // is away is waited for (/readyz and every request answer 503 meanwhile).
       const [{ startApi }, { createMetrics }] = await Promise.all([import('./api/server.js'), import('./metrics.js')]);
-      const metrics = await createMetrics(deps.store);
+      const metrics = await createMetrics(() => opened?.store);
       observers.push(metrics.observe);
       const running = await startApi({
         host: listen.host,
         port: listen.port,
         tls,
-        // Requests warn nobody: a warning for the client would go to the daemon's terminal.
-        deps: { ...deps, warn: undefined },
-        readiness: async () => readiness.problem() ?? (await storeAnswers(deps.store)),
+        deps: () => opened ?? throwNotOpen(),
+        readiness: async () => (opened ? readiness.problem() ?? (await storeAnswers(opened.store)) : 'the store is not open yet'),
         metrics: () => metrics.render(),
         observed: (e) => {
           metrics.request(e);
@@ -76,6 +76,11 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
       api = running;
       log.line({ event: 'listening', url: running.url });
     }
+    const deps = flags.once ? await ctx.leaseDeps() : await openPatiently(() => ctx.leaseDeps(), controller.signal, new StoreHealth(Date.now, observe));
+    if (!deps) return;
+    deps.progress = undefined;
+    // Requests warn nobody: a warning for the client would go to the daemon's terminal.
+    opened = { ...deps, warn: undefined };
     await runDaemon(
       deps,
       {
@@ -95,6 +100,10 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
   }
+}
+
+function throwNotOpen(): never {
+  throw storeError('store_unavailable', 'The store is not open yet.');
 }
 
 async function storeAnswers(store: { leases: { nextDue(): Promise<number | undefined> } }): Promise<string | undefined> {

@@ -19,7 +19,7 @@ export interface DaemonMetrics {
  * of the pool reports the same leases and live daemons. Labels name states, pools, engines,
  * routes and outcomes: never a secret, path or user.
  */
-export async function createMetrics(store: Store): Promise<DaemonMetrics> {
+export async function createMetrics(storeOf: () => Store | undefined): Promise<DaemonMetrics> {
   const prom = await import('prom-client');
   const registry = new prom.Registry();
   const registers = [registry];
@@ -31,6 +31,8 @@ export async function createMetrics(store: Store): Promise<DaemonMetrics> {
     registers,
     async collect() {
       this.reset();
+      const store = storeOf();
+      if (!store) return;
       const leases = await store.leases.list({ limit: GAUGE_LIMIT });
       const counts = new Map<string, { state: string; pool: string; engine: string; n: number }>();
       for (const lease of leases) {
@@ -49,6 +51,8 @@ export async function createMetrics(store: Store): Promise<DaemonMetrics> {
     registers,
     async collect() {
       this.reset();
+      const store = storeOf();
+      if (!store) return;
       const now = Date.now();
       const counts = new Map<string, number>();
       for (const member of await store.pools.list()) {

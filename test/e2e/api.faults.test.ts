@@ -11,7 +11,7 @@ import { myAdminQuery, tag } from '../helpers/db.js';
 import { createStoreDatabase, type StoreDatabase } from '../helpers/pg-store.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
 import { type ApiDaemon, type TestCa, asClient, call, clientEnv, makeTestCa, registerClient, startApiDaemon, tokenFor } from '../helpers/api.js';
-import { createSecrets, dropMyPrefix, dropPgPrefix, mustJson, myExists, pgUsers, waitFor } from '../helpers/revocation.js';
+import { createSecrets, dropMyPrefix, dropPgPrefix, mustJson, myExists, pgUsers, startDaemon, waitFor } from '../helpers/revocation.js';
 
 const T = tag(4);
 const PREFIX = `af${T}_`;
@@ -132,4 +132,27 @@ test('the shared store goes away: /readyz and requests answer 503, and both reco
   await waitFor('ready again', async () => (await call(d.url, 'GET', '/readyz')).status === 200, 30_000);
   expect((await call(d.url, 'GET', `${API}/dynamic/leases`, { token })).status).toBe(200);
   expect(d.child.exitCode).toBe(null);
+}, 90_000);
+
+test('a daemon whose shared store is away at start listens anyway: /livez 200, /readyz and requests 503, until the store comes', async () => {
+  const db = await createStoreDatabase();
+  stores.push(db);
+  const storeProxy = await startProxy(5432);
+  proxies.push(storeProxy);
+  const url = db.url.replace(':5432/', `:${storeProxy.port}/`);
+  const sy = await home({ SY_STORE: url });
+  await createSecrets(sy, { pgPrefix: PREFIX, myPrefix: PREFIX, myDatabase: MY_DB, ttl: 300 });
+  const client = await registerClient(sy, `late${T}`, ['*']);
+  await storeProxy.down();
+  const d = startDaemon(sy, ['--listen', '127.0.0.1:0']);
+  daemons.push(Object.assign(d, { url: '' }));
+  const listening = (await d.waitForEvent((e) => e.event === 'listening')) as unknown as { url: string };
+  await d.waitForEvent((e) => e.event === 'store_unreachable');
+  expect((await call(listening.url, 'GET', '/livez')).status).toBe(200);
+  expect((await call(listening.url, 'GET', '/readyz')).status).toBe(503);
+  const token = await tokenFor(clientEnv(listening.url, client));
+  expect((await call(listening.url, 'GET', `${API}/dynamic/leases`, { token })).status).toBe(503);
+  await storeProxy.up();
+  await waitFor('ready', async () => (await call(listening.url, 'GET', '/readyz')).status === 200, 30_000);
+  expect((await call(listening.url, 'GET', `${API}/dynamic/leases`, { token })).status).toBe(200);
 }, 90_000);

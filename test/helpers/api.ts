@@ -21,6 +21,8 @@ export async function startApiDaemon(sy: SyHome, options: { tls?: TestCa; args?:
   const tlsArgs = options.tls ? ['--tls-cert', options.tls.certFile, '--tls-key', options.tls.keyFile] : [];
   const daemon = startDaemon(sy, ['--listen', '127.0.0.1:0', ...tlsArgs, ...(options.args ?? [])], options.env);
   const listening = await daemon.waitForEvent((e) => e.event === 'listening', 30_000);
+  // The API listens before the store is open (503 until then); the loop starts once it is.
+  await daemon.waitForEvent((e) => e.event === 'start', 30_000);
   let url = (listening as unknown as { url: string }).url;
   // The certificate names localhost: the origin clients use must match it.
   if (options.tls) url = url.replace('127.0.0.1', 'localhost');

@@ -17,7 +17,8 @@ import { LeaseCaps, checkPath, checkTtl, ownLease } from './guard.js';
 
 /** What the routes need: the daemon's lease deps (store, connector, clock) and who asks. */
 export interface RouteDeps {
-  deps: LeaseDeps;
+  /** The lease deps once the store is open; throws (503) until then. */
+  deps(): LeaseDeps;
   /** The authenticated client of a request (set by the auth hook). */
   caller(request: FastifyRequest): ClientRecord;
   /** A lease was issued (metrics). */
@@ -61,10 +62,10 @@ const secretQuery = { type: 'object', additionalProperties: false, properties: {
  */
 export function registerRoutes(app: FastifyInstance, r: RouteDeps): void {
   const caps = new LeaseCaps();
-  const forClient = (client: ClientRecord): LeaseDeps => ({ ...r.deps, actor: clientActor(client.name), progress: undefined, warn: undefined });
-  const { store } = r.deps;
+  const forClient = (client: ClientRecord): LeaseDeps => ({ ...r.deps(), actor: clientActor(client.name), progress: undefined, warn: undefined });
 
   app.post(`${API}/dynamic/lease`, { schema: { body: leaseBody } }, async (request, reply) => {
+    const { store } = r.deps();
     const client = r.caller(request);
     const body = (request.body ?? {}) as { record_uid?: string; path?: string; ttl_seconds?: number };
     if ((body.record_uid === undefined) === (body.path === undefined)) {
@@ -92,6 +93,7 @@ export function registerRoutes(app: FastifyInstance, r: RouteDeps): void {
   });
 
   app.get(`${API}/dynamic/leases`, { schema: { querystring: listQuery } }, async (request) => {
+    const { store } = r.deps();
     const client = r.caller(request);
     const q = request.query as { record_uid?: string; path?: string; all?: string; limit?: string; offset?: string };
     const path = q.path === undefined ? undefined : canonicalPath(q.path);
@@ -101,11 +103,13 @@ export function registerRoutes(app: FastifyInstance, r: RouteDeps): void {
   });
 
   app.get(`${API}/dynamic/leases/:id`, { schema: { params: idParams } }, async (request) => {
+    const { store } = r.deps();
     const lease = await ownLease(store, r.caller(request), (request.params as { id: string }).id);
     return details(lease, Date.now());
   });
 
   app.post(`${API}/dynamic/leases/:id/renew`, { schema: { params: idParams, body: renewBody } }, async (request) => {
+    const { store } = r.deps();
     const client = r.caller(request);
     const lease = await ownLease(store, client, (request.params as { id: string }).id);
     let increment = (request.body as { increment_seconds?: number } | null)?.increment_seconds;
@@ -116,6 +120,7 @@ export function registerRoutes(app: FastifyInstance, r: RouteDeps): void {
   });
 
   app.delete(`${API}/dynamic/leases/:id`, { schema: { params: idParams } }, async (request, reply) => {
+    const { store } = r.deps();
     const client = r.caller(request);
     const lease = await ownLease(store, client, (request.params as { id: string }).id);
     await revokeLease(forClient(client), lease.id);
@@ -123,6 +128,7 @@ export function registerRoutes(app: FastifyInstance, r: RouteDeps): void {
   });
 
   app.get(`${API}/secrets/*`, { schema: { querystring: secretQuery } }, async (request) => {
+    const { store } = r.deps();
     const client = r.caller(request);
     const ref = secretRef((request.params as { '*': string })['*']);
     if ('path' in ref) checkPath(client, ref.path);

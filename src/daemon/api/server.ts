@@ -29,7 +29,8 @@ export interface ApiOptions {
   host: string;
   port: number;
   tls?: { cert: Buffer; key: Buffer };
-  deps: LeaseDeps;
+  /** The lease deps once the store is open; throws a store error (503) until then. */
+  deps(): LeaseDeps;
   /** 200 when ready, else a reason for 503. */
   readiness(): Promise<string | undefined>;
   /** Prometheus text and its content type. */
@@ -100,7 +101,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     const audience = `${scheme}://${request.headers.host ?? ''}`;
     let record: ClientRecord | undefined;
     const verified = await verifyToken(token, normalOrigin(audience), async (name) => {
-      record = await options.deps.store.clients.get(name);
+      record = await options.deps().store.clients.get(name);
       return record?.publicKey;
     });
     if (!limiter.take(verified.client)) {
