@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { type KeyObject, createPrivateKey, randomUUID, sign } from 'node:crypto';
 import { unauthorized, usageError } from '../errors.js';
 
 /**
@@ -9,7 +9,7 @@ import { unauthorized, usageError } from '../errors.js';
  * A token may be used more than once within its lifetime: the seed's three curl lines share
  * one `$SM_TOKEN`. What limits a stolen token is its lifetime (15 minutes at most, 5 by
  * default), TLS, and the client's patterns and caps; its `jti` names it in the daemon's log.
- * jose is imported here only, lazily: only `sy daemon --listen` and client mode load it.
+ * jose is imported here only, lazily, to verify: only `sy daemon --listen` loads it.
  */
 export const MAX_TOKEN_SECONDS = 15 * 60;
 /** Clocks of client and daemon may differ this much. */
@@ -36,27 +36,30 @@ export interface TokenRequest {
   now?: number;
 }
 
+/**
+ * Signs a token with node:crypto: an EdDSA JWT is a base64url header and payload and an
+ * Ed25519 signature over them, and importing jose (about 40 ms) would be most of what a
+ * client-mode command costs beyond the request itself. Verification, with every check a
+ * token must pass, is jose's (verifyToken below); the unit tests verify what this signs.
+ */
 export async function signToken(request: TokenRequest): Promise<string> {
   if (request.ttlSeconds < 1 || request.ttlSeconds > MAX_TOKEN_SECONDS) {
     throw usageError('token_ttl', `A token lives between 1 second and ${MAX_TOKEN_SECONDS / 60} minutes; ${request.ttlSeconds} seconds was asked for.`);
   }
-  const { SignJWT, importPKCS8 } = await import('jose');
-  let key: Awaited<ReturnType<typeof importPKCS8>>;
+  let key: KeyObject | undefined;
   try {
-    key = await importPKCS8(request.privateKeyPem, 'EdDSA');
+    key = createPrivateKey({ key: request.privateKeyPem, format: 'pem' });
   } catch {
+    key = undefined;
+  }
+  if (key?.asymmetricKeyType !== 'ed25519') {
     throw unauthorized('bad_private_key', 'The client private key is not an Ed25519 private key in PKCS#8 PEM.', 'Use the private_key that `sy client create` printed.');
   }
   const iat = Math.floor((request.now ?? Date.now()) / 1000);
-  return new SignJWT({})
-    .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
-    .setIssuer(request.clientId)
-    .setSubject(request.clientId)
-    .setAudience(request.audience)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + request.ttlSeconds)
-    .setJti(randomUUID())
-    .sign(key);
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const claims = { iss: request.clientId, sub: request.clientId, aud: request.audience, iat, exp: iat + request.ttlSeconds, jti: randomUUID() };
+  const input = `${part({ alg: 'EdDSA', typ: 'JWT' })}.${part(claims)}`;
+  return `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`;
 }
 
 export interface VerifiedToken {
