@@ -4,6 +4,10 @@
 --   createdb sy                                    # as that administrator
 --   psql -d sy -v ON_ERROR_STOP=1 -f store-role.sql
 --   psql -d sy -c '\password sy_owner' -c '\password sy_app'
+-- The two role names are yours to choose: roles belong to the whole server, so a second
+-- store on the same server needs names of its own, e.g.
+--   psql -d sy2 -v ON_ERROR_STOP=1 -v owner=sy2_owner -v app=sy2_app -f store-role.sql
+-- (default: sy_owner and sy_app, the names used below), and the same names in secret.yaml's URLs.
 -- (\password sends a hash, so neither password reaches the server's logs.) Running it again
 -- changes nothing, and grants sy_app the rows of tables created since. It ends by checking
 -- what it promises and fails, naming the problem, where the server does not allow it.
@@ -21,20 +25,31 @@
 -- What sits in the store is sealed with the master key, which never reaches this server:
 -- these grants decide who can change or delete the store's rows, not who can read secrets.
 
+\if :{?owner}
+\else
+\set owner sy_owner
+\endif
+\if :{?app}
+\else
+\set app sy_app
+\endif
+-- The names, for the DO blocks below (psql does not interpolate inside them).
+SELECT set_config('sy.owner_role', :'owner', false) AS owner_role, set_config('sy.app_role', :'app', false) AS app_role \gset
+
 DO $$
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sy_owner') THEN
-    CREATE ROLE sy_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 5;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = current_setting('sy.owner_role')) THEN
+    EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 5', current_setting('sy.owner_role'));
   END IF;
   -- Sized for a fleet: each sy command holds one connection only while it needs it, and a
   -- daemon holds one more for LISTEN. Raise it with the number of pods.
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sy_app') THEN
-    CREATE ROLE sy_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 60;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = current_setting('sy.app_role')) THEN
+    EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 60', current_setting('sy.app_role'));
   END IF;
   -- An administrator that is not superuser must be a member of sy_owner to make it the
   -- schema's owner and to set its default privileges (revoked again at the end).
   IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-    EXECUTE format('GRANT sy_owner TO %I', current_user);
+    EXECUTE format('GRANT %I TO %I', current_setting('sy.owner_role'), current_user);
   END IF;
 END
 $$;
@@ -43,7 +58,7 @@ $$;
 DO $$
 BEGIN
   EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
-  EXECUTE format('GRANT CONNECT ON DATABASE %I TO sy_owner, sy_app', current_database());
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I, %I', current_database(), current_setting('sy.owner_role'), current_setting('sy.app_role'));
 END
 $$;
 -- PostgreSQL 14 and older let every role create objects in schema public.
@@ -52,25 +67,25 @@ REVOKE ALL ON SCHEMA public FROM PUBLIC;
 DO $$
 BEGIN
   IF to_regnamespace('sy') IS NULL THEN
-    CREATE SCHEMA sy AUTHORIZATION sy_owner;
+    EXECUTE format('CREATE SCHEMA sy AUTHORIZATION %I', current_setting('sy.owner_role'));
   END IF;
 END
 $$;
-ALTER SCHEMA sy OWNER TO sy_owner;
+ALTER SCHEMA sy OWNER TO :"owner";
 REVOKE ALL ON SCHEMA sy FROM PUBLIC;
-GRANT USAGE ON SCHEMA sy TO sy_app;
+GRANT USAGE ON SCHEMA sy TO :"app";
 
 -- What sy_owner creates in schema sy from now on, sy_app may use, rows only; and what
 -- sy_owner already created (this file run again after `sy init`).
-ALTER DEFAULT PRIVILEGES FOR ROLE sy_owner IN SCHEMA sy GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO sy_app;
-ALTER DEFAULT PRIVILEGES FOR ROLE sy_owner IN SCHEMA sy GRANT USAGE ON SEQUENCES TO sy_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA sy TO sy_app;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA sy TO sy_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA sy GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO :"app";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA sy GRANT USAGE ON SEQUENCES TO :"app";
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA sy TO :"app";
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA sy TO :"app";
 
 DO $$
 BEGIN
   IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-    EXECUTE format('REVOKE sy_owner FROM %I', current_user);
+    EXECUTE format('REVOKE %I FROM %I', current_setting('sy.owner_role'), current_user);
   END IF;
 END
 $$;
@@ -82,17 +97,17 @@ DECLARE
   r record;
 BEGIN
   FOR r IN SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
-           FROM pg_roles WHERE rolname IN ('sy_owner', 'sy_app') LOOP
+           FROM pg_roles WHERE rolname IN (current_setting('sy.owner_role'), current_setting('sy.app_role')) LOOP
     IF r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls THEN
       problems := problems || format('%s has a role attribute it must not have (run as a superuser: ALTER ROLE %I NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS)', r.rolname, r.rolname);
     END IF;
   END LOOP;
   FOR r IN SELECT m.rolname AS member, g.rolname AS role FROM pg_auth_members a
            JOIN pg_roles m ON m.oid = a.member JOIN pg_roles g ON g.oid = a.roleid
-           WHERE m.rolname IN ('sy_owner', 'sy_app') LOOP
+           WHERE m.rolname IN (current_setting('sy.owner_role'), current_setting('sy.app_role')) LOOP
     problems := problems || format('%s is a member of %s (REVOKE %I FROM %I)', r.member, r.role, r.role, r.member);
   END LOOP;
-  FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN ('sy_owner', 'sy_app') LOOP
+  FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN (current_setting('sy.owner_role'), current_setting('sy.app_role')) LOOP
     IF has_schema_privilege(r.rolname, 'public', 'CREATE') THEN
       problems := problems || format('%s can create objects in schema public (run as its owner: REVOKE CREATE ON SCHEMA public FROM PUBLIC)', r.rolname);
     END IF;
@@ -100,8 +115,8 @@ BEGIN
       problems := problems || format('%s can create schemas or temporary tables in this database', r.rolname);
     END IF;
   END LOOP;
-  IF has_schema_privilege('sy_app', 'sy', 'CREATE') THEN
-    problems := problems || 'sy_app can create objects in schema sy'::text;
+  IF has_schema_privilege(current_setting('sy.app_role'), 'sy', 'CREATE') THEN
+    problems := problems || format('%s can create objects in schema sy', current_setting('sy.app_role'));
   END IF;
   IF cardinality(problems) > 0 THEN
     RAISE EXCEPTION 'the store roles are not least-privilege here: %', array_to_string(problems, '; ');

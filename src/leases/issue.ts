@@ -190,8 +190,11 @@ async function issueOn(deps: LeaseDeps, client: Target | undefined, refusal: unk
     throw failed('lease_swept', 'The lease was revoked by a concurrent sweep before it was ready; try again.');
   }
   await deps.store.audit.append([{ action: 'lease.create', ...audit, outcome: 'success' }]);
-  const unattended = await unattendedPoolWarning(store, recipe.pool, deps.now());
-  if (unattended) deps.warn?.(unattended);
+  // Only for someone who reads warnings (not a daemon serving the API): it reads the pool registry.
+  if (deps.warn) {
+    const unattended = await unattendedPoolWarning(store, recipe.pool, deps.now());
+    if (unattended) deps.warn(unattended);
+  }
 
   return {
     leaseId,

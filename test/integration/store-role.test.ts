@@ -79,10 +79,11 @@ describe.each([
     const names = { db: `sy_store_role_${T}`, owner: `sy_owner_${T}`, app: `sy_app_${T}`, dba: `sy_dba_${T}`, other: `sy_other_${T}` };
     const password = `pw-${T}`;
     const file = join(dir, `${T}.sql`);
-    writeFileSync(file, SQL.replace(/\bsy_owner\b/g, names.owner).replace(/\bsy_app\b/g, names.app));
+    // The operator's own role names, as the file's header says (roles are server-wide).
+    writeFileSync(file, SQL);
     const runAs = admin ? { user: names.dba, password } : { user: server.user, password: server.password };
     const apply = () =>
-      psql(['-h', server.host, '-p', String(server.port), '-U', runAs.user, '-d', names.db, '-f', file], runAs.password ? { PGPASSWORD: runAs.password } : {});
+      psql(['-h', server.host, '-p', String(server.port), '-U', runAs.user, '-d', names.db, '-v', `owner=${names.owner}`, '-v', `app=${names.app}`, '-f', file], runAs.password ? { PGPASSWORD: runAs.password } : {});
     const clients: pg.Client[] = [];
     try {
       await asSuperuser(server, `CREATE ROLE ${id(names.other)} LOGIN PASSWORD '${password}'`);

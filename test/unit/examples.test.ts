@@ -1,11 +1,13 @@
 /**
  * examples/kubernetes/ says what the product promises for a fleet on the shared store:
- * every document parses and is a Kubernetes object; each pod that runs sy takes SY_STORE
- * and SY_MASTER_KEY from Secrets the examples define, and keeps nothing of sy's on a
- * volume; the init Job alone connects as the store's owner role; the seed's CronJob issues
- * its lease as the seed does; the daemon pool has two replicas, a readiness check that
- * really tells a fresh heartbeat file from a stale one, and a PodDisruptionBudget over its
- * pods; and every sy flag the examples use exists.
+ * every document parses and is a Kubernetes object; the pods that open the store (the
+ * daemons, the init Job) take SY_STORE and SY_MASTER_KEY from Secrets the examples define
+ * and keep nothing of sy's on a volume; the init Job alone connects as the store's owner
+ * role; the seed's CronJob is a client of the lease API with only SY_SERVER, SY_CLIENT_ID
+ * and SY_PRIVATE_KEY; the daemon pool has two replicas serving the API over TLS behind a
+ * Service, probes on /readyz and /livez, a scrape annotation, and a PodDisruptionBudget;
+ * every placeholder is marked <REPLACE_...> (nothing else needs editing), images are
+ * versioned, every ServiceAccount is defined; and every sy flag the examples use exists.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
@@ -61,12 +63,16 @@ function podSpec(doc: Obj): Obj {
   return doc.spec.template.spec;
 }
 const syContainers = (pod: Obj): Container[] =>
-  [...(pod.initContainers ?? []), ...pod.containers].filter((c: Container) => /^sy(:|$)/.test(c.image));
+  [...(pod.initContainers ?? []), ...pod.containers].filter((c: Container) => /(^|\/)sy(:|$)/.test(c.image));
 const envOf = (c: Container) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
 /** The words a container runs, continuation lines of a `sh -c` script joined. */
 const commandLine = (c: Container) => [...(c.command ?? []), ...(c.args ?? [])].join(' ').replace(/\\\n\s*/g, ' ').replace(/\s+/g, ' ').trim();
 
 const podsRunningSy = ['Job', 'CronJob', 'Deployment'].flatMap(ofKind);
+/** Pods that open the store (the daemons, the init Job); the CronJob is a client of the lease API. */
+const storePods = ['Job', 'Deployment'].flatMap(ofKind);
+/** A URL in a Secret, its placeholders filled with sample values so that it parses. */
+const filled = (text: string) => text.replace(/<REPLACE_[A-Z0-9_]+>/g, (m) => m.slice(9, -1).toLowerCase().replaceAll('_', '-'));
 
 describe('examples/kubernetes', () => {
   test('every YAML document parses and is a namespaced Kubernetes object', () => {
@@ -80,8 +86,8 @@ describe('examples/kubernetes', () => {
     expect(podsRunningSy.map((doc) => doc.kind).sort()).toEqual(['CronJob', 'Deployment', 'Job']);
   });
 
-  test('every sy pod takes SY_STORE and SY_MASTER_KEY from secretKeyRefs to Secrets defined here, and keeps no store on a volume', () => {
-    for (const doc of podsRunningSy) {
+  test('every pod that opens the store takes SY_STORE and SY_MASTER_KEY from secretKeyRefs to Secrets defined here, and keeps no store on a volume', () => {
+    for (const doc of storePods) {
       const pod = podSpec(doc);
       const containers = syContainers(pod);
       expect(containers.length).toBeGreaterThan(0);
@@ -101,7 +107,9 @@ describe('examples/kubernetes', () => {
         expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
       }
       for (const volume of pod.volumes ?? []) {
-        expect({ volume: volume.name, pvc: volume.persistentVolumeClaim, secret: volume.secret }).toEqual({ volume: volume.name, pvc: undefined, secret: undefined });
+        // A Secret volume only for the API's TLS certificate.
+        const tls = volume.secret ? one('Secret', volume.secret.secretName).type === 'kubernetes.io/tls' : undefined;
+        expect({ volume: volume.name, pvc: volume.persistentVolumeClaim, secret: tls ?? volume.secret }).toEqual({ volume: volume.name, pvc: undefined, secret: volume.secret ? true : undefined });
       }
       expect(pod.automountServiceAccountToken).toBe(false);
       expect(pod.securityContext).toMatchObject({ runAsNonRoot: true });
@@ -114,21 +122,24 @@ describe('examples/kubernetes', () => {
     expect(commandLine(init)).toBe('init');
     const storeUser = (doc: Obj) => {
       const ref = envOf(syContainers(podSpec(doc))[0]).SY_STORE.valueFrom!.secretKeyRef;
-      return new URL(one('Secret', ref.name).stringData[ref.key]).username;
+      return new URL(filled(one('Secret', ref.name).stringData[ref.key])).username;
     };
     expect(storeUser(job)).toBe('sy_owner');
-    for (const doc of podsRunningSy.filter((d) => d !== job)) expect(storeUser(doc)).toBe('sy_app');
+    for (const doc of storePods.filter((d) => d !== job)) expect(storeUser(doc)).toBe('sy_app');
     // Both roles are the ones store-role.sql creates.
     const sql = readFileSync(join(DIR, 'store-role.sql'), 'utf8');
-    for (const role of ['sy_owner', 'sy_app']) expect(sql).toMatch(new RegExp(`CREATE ROLE ${role} LOGIN NOSUPERUSER`));
+    // ... by default: the operator may name them (`psql -v owner=... -v app=...`).
+    expect(sql).toMatch(/^\\set owner sy_owner$/m);
+    expect(sql).toMatch(/^\\set app sy_app$/m);
+    expect(sql).toMatch(/CREATE ROLE %I LOGIN NOSUPERUSER/);
   });
 
-  test('the store URLs verify the server, with the CA that every sy pod mounts', () => {
-    for (const doc of podsRunningSy) {
+  test('the store URLs verify the server, with the CA that every pod opening the store mounts', () => {
+    for (const doc of storePods) {
       const pod = podSpec(doc);
       for (const container of syContainers(pod)) {
         const ref = envOf(container).SY_STORE.valueFrom!.secretKeyRef;
-        const url = new URL(one('Secret', ref.name).stringData[ref.key]);
+        const url = new URL(filled(one('Secret', ref.name).stringData[ref.key]));
         expect(url.protocol).toBe('postgresql:');
         expect(url.searchParams.get('sslmode')).toBe('verify-full');
         const ca = url.searchParams.get('sslrootcert')!;
@@ -140,48 +151,70 @@ describe('examples/kubernetes', () => {
     }
   });
 
-  test("the CronJob's init container issues the seed's one-hour lease into /shared, which the app container reads", () => {
+  test("the seed's CronJob as written: its init container holds only SY_SERVER, SY_CLIENT_ID and SY_PRIVATE_KEY, and issues the one-hour lease into /shared", () => {
     const cronjob = one('CronJob');
     const pod = podSpec(cronjob);
     const [init] = pod.initContainers as Container[];
     expect(syContainers(pod)).toEqual([init]);
-    expect(commandLine(init)).toMatch(/^sh -c sy dynamic lease create --record-uid [0-9a-f-]{36} --ttl 3600 --output \/shared\/db-creds\.json$/);
+    expect(commandLine(init)).toMatch(/^sh -c sy dynamic lease create --record-uid <REPLACE_RECORD_UID> --ttl 3600 --output \/shared\/db-creds\.json$/);
+    const env = envOf(init);
+    expect(Object.keys(env).sort()).toEqual(['SY_CLIENT_ID', 'SY_PRIVATE_KEY', 'SY_SERVER']);
+    for (const name of ['SY_CLIENT_ID', 'SY_PRIVATE_KEY']) {
+      const ref = env[name].valueFrom!.secretKeyRef;
+      expect(Object.keys(one('Secret', ref.name).stringData)).toContain(ref.key);
+    }
+    // SY_SERVER is the daemons' Service, over TLS.
+    const server = new URL(env.SY_SERVER.value!);
+    expect(server.protocol).toBe('https:');
+    expect(server.hostname).toBe(`${one('Service').metadata.name}.${cronjob.metadata.namespace}.svc`);
+    expect(pod.serviceAccountName).toBe(one('ServiceAccount', pod.serviceAccountName).metadata.name);
     expect(init.volumeMounts?.find((m) => m.mountPath === '/shared')?.readOnly).toBeFalsy();
     expect(pod.containers.some((c: Container) => c.volumeMounts?.some((m) => m.mountPath === '/shared' && m.readOnly))).toBe(true);
-    expect(pod.volumes.find((v: Obj) => v.name === 'shared').emptyDir).toEqual({ medium: 'Memory' });
+    expect(pod.volumes.map((v: Obj) => v.name)).toEqual(['shared']);
+    expect(pod.volumes[0].emptyDir).toEqual({ medium: 'Memory' });
   });
 
-  test('the daemon Deployment: two replicas of `sy daemon --pool NAME`, a readiness probe and no liveness probe', () => {
+  test('the daemon Deployment: two replicas serving the API over TLS behind a Service, probes on /readyz and /livez, scraped for /metrics', () => {
     const deployment = one('Deployment');
     expect(deployment.spec.replicas).toBe(2);
     expect(deployment.spec.strategy.rollingUpdate.maxUnavailable).toBe(0);
-    const [daemon] = syContainers(podSpec(deployment));
-    expect(daemon.args?.slice(0, 3)).toEqual(['daemon', '--pool', expect.stringMatching(/^[A-Za-z0-9_-]+$/)]);
-    expect(daemon.readinessProbe?.exec?.command).toEqual(['sh', '-c', expect.any(String)]);
-    // A daemon that cannot reach the store keeps retrying; restarting it would not help.
-    expect(daemon.livenessProbe).toBeUndefined();
-    const readyFile = daemon.args![daemon.args!.indexOf('--ready-file') + 1];
-    expect(daemon.readinessProbe!.exec.command[2]).toContain(readyFile);
-    // The file is on a writable volume (the root file system is read-only).
-    expect(daemon.volumeMounts?.some((m) => readyFile.startsWith(`${m.mountPath}/`) && !m.readOnly)).toBe(true);
+    const pod = podSpec(deployment);
+    const [daemon] = syContainers(pod);
+    const args = daemon.args!;
+    expect(args.slice(0, 3)).toEqual(['daemon', '--pool', expect.stringMatching(/^[A-Za-z0-9_-]+$/)]);
+    const flag = (name: string) => args[args.indexOf(name) + 1];
+    expect(flag('--listen')).toBe('0.0.0.0:8443');
+    const tlsMount = daemon.volumeMounts!.find((m) => flag('--tls-cert').startsWith(`${m.mountPath}/`))!;
+    expect(flag('--tls-key').startsWith(`${tlsMount.mountPath}/`)).toBe(true);
+    const tlsSecret = one('Secret', pod.volumes.find((v: Obj) => v.name === tlsMount.name).secret.secretName);
+    expect(tlsSecret.type).toBe('kubernetes.io/tls');
+    expect(daemon.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'https', scheme: 'HTTPS' });
+    expect(daemon.livenessProbe?.httpGet).toEqual({ path: '/livez', port: 'https', scheme: 'HTTPS' });
+    expect(deployment.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/path': '/metrics', 'prometheus.io/port': '8443', 'prometheus.io/scheme': 'https' });
+    const service = one('Service');
+    expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
+    expect(service.spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 'https' }]);
+    expect(one('ServiceAccount', pod.serviceAccountName).automountServiceAccountToken).toBe(false);
   });
 
-  test("the readiness probe's script passes on a fresh ready file and fails on a stale or missing one", () => {
-    const [daemon] = syContainers(podSpec(one('Deployment')));
-    const readyFile = daemon.args![daemon.args!.indexOf('--ready-file') + 1];
-    const dir = mkdtempSync(join(tmpdir(), 'sy-ready-'));
-    try {
-      const file = join(dir, 'sy-ready');
-      const script = (daemon.readinessProbe!.exec.command[2] as string).replaceAll(readyFile, file);
-      const probe = () => spawnSync('sh', ['-c', script], { encoding: 'utf8' });
-      expect(probe().status).not.toBe(0);
-      writeFileSync(file, '');
-      expect(probe()).toMatchObject({ status: 0, stderr: '' });
-      const stale = Date.now() / 1000 - 180;
-      utimesSync(file, stale, stale);
-      expect(probe()).toMatchObject({ status: 1, stderr: '' });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+  test('every placeholder is marked <REPLACE_...>, images are versioned, and nothing else needs editing', () => {
+    const texts = [...files, 'store-role.sql'].map((name) => ({ name, text: readFileSync(join(DIR, name), 'utf8') }));
+    for (const { name, text } of texts) {
+      const code = text.split('\n').filter((line) => !/^\s*(#|--)/.test(line)).join('\n');
+      // Anything in angle brackets is a marked placeholder (a YAML value or a shell word).
+      for (const bracketed of code.match(/<[^<>\n]*>/g) ?? []) expect({ name, bracketed }).toEqual({ name, bracketed: expect.stringMatching(/^<REPLACE_[A-Z0-9_]+>$/) });
+      // No example hosts, fill-me words or unversioned images left for the operator to notice.
+      expect({ name, leftovers: code.match(/example\.(com|org|internal)|CHANGE_?ME|TODO|FIXME|XXX|:latest\b/gi) }).toEqual({ name, leftovers: null });
+    }
+    for (const doc of podsRunningSy) {
+      for (const container of syContainers(podSpec(doc))) expect(container.image).toMatch(/^<REPLACE_REGISTRY>\/sy:\d+\.\d+\.\d+$/);
+    }
+    const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
+    expect(syContainers(podSpec(one('Deployment')))[0].image).toBe(`<REPLACE_REGISTRY>/sy:${version}`);
+    // Every ServiceAccount a pod names is defined here.
+    for (const doc of podsRunningSy) {
+      const account = podSpec(doc).serviceAccountName;
+      if (account !== undefined) expect(ofKind('ServiceAccount').map((a) => a.metadata.name)).toContain(account);
     }
   });
 
@@ -229,6 +262,6 @@ describe('examples/kubernetes', () => {
         }
       }
     }
-    expect(used).toEqual(expect.arrayContaining(['daemon --pool', 'dynamic lease create --record-uid', 'dynamic lease create --output']));
+    expect(used).toEqual(expect.arrayContaining(['daemon --pool', 'daemon --listen', 'daemon --tls-cert', 'dynamic lease create --record-uid', 'dynamic lease create --output']));
   });
 });

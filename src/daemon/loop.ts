@@ -1,10 +1,10 @@
 import type { NewPoolMember } from '../store/pools.js';
-import { type LeaseDeps, STALE_INTENT_MS } from './deps.js';
-import { HEARTBEAT_MS } from './pool.js';
-import { PoolMembership, StoreHealth, Waker, isFatalStoreError } from './pool-daemon.js';
-import { reapOrphans } from './reap.js';
-import { Revoker, type RevokerLimits } from './revoker.js';
-import { TARGET_MS } from './sweep.js';
+import { type LeaseDeps, STALE_INTENT_MS } from '../leases/deps.js';
+import { HEARTBEAT_MS } from '../leases/pool.js';
+import { PoolMembership, StoreHealth, Waker, isFatalStoreError } from './membership.js';
+import { reapOrphans } from '../leases/reap.js';
+import { Revoker, type RevokerLimits } from '../leases/revoker.js';
+import { TARGET_MS } from '../leases/sweep.js';
 
 export interface DaemonOptions {
   /** The longest the daemon sleeps between passes. */
@@ -27,8 +27,12 @@ export interface DaemonOptions {
   limits?: Partial<RevokerLimits>;
 }
 
+/**
+ * What the loop reports, one typed event at a time; the log, the ready file, the readiness
+ * probe and the metrics are observers of them (daemon/observers.ts, daemon/metrics.ts).
+ */
 export interface DaemonEvent {
-  event: 'start' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'store_unreachable' | 'store_reconnected' | 'stop';
+  event: 'start' | 'pass' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'store_unreachable' | 'store_reconnected' | 'stop';
   unreachable?: boolean;
   lease_id?: string;
   path?: string;
@@ -42,6 +46,12 @@ export interface DaemonEvent {
   after_ms?: number;
   /** When the next attempt to reach the store is made. */
   retry_ms?: number;
+  /** `pass`: how long the pass took; `revoked`: how long after its expiry the lease was revoked. */
+  duration_ms?: number;
+  delay_ms?: number;
+  /** `pass`: leases it ended or could not end. */
+  revoked?: number;
+  failed?: number;
 }
 
 /**
@@ -111,6 +121,8 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
 
   const batchSize = options.batchSize ?? 1000;
   const claimMs = options.claimMs ?? DAEMON_CLAIM_MS;
+  /** Revocations settled since the last pass event: attempts end on their own, between passes. */
+  const settled = { revoked: 0, failed: 0 };
   let revokerError: unknown;
   const revoker = new Revoker(deps, {
     targetMs: options.targetMs ?? TARGET_MS,
@@ -118,7 +130,9 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
     oneAttemptPerTarget: false,
     action: 'sweep.revoke',
     limits: options.limits,
-    onOutcome: (o) =>
+    onOutcome: (o) => {
+      if (o.revoked) settled.revoked++;
+      else settled.failed++;
       log({
         event: o.revoked ? 'revoked' : 'revoke_failed',
         lease_id: o.lease.id,
@@ -127,7 +141,9 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
         target: o.lease.target,
         state: o.lease.state,
         error: o.error,
-      }),
+        delay_ms: o.revoked ? Math.max(0, deps.now() - o.lease.expiresAt) : undefined,
+      });
+    },
     // A settlement the store refused: its leases' claims lapse and are taken over; the store is retried as for a heartbeat.
     onError: (error) => {
       passOk = false;
@@ -140,6 +156,7 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
   });
 
   const pass = async (): Promise<number> => {
+    const began = performance.now();
     await waker.watch(store);
     if (membership && !membership.joined) await membership.beat();
     waker.throwIfFailed();
@@ -163,6 +180,9 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
       await revoker.drained();
       if (revokerError !== undefined) throw revokerError;
     }
+    log({ event: 'pass', duration_ms: Math.round(performance.now() - began), revoked: settled.revoked, failed: settled.failed });
+    settled.revoked = 0;
+    settled.failed = 0;
     const next = await store.leases.nextDue(options.pool);
     const now = deps.now();
     // Due but not claimable (claimed elsewhere, an intent in flight, no room): an attempt that ends wakes it sooner.
