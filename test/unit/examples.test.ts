@@ -79,7 +79,7 @@ const SAMPLES: Record<string, string> = {
   '<REPLACE_DAEMON_CA_CERT>': pem('CERTIFICATE', randomBytes(300)),
   '<REPLACE_CRONJOB_PRIVATE_KEY>': clientKey(),
   '<REPLACE_AGENT_PRIVATE_KEY>': clientKey(),
-  '<REPLACE_RECORD_UID>': 'Kj9mNpQ2xRs7',
+  '<REPLACE_RECORD_UID>': '4ed23051-a216-40cd-9694-8664b054b512',
   '<REPLACE_RECORD_PATH>': 'db:postgresql:myapp-migrations',
   '<REPLACE_AGENT_SECRET_PATH>': 'db:postgresql:myapp-api',
   '<REPLACE_MIGRATIONS_IMAGE>': 'registry.acme.internal/myapp/migrations:2.3.1',
