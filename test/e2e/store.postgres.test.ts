@@ -7,7 +7,7 @@
  * `sy store copy` SQLite → PostgreSQL → SQLite; forty commands at once.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -138,11 +138,11 @@ describe('the least-privilege roles of examples/kubernetes/store-role.sql', () =
   test('sy init as the owner role; every other command, init again included, as the app role that may only use rows', async () => {
     const owner = `sy_owner_${T}`;
     const app = `sy_app_${T}`;
-    const file = join(mkdtempSync(join(tmpdir(), 'sy-pgstore-roles-')), 'store-role.sql');
-    dirs.push(join(file, '..'));
-    writeFileSync(file, readFileSync(join(ROOT, 'examples/kubernetes/store-role.sql'), 'utf8').replace(/\bsy_owner\b/g, owner).replace(/\bsy_app\b/g, app));
+    const dir = mkdtempSync(join(tmpdir(), 'sy-pgstore-roles-'));
+    dirs.push(dir);
     try {
-      const applied = await psql(['-h', '127.0.0.1', '-U', 'postgres', '-d', database.name, '-f', file]);
+      const sql = join(ROOT, 'examples/kubernetes/store-role.sql');
+      const applied = await psql(['-h', '127.0.0.1', '-U', 'postgres', '-d', database.name, '-v', `owner=${owner}`, '-v', `app=${app}`, '-f', sql]);
       expect({ exitCode: applied.exitCode, stderr: applied.stderr.replace(/^.*NOTICE.*\n?/gm, '') }).toEqual({ exitCode: 0, stderr: '' });
       const key = freshKey();
       const asOwner = client(database.urlFor(owner, undefined, '?sslmode=disable'), key);
@@ -154,7 +154,7 @@ describe('the least-privilege roles of examples/kubernetes/store-role.sql', () =
       await asApp.ok(['dynamic', 'lease', 'revoke', lease.lease_id]);
       expect(await pgRoleExists(lease.username)).toBe(false);
       // The clients' table is the app role's to use, rows only, like the others.
-      await asApp.ok(['client', 'create', 'pod', '--allow', 'db:pg:*', '--output', join(file, '..', 'pod.pem')]);
+      await asApp.ok(['client', 'create', 'pod', '--allow', 'db:pg:*', '--output', join(dir, 'pod.pem')]);
       await asApp.ok(['client', 'update', 'pod', '--max-leases', '3']);
       expect((await asApp.ok(['client', 'list'])).data).toEqual([expect.objectContaining({ name: 'pod', max_leases: 3 })]);
       await asApp.ok(['client', 'delete', 'pod', '--yes']);

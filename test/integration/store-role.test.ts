@@ -4,11 +4,11 @@
  * managed service's administrator (CREATEROLE, owner of the database, not superuser). Then
  * `sy init` is played by the owner role creating sy's tables, the file is applied again,
  * and the two roles are tried: sy_app can do with the rows what sy does, and nothing else;
- * sy_owner can change schema sy and nothing else. Every database and role is the test's
+ * sy_owner can change schema sy and nothing else. The role names are psql variables
+ * (`-v owner=... -v app=...`) with no default: without them the file changes nothing, and
+ * two stores on one server each get their own roles. Every database and role is the test's
  * own (its tag in the names) and is dropped after.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ROOT } from '../helpers/cli.js';
@@ -24,9 +24,7 @@ const STORE_TABLES = ['meta', 'secrets', 'secret_versions', 'leases', 'audit_lin
 /** A bigserial column, so the grants on sequences are tried too. */
 const tableDdl = (table: string) => `CREATE TABLE sy.${table} (id bigserial PRIMARY KEY, k text NOT NULL DEFAULT '', v text)`;
 
-const SQL = readFileSync(join(ROOT, 'examples/kubernetes/store-role.sql'), 'utf8');
-const dir = mkdtempSync(join(tmpdir(), 'sy-store-role-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const FILE = join(ROOT, 'examples/kubernetes/store-role.sql');
 
 interface Server extends PgAdmin {
   label: string;
@@ -78,12 +76,9 @@ describe.each([
     const T = tag();
     const names = { db: `sy_store_role_${T}`, owner: `sy_owner_${T}`, app: `sy_app_${T}`, dba: `sy_dba_${T}`, other: `sy_other_${T}` };
     const password = `pw-${T}`;
-    const file = join(dir, `${T}.sql`);
-    // The operator's own role names, as the file's header says (roles are server-wide).
-    writeFileSync(file, SQL);
     const runAs = admin ? { user: names.dba, password } : { user: server.user, password: server.password };
     const apply = () =>
-      psql(['-h', server.host, '-p', String(server.port), '-U', runAs.user, '-d', names.db, '-v', `owner=${names.owner}`, '-v', `app=${names.app}`, '-f', file], runAs.password ? { PGPASSWORD: runAs.password } : {});
+      psql(['-h', server.host, '-p', String(server.port), '-U', runAs.user, '-d', names.db, '-v', `owner=${names.owner}`, '-v', `app=${names.app}`, '-f', FILE], runAs.password ? { PGPASSWORD: runAs.password } : {});
     const clients: pg.Client[] = [];
     try {
       await asSuperuser(server, `CREATE ROLE ${id(names.other)} LOGIN PASSWORD '${password}'`);
@@ -177,7 +172,72 @@ describe.each([
       for (const client of clients) await client.end().catch(() => undefined);
       await asSuperuser(server, `DROP DATABASE IF EXISTS ${id(names.db)} WITH (FORCE)`);
       for (const role of [names.app, names.owner, names.dba, names.other]) await asSuperuser(server, `DROP ROLE IF EXISTS ${id(role)}`);
-      rmSync(file, { force: true });
+    }
+  });
+});
+
+describe('store-role.sql on the machine\u2019s PostgreSQL 15', () => {
+  const server = servers()[0];
+  const applyTo = (db: string, vars: string[]) =>
+    psql(['-h', server.host, '-p', String(server.port), '-U', server.user, '-d', db, ...vars.flatMap((v) => ['-v', v]), '-f', FILE]);
+  const rolesLike = async (pattern: string) => {
+    const client = await connect(server, server.user, server.password, 'postgres');
+    try {
+      return (await client.query('SELECT rolname FROM pg_roles WHERE rolname LIKE $1 ORDER BY rolname', [pattern])).rows.map((r) => r.rolname as string);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+  const schemaOwner = async (db: string) => {
+    const client = await connect(server, server.user, server.password, db);
+    try {
+      return (await client.query("SELECT nspowner::regrole::text AS owner FROM pg_namespace WHERE nspname = 'sy'")).rows[0]?.owner as string | undefined;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+
+  test('without both role names, it stops before it changes anything and says which variables it needs', async () => {
+    const T = tag();
+    const db = `sy_store_role_${T}`;
+    try {
+      await asSuperuser(server, `CREATE DATABASE ${id(db)}`);
+      for (const vars of [[], [`owner=sy_owner_${T}`], [`app=sy_app_${T}`], [`owner=sy_same_${T}`, `app=sy_same_${T}`]]) {
+        const result = await applyTo(db, vars);
+        expect({ vars, exitCode: result.exitCode }).toEqual({ vars, exitCode: 3 });
+        expect(result.stderr).toMatch(vars.length === 2 ? /must be two roles/ : /needs the names of the store's two roles: psql -v owner=NAME -v app=NAME/);
+        expect(await schemaOwner(db)).toBeUndefined();
+      }
+      expect(await rolesLike(`sy\\_%\\_${T}`)).toEqual([]);
+    } finally {
+      await asSuperuser(server, `DROP DATABASE IF EXISTS ${id(db)} WITH (FORCE)`);
+      for (const role of [`sy_owner_${T}`, `sy_app_${T}`, `sy_same_${T}`]) await asSuperuser(server, `DROP ROLE IF EXISTS ${id(role)}`);
+    }
+  });
+
+  test('two stores on one server: each has its own database and roles, and neither role reaches the other store', async () => {
+    const T = tag();
+    const stores = ['a', 'b'].map((s) => ({ db: `sy_store_${s}_${T}`, owner: `sy_owner_${s}_${T}`, app: `sy_app_${s}_${T}` }));
+    const password = `pw-${T}`;
+    try {
+      for (const store of stores) {
+        await asSuperuser(server, `CREATE DATABASE ${id(store.db)}`);
+        const result = await applyTo(store.db, [`owner=${store.owner}`, `app=${store.app}`]);
+        expect({ db: store.db, exitCode: result.exitCode, stderr: result.stderr.replace(/^.*NOTICE.*\n?/gm, '') }).toEqual({ db: store.db, exitCode: 0, stderr: '' });
+        expect(await schemaOwner(store.db)).toBe(store.owner);
+        await asSuperuser(server, `ALTER ROLE ${id(store.app)} PASSWORD '${password}'`);
+      }
+      // The first store's app role cannot connect to the second store's database.
+      const crossed = await pgConnect({ host: server.host, port: server.port, user: stores[0].app, password, database: stores[1].db }).then(
+        async (c) => { await c.end(); return 'connected'; },
+        (error: { code?: string }) => error.code,
+      );
+      expect(crossed).toBe(INSUFFICIENT_PRIVILEGE);
+    } finally {
+      for (const store of stores) {
+        await asSuperuser(server, `DROP DATABASE IF EXISTS ${id(store.db)} WITH (FORCE)`);
+        for (const role of [store.app, store.owner]) await asSuperuser(server, `DROP ROLE IF EXISTS ${id(role)}`);
+      }
     }
   });
 });
