@@ -29,6 +29,8 @@ export interface AuditEvent {
 export interface AuditEntry extends AuditEvent {
   time: string;
   actor: string;
+  /** The store's generation that the append of this line moves to (records.ts); lines of older sy have none. */
+  gen?: number;
   prev: string;
   hash: string;
 }
@@ -81,10 +83,11 @@ export function entryHash(entry: Omit<AuditEntry, 'hash'>, mac: AuditMac): strin
  * with its time and the actor. A line is `JSON.stringify(entry)`: the hash covers exactly
  * that text without its `hash` field.
  */
-export function chainEntries(events: AuditEvent[], options: { prev: string; actor: string; mac: AuditMac }): AuditEntry[] {
+export function chainEntries(events: AuditEvent[], options: { prev: string; actor: string; mac: AuditMac; gen?: number }): AuditEntry[] {
   let prev = options.prev;
   return events.map((event) => {
-    const body: Omit<AuditEntry, 'hash'> = { time: new Date().toISOString(), actor: options.actor, ...withoutUndefined(event), prev };
+    const body: Omit<AuditEntry, 'hash'> = { time: new Date().toISOString(), actor: options.actor, ...withoutUndefined(event), gen: options.gen, prev };
+    if (body.gen === undefined) delete body.gen;
     const entry: AuditEntry = { ...body, hash: entryHash(body, options.mac) };
     prev = entry.hash;
     return entry;
@@ -109,9 +112,12 @@ export function parseEntry(line: string): AuditEntry | undefined {
  * Recomputes the chain of `lines` (an edited line fails its own hash, a removed or moved one
  * breaks the link), then compares it with the store's record of its end: lines cut from the
  * end leave a chain that is valid but short, however many lines were appended after them.
- * Bytes are compared when the record has them (a file log).
+ * Bytes are compared when the record has them (a file log). Lines past the recorded end are
+ * those of an append that died before its head was saved, so they may carry no generation
+ * above `pastHead` (the store's generation + 1; -1 where lines are saved with their head):
+ * a head put back past later appends leaves lines of later generations after it.
  */
-export function verifyChain(lines: string[], mac: AuditMac, head: AuditPosition): VerifyResult {
+export function verifyChain(lines: string[], mac: AuditMac, head: AuditPosition, pastHead = -1): VerifyResult {
   const bad = (line: number, reason: string): VerifyResult => ({ ok: false, lines: lines.length, firstBad: { line, reason } });
   let prev = GENESIS_HASH;
   let bytes = 0;
@@ -137,6 +143,9 @@ export function verifyChain(lines: string[], mac: AuditMac, head: AuditPosition)
     return bad(lines.length + 1, 'is missing: lines were removed from the end of the log');
   }
   if (head.bytes !== undefined && bytesAtHead !== head.bytes) return bad(head.lines, 'does not end where the store recorded: bytes before it were changed');
+  for (let i = head.lines; i < lines.length; i++) {
+    if ((parseEntry(lines[i])?.gen ?? 0) > pastHead) return bad(i + 1, "comes after the end the store recorded: the store's record of that end was put back");
+  }
   return { ok: true, lines: lines.length };
 }
 

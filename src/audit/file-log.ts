@@ -35,8 +35,11 @@ export const EMPTY_LOG: FilePosition = { lines: 0, bytes: 0, hash: GENESIS_HASH 
 
 /** The position of the log's end, kept outside the log (in the store). */
 export interface AuditHead {
-  /** Throws when the record is missing or was changed without the key. */
-  read(): FilePosition;
+  /**
+   * Throws when the record is missing or was changed without the key. `generation`: the
+   * store's, read with it; the append that writes the head next moves it to `generation + 1`.
+   */
+  read(): FilePosition & { generation: number };
   write(position: FilePosition): void;
 }
 
@@ -98,6 +101,11 @@ export class FileAuditLog implements AuditTrail {
     this.end('check');
   }
 
+  /** check(), for a caller already in the store's transaction (the ledger's recount). */
+  checkEnd(): void {
+    this.end('check');
+  }
+
   async head(): Promise<AuditPosition> {
     const { lines, bytes, hash } = this.end('read');
     return { lines, bytes, hash };
@@ -133,7 +141,7 @@ export class FileAuditLog implements AuditTrail {
           const restart: AuditEvent[] = end === EMPTY_LOG && head.bytes > 0
             ? [{ action: 'audit.start', outcome: 'success', detail: { previous_lines: head.lines, previous_hash: head.hash } }]
             : [];
-          const entries = chainEntries([...restart, ...events], { prev: end.hash, actor, mac });
+          const entries = chainEntries([...restart, ...events], { prev: end.hash, actor, mac, gen: head.generation + 1 });
           const bytes = Buffer.from(entries.map((entry) => `${JSON.stringify(entry)}\n`).join(''), 'utf8');
           writeSync(fd, bytes);
           this.options.head.write({ lines: end.lines + entries.length, bytes: end.bytes + bytes.length, hash: entries[entries.length - 1].hash, place });
@@ -157,7 +165,7 @@ export class FileAuditLog implements AuditTrail {
     const lines = readLines(this.file);
     // The store was copied here without its log: there is no log of this directory yet.
     const head = logLeftBehind(recorded, lines.length, this.place()) ? EMPTY_LOG : recorded;
-    return { ...verifyChain(lines, this.options.mac, head), location: this.file };
+    return { ...verifyChain(lines, this.options.mac, head, recorded.generation + 1), location: this.file };
   }
 }
 
@@ -219,12 +227,12 @@ function readAt(fd: number, start: number, length: number): Buffer {
  * cut off when `repair` is set. Anything else was written by someone without the key. A
  * store copied into another directory without its log starts a new one (EMPTY_LOG).
  */
-function findEnd(fd: number | undefined, head: FilePosition, mac: AuditMac, repair: boolean, place: string): FilePosition {
+function findEnd(fd: number | undefined, head: FilePosition & { generation: number }, mac: AuditMac, repair: boolean, place: string): FilePosition {
   const size = fd === undefined ? 0 : fstatSync(fd).size;
   if (logLeftBehind(head, size, place)) return EMPTY_LOG;
   if (head.bytes < 0 || size < head.bytes) throw logChanged('lines were removed from its end');
   if (head.bytes > 0 && lineEndingAt(fd!, head.bytes)?.hash !== head.hash) throw logChanged('it no longer ends with the line the store recorded as its last');
-  let end = head;
+  let end: FilePosition = head;
   if (size === head.bytes) return end;
   const extra = readAt(fd!, head.bytes, size - head.bytes).toString('utf8');
   const parts = extra.split('\n');
@@ -234,6 +242,8 @@ function findEnd(fd: number | undefined, head: FilePosition, mac: AuditMac, repa
     if (!entry) throw logChanged(`lines after the end the store recorded are not sy's`);
     const { hash, ...body } = entry;
     if (entry.prev !== end.hash || entryHash(body, mac) !== hash) throw logChanged(`lines after the end the store recorded are not sy's`);
+    // An append that died before its head was saved wrote at most the next generation's lines.
+    if ((entry.gen ?? 0) > head.generation + 1) throw logChanged('lines after the end the store recorded were written after it, so its record of that end was put back');
     end = { lines: end.lines + 1, bytes: end.bytes + Buffer.byteLength(line) + 1, hash };
   }
   if (torn !== '' && repair) ftruncateSync(fd!, end.bytes);

@@ -17,16 +17,21 @@ export interface KeySlot {
  * The key slot's associated data names the schema the store's records follow: from schema 2
  * on, rows carry MACs. A schema-2 store whose schema_version is set back to 1 still has a
  * schema-2 slot, so it is refused instead of having its rows MACed afresh by a migration.
- * (A PostgreSQL store's records have carried MACs from its first schema: always v2.)
+ * (A PostgreSQL store's records have carried MACs from its first schema: v2 at least.)
+ * From v3 on, the censuses and the audit head carry generations (records.ts): a store whose
+ * schema is set back to before them is refused, not stamped afresh over an older census.
  */
-export const dataKeyAad = (storeId: string, records: 1 | 2 = 2): string => `sy/data-key/v${records}/${storeId}`;
+export type RecordsVersion = 1 | 2 | 3;
+export const RECORDS_VERSION: RecordsVersion = 3;
 
-export function wrapDataKey(kek: Buffer, dataKey: Buffer, storeId: string, wrap: KeyWrap): KeySlot {
-  return { storeId, wrap, wrappedKey: seal(kek, dataKey, dataKeyAad(storeId)).toString('base64') };
+export const dataKeyAad = (storeId: string, records: RecordsVersion = RECORDS_VERSION): string => `sy/data-key/v${records}/${storeId}`;
+
+export function wrapDataKey(kek: Buffer, dataKey: Buffer, storeId: string, wrap: KeyWrap, records: RecordsVersion = RECORDS_VERSION): KeySlot {
+  return { storeId, wrap, wrappedKey: seal(kek, dataKey, dataKeyAad(storeId, records)).toString('base64') };
 }
 
 /** The data key, or undefined when `kek` does not open the slot. */
-export function openSlot(kek: Buffer, slot: KeySlot, records: 1 | 2 = 2): Buffer | undefined {
+export function openSlot(kek: Buffer, slot: KeySlot, records: RecordsVersion = RECORDS_VERSION): Buffer | undefined {
   return tryOpen(kek, Buffer.from(slot.wrappedKey, 'base64'), dataKeyAad(slot.storeId, records));
 }
 

@@ -16,10 +16,10 @@ import {
 import { definePgNavigator } from '../util/pg-navigator.js';
 import { type KeySlot, openSlot, parseSlot, wrapDataKey } from './key-slot.js';
 import { secureHome } from './permissions.js';
-import { Census, RecordMac, recordKey, tampered } from './records.js';
-import { AuthenticatedMeta, openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
+import { Census, RecordMac, RootRecords, recordKey, tampered } from './records.js';
+import { openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
-import { AUDIT_HEAD, RECORDS_SCHEMA, SCHEMA_VERSION, createSchema, migrateToClients, migrateToPools, migrateToRecordMacs } from './sqlite-schema.js';
+import { AUDIT_HEAD, SCHEMA_VERSION, createSchema, migrateToClients, migrateToGenerations, migrateToPools, migrateToRecordMacs } from './sqlite-schema.js';
 import { CLIENT_CENSUS } from './rows.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
 import { SqliteStore } from './sqlite.js';
@@ -96,13 +96,13 @@ export async function initStore(
   createSchema(db);
   // The slot, the empty censuses and the empty log's head in one transaction: no process
   // ever sees a store with a key but without the records that the schema says it has.
-  const macs = new RecordMac(recordKey(dataKey), storeId);
-  const records = {
-    [SECRET_CENSUS]: AuthenticatedMeta.encode(macs, SECRET_CENSUS, new Census().encode()),
-    [LEASE_CENSUS]: AuthenticatedMeta.encode(macs, LEASE_CENSUS, new Census().encode()),
-    [CLIENT_CENSUS]: AuthenticatedMeta.encode(macs, CLIENT_CENSUS, new Census().encode()),
-    [AUDIT_HEAD]: AuthenticatedMeta.encode(macs, AUDIT_HEAD, encodeAuditPosition(EMPTY_LOG)),
-  };
+  const roots = new RootRecords(new RecordMac(recordKey(dataKey), storeId));
+  const records = Object.fromEntries(roots.initial({
+    [SECRET_CENSUS]: new Census().encode(),
+    [LEASE_CENSUS]: new Census().encode(),
+    [CLIENT_CENSUS]: new Census().encode(),
+    [AUDIT_HEAD]: encodeAuditPosition(EMPTY_LOG),
+  }));
   if (!writeMeta(db, { keyslot: JSON.stringify(slot), ...records }, 'keyslot')) {
     db.close();
     if (kek.wrap.type === 'key' && kek.wrap.keychain) await deleteKeychainKey(storeId);
@@ -170,11 +170,16 @@ export async function unlockSqlite(home: string, env: KeyEnvironment, ask?: Pass
       throw storeError('store_too_new', `The store in ${home} was written by a newer version of sy.`, 'Upgrade sy to open it.');
     }
     const kek: KeyEncryptionKey = await keyForOpening(slot.wrap, slot.storeId, env, ask);
-    let dataKey = openSlot(kek.key, slot, 2);
+    let dataKey = openSlot(kek.key, slot, 3);
     if (dataKey) {
-      if (schema < RECORDS_SCHEMA || schema > SCHEMA_VERSION) throw tampered('its schema version');
-      if (schema < 3) migrateToPools(db);
-      if (schema < 4) migrateToClients(db, new RecordMac(recordKey(dataKey), slot.storeId));
+      // Schema 4 (generations) and 5 (clients) both seal the slot for generations.
+      if (schema !== SCHEMA_VERSION && schema !== 4) throw tampered('its schema version');
+      if (schema === 4) migrateToClients(db, new RecordMac(recordKey(dataKey), slot.storeId));
+    } else if ((dataKey = openSlot(kek.key, slot, 2))) {
+      // Schemas 2 and 3 (records with MACs, censuses without generations).
+      if (schema !== 2 && schema !== 3) throw tampered('its schema version');
+      if (schema === 2) migrateToPools(db);
+      migrateToGenerations(db, { dataKey, storeId: slot.storeId, slot: JSON.stringify(wrapDataKey(kek.key, dataKey, slot.storeId, slot.wrap)) });
     } else {
       dataKey = openSlot(kek.key, slot, 1);
       if (dataKey && schema !== 1) throw tampered('its key slot');

@@ -98,3 +98,110 @@ export function tampered(record: string, restore = 'SY_HOME'): SyError {
   return storeError('store_tampered', `The store's record of ${record} was changed by someone without the key.`,
     `sy acted on none of it; restore ${restore} from a backup.`);
 }
+
+/**
+ * The store's roots: the records that vouch for a whole set (a census of rows, the audit
+ * log's end), as opposed to a row, which vouches for itself. A root put back to an older copy
+ * of itself passes its MAC, and so do the rows it was written with, so each root is stamped
+ * with the generation at which it was last written, and one more record, the generation,
+ * holds the store's generation (it only grows) and the stamp each root must carry. Every
+ * change of a root takes the next generation and writes the root and the generation together,
+ * under the same lock or in the same transaction; every read checks all of them at once. A
+ * root put back alone, or with the generation but not with every root that changed since
+ * (every command appends to the audit log, so its end always moves), no longer agrees.
+ *
+ * A new kind of record that needs a census gets a line here and writes its census through
+ * the store's root writer (AuthenticatedMeta in SQLite, PgMeta in PostgreSQL); its migration
+ * writes its first value with `RootRecords.initial` (or `next`). What stays out of reach is
+ * the whole store put back together (every root, every row, the log): see the README.
+ */
+export const ROOTS: Readonly<Record<string, string>> = {
+  audit_head: "the audit log's end",
+  client_census: 'its clients',
+  lease_census: 'its live leases',
+  secret_census: 'its secrets',
+};
+/** The roots of a store from before the clients of the lease API: their migration adds client_census to them. */
+export const ROOTS_BEFORE_CLIENTS: readonly string[] = Object.keys(ROOTS).filter((key) => key !== 'client_census');
+export const GENERATION = 'generation';
+const GENERATION_WHAT = 'its generation counter';
+/** The meta keys read together for every check, in the order their rows are locked. */
+export const ROOT_KEYS: readonly string[] = [...Object.keys(ROOTS), GENERATION].sort();
+
+/** The roots as checked: their values without the stamp, and the store's generation. */
+export interface Roots {
+  generation: number;
+  /** The generation each root was last written at. */
+  stamps: Record<string, number>;
+  values: Map<string, string>;
+}
+
+export class RootRecords {
+  constructor(
+    readonly macs: RecordMac,
+    /** What to restore, named in the error (tampered). */
+    private readonly restore = 'SY_HOME',
+  ) {}
+
+  /** The stored text of a meta row: `<mac hex>:<value>`, the MAC bound to the store and the key. */
+  encode(key: string, value: string): string {
+    return `${this.macs.of('meta', [key, value]).toString('hex')}:${value}`;
+  }
+
+  /** The value of a stored meta row, or undefined when its MAC fails. */
+  decode(key: string, stored: string | undefined): string | undefined {
+    if (stored === undefined || stored[64] !== ':') return undefined;
+    const value = stored.slice(65);
+    return this.macs.check(Buffer.from(stored.slice(0, 64), 'hex'), 'meta', [key, value]) ? value : undefined;
+  }
+
+  /** Every root and the generation as stored, read together (one statement, or under the lock); their values once all agree. */
+  check(stored: ReadonlyMap<string, string>, keys: readonly string[] = Object.keys(ROOTS)): Roots {
+    const generation = parseGeneration(this.decode(GENERATION, stored.get(GENERATION)));
+    if (!generation) throw this.tampered(GENERATION_WHAT);
+    const values = new Map<string, string>();
+    for (const [key, what] of Object.entries(ROOTS).filter(([k]) => keys.includes(k))) {
+      const match = /^(\d+):([\s\S]*)$/.exec(this.decode(key, stored.get(key)) ?? '');
+      if (!match) throw this.tampered(what);
+      const stamp = Number(match[1]);
+      const expected = generation.roots[key];
+      // Older than the generation says: this root was put back. Newer (or unknown to it): the generation was.
+      if (expected !== undefined && stamp < expected) throw this.tampered(what);
+      if (expected === undefined || stamp > expected || stamp > generation.gen) throw this.tampered(GENERATION_WHAT);
+      values.set(key, match[2]);
+    }
+    return { generation: generation.gen, stamps: generation.roots, values };
+  }
+
+  /** The rows that change `changes` (key to value) at the next generation, the generation row last. */
+  next(roots: Pick<Roots, 'generation' | 'stamps'>, changes: Readonly<Record<string, string>>): [string, string][] {
+    const gen = roots.generation + 1;
+    const rows: [string, string][] = Object.entries(changes).map(([key, value]) => [key, this.encode(key, `${gen}:${value}`)]);
+    const next = { ...roots.stamps, ...Object.fromEntries(Object.keys(changes).map((key) => [key, gen])) };
+    rows.push([GENERATION, this.encode(GENERATION, JSON.stringify({ gen, roots: next }))]);
+    return rows;
+  }
+
+  /** The rows of every root at `generation` (a new store, a copy, a migration). */
+  initial(values: Readonly<Record<string, string>>, generation = 1): [string, string][] {
+    for (const key of Object.keys(ROOTS)) if (values[key] === undefined) throw new Error(`no initial value for ${key}`);
+    return this.next({ generation: generation - 1, stamps: {} }, values);
+  }
+
+  private tampered(what: string): SyError {
+    return tampered(what, this.restore);
+  }
+}
+
+function parseGeneration(text: string | undefined): { gen: number; roots: Record<string, number> } | undefined {
+  try {
+    const { gen, roots } = JSON.parse(text ?? '') as { gen: unknown; roots: unknown };
+    const count = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 1;
+    if (count(gen) && typeof roots === 'object' && roots !== null && Object.values(roots).every(count)) {
+      return { gen, roots: roots as Record<string, number> };
+    }
+  } catch {
+    // fall through: not a generation
+  }
+  return undefined;
+}

@@ -96,7 +96,7 @@ export class SqliteClientRegistry implements ClientRegistry {
     const rows = (this.sql('SELECT * FROM clients ORDER BY name').all() as ClientRow[]).map((row) => this.verified(row));
     const found = new Census();
     for (const row of rows) found.add(row.mac!);
-    if (!found.equals(this.meta.readCensus(CLIENT_CENSUS, CLIENT_CENSUS_WHAT))) throw tampered(CLIENT_CENSUS_WHAT);
+    if (!found.equals(this.meta.readCensus(CLIENT_CENSUS))) throw tampered(CLIENT_CENSUS_WHAT);
     return rows;
   }
 
@@ -113,7 +113,7 @@ export class SqliteClientRegistry implements ClientRegistry {
   /** A write transaction with the census of clients loaded, updated by `fn` and saved. */
   private withCensus<T>(fn: (census: Census) => T): T {
     return runWrite(this.db, () => {
-      const census = this.meta.readCensus(CLIENT_CENSUS, CLIENT_CENSUS_WHAT);
+      const census = this.meta.readCensus(CLIENT_CENSUS);
       const result = fn(census);
       this.meta.writeCensus(CLIENT_CENSUS, census);
       return result;

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { SyError, failed, storeError } from '../errors.js';
-import { Census, type RecordMac, tampered } from './records.js';
+import { Census, ROOTS, ROOT_KEYS, type RecordMac, RootRecords, type Roots, tampered } from './records.js';
 
 export type Database = BetterSqlite3.Database;
 
@@ -119,45 +119,48 @@ export function statementCache(db: Database): (sql: string) => BetterSqlite3.Sta
 }
 
 /**
- * Meta rows whose value is authenticated like a record: `<mac hex>:<value>`, the MAC bound
- * to the store and the row's key. A missing row is reported as tampering by the caller
- * when the schema says it must exist.
+ * The store's roots in meta (records.ts): the censuses and the audit log's head, each
+ * stamped with its generation, and the generation that vouches for them all. Every read
+ * checks them together in one statement; every write of one is in the caller's write
+ * transaction (BEGIN IMMEDIATE: the store's one writer at a time), with the generation.
  */
 export class AuthenticatedMeta {
+  readonly roots: RootRecords;
+  private readonly sql: (text: string) => BetterSqlite3.Statement;
+
   constructor(
     private readonly db: Database,
-    private readonly macs: RecordMac,
-  ) {}
-
-  /** `what` names the record in the error when its MAC fails. */
-  read(key: string, what: string): string | undefined {
-    const stored = readMeta(this.db, key);
-    if (stored === undefined) return undefined;
-    const value = stored.slice(65);
-    if (stored[64] !== ':' || !this.macs.check(Buffer.from(stored.slice(0, 64), 'hex'), 'meta', [key, value])) throw tampered(what);
-    return value;
+    macs: RecordMac,
+  ) {
+    this.roots = new RootRecords(macs);
+    this.sql = statementCache(db);
   }
 
-  /** Within the caller's write transaction. */
-  write(key: string, value: string): void {
-    this.db
-      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
-      .run(key, AuthenticatedMeta.encode(this.macs, key, value));
+  /** Every root, checked against the generation; a root missing or put back throws (exit 4). */
+  readRoots(): Roots {
+    const rows = this.sql(`SELECT key, value FROM meta WHERE key IN (${ROOT_KEYS.map(() => '?').join(', ')})`).all(...ROOT_KEYS) as { key: string; value: string }[];
+    return this.roots.check(new Map(rows.map((row) => [row.key, row.value])));
   }
 
-  /** A census must exist from schema 2 on: one that is gone was removed. */
-  readCensus(key: string, what: string): Census {
-    const value = this.read(key, what);
-    const census = value === undefined ? undefined : Census.decode(value);
-    if (!census) throw tampered(what);
+  /** Within the caller's write transaction: `changes` (root key to value) written at the next generation. */
+  writeRoots(changes: Record<string, string>, roots = this.readRoots()): void {
+    const upsert = this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    for (const [key, stored] of this.roots.next(roots, changes)) upsert.run(key, stored);
+  }
+
+  readCensus(key: string): Census {
+    const census = Census.decode(this.readRoots().values.get(key) ?? '');
+    if (!census) throw tampered(ROOTS[key]);
     return census;
   }
 
   writeCensus(key: string, census: Census): void {
-    this.write(key, census.encode());
+    this.writeRoots({ [key]: census.encode() });
   }
 
-  static encode(macs: RecordMac, key: string, value: string): string {
-    return `${macs.of('meta', [key, value]).toString('hex')}:${value}`;
+  /** Every root of a store as it begins (a new store, a copy, a migration), in the caller's transaction. */
+  writeInitial(values: Record<string, string>, generation = 1): void {
+    const upsert = this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    for (const [key, stored] of this.roots.initial(values, generation)) upsert.run(key, stored);
   }
 }

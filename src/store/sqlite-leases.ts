@@ -51,6 +51,8 @@ export class SqliteLeaseLedger implements LeaseLedger {
     private readonly dataKey: Buffer,
     private readonly macs: RecordMac,
     private readonly meta: AuthenticatedMeta,
+    /** Throws when the audit log does not end where its head says (a head put back with the censuses). */
+    private readonly checkAuditEnd: () => void,
   ) {
     this.sql = statementCache(db);
   }
@@ -169,7 +171,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
    */
   async countByState(pool?: string): Promise<Record<string, number>> {
     return runSnapshot(this.db, () => {
-      if (this.censusStale()) this.recount(this.meta.readCensus(LEASE_CENSUS, CENSUS_WHAT));
+      if (this.censusStale()) this.recount(this.meta.readCensus(LEASE_CENSUS));
       const rows = (pool === undefined
         ? this.sql('SELECT state, count(*) AS n FROM leases GROUP BY state').all()
         : this.sql('SELECT state, count(*) AS n FROM leases WHERE pool = ? GROUP BY state').all(pool)) as { state: string; n: number }[];
@@ -183,7 +185,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
     return runSnapshot(this.db, () => {
       // A daemon may sleep on this answer for good: past its first minute, recount each minute.
       if (Date.now() - this.openedAt >= CENSUS_EVERY_MS && this.censusStale()) {
-        this.recount(this.meta.readCensus(LEASE_CENSUS, CENSUS_WHAT));
+        this.recount(this.meta.readCensus(LEASE_CENSUS));
       }
       const times = [
         this.sql(`SELECT min(expires_at) AS t FROM leases WHERE state = 'active'${poolSql}`).get(...params),
@@ -229,7 +231,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
   /** A write transaction with the census of live leases loaded, updated by `fn` and saved. */
   private withCensus<T>(fn: (census: Census) => T): T {
     return runWrite(this.db, () => {
-      const census = this.meta.readCensus(LEASE_CENSUS, CENSUS_WHAT);
+      const census = this.meta.readCensus(LEASE_CENSUS);
       const result = fn(census);
       this.meta.writeCensus(LEASE_CENSUS, census);
       return result;
@@ -243,6 +245,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
       found.add(this.verified(row).mac!);
     }
     if (!found.equals(census)) this.censusFailed();
+    this.checkAuditEnd();
     this.lastCensus = Date.now();
   }
 
@@ -250,7 +253,8 @@ export class SqliteLeaseLedger implements LeaseLedger {
   private compareCensus(rows: LeaseRow[]): void {
     const found = new Census();
     for (const row of rows) found.add(row.mac!);
-    if (!found.equals(this.meta.readCensus(LEASE_CENSUS, CENSUS_WHAT))) this.censusFailed();
+    if (!found.equals(this.meta.readCensus(LEASE_CENSUS))) this.censusFailed();
+    this.checkAuditEnd();
     this.lastCensus = Date.now();
   }
 

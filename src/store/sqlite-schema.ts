@@ -4,7 +4,7 @@ import { auditMac } from '../audit/chain.js';
 import { AUDIT_FILE, EMPTY_LOG, type FilePosition, encodeAuditPosition, homeIdentity, locateAuditLine } from '../audit/file-log.js';
 import { tryOpen } from '../keys/crypto.js';
 import { LIVE_LEASE_STATES } from '../model/lease.js';
-import { Census, RecordMac, recordKey, shown, tampered } from './records.js';
+import { Census, ROOTS, ROOTS_BEFORE_CLIENTS, ROOT_KEYS, RecordMac, RootRecords, recordKey, shown, tampered } from './records.js';
 import { AuthenticatedMeta, type Database, readMeta, runWrite } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
 import { CLIENT_CENSUS, leaseMac } from './rows.js';
@@ -18,13 +18,13 @@ import { SECRET_CENSUS, secretMac, versionMac } from './sqlite-secrets.js';
  * 1: sealed payloads, plain index columns. 2: every row carries a MAC of its values
  * (`mac`), the census of live leases and of secrets and the audit log's head are kept in
  * meta, authenticated too. 3: the pool registry's `daemons` table (plain rows, see
- * pools.ts). 4: the clients of the lease API (`clients`, their census in meta) and the
- * client of each lease (`leases.client`, in its MAC when set). Stores of older versions are
- * migrated when opened with the key.
+ * pools.ts). 4: the censuses and the audit head carry generations, vouched for by the meta
+ * row `generation` (records.ts), and the key slot is sealed for them (key-slot.ts). 5: the
+ * clients of the lease API (`clients`, their census a root in meta) and the client of each
+ * lease (`leases.client`, in its MAC when set). Stores of older versions are migrated when
+ * opened with the key.
  */
-export const SCHEMA_VERSION = 4;
-/** The schema whose records (MACs, censuses, key slot) the current one keeps: 3 added a table only. */
-export const RECORDS_SCHEMA = 2;
+export const SCHEMA_VERSION = 5;
 
 const LEASES_CLIENT_INDEX = 'CREATE INDEX IF NOT EXISTS leases_client ON leases (client, state) WHERE client IS NOT NULL;';
 
@@ -107,27 +107,55 @@ export function migrateToPools(db: Database): void {
 }
 
 /**
- * Schema 3 to 4, by the first process that opens the store with its key: the clients' table
- * and its (empty) census, and the leases' client column. No row changes: a lease without a
- * client keeps its MAC (rows.ts, leaseMacValues). A census already there is kept, so a schema
- * set back to 3 by someone without the key cannot have the clients counted afresh; what such
- * a set-back can still do is drop every client, and with it every client's access.
+ * Schema 4 to 5, by the first process that opens the store with its key: the clients' table,
+ * the leases' client column, and the census of clients as a new root (empty) at the next
+ * generation. No row changes: a lease without a client keeps its MAC (rows.ts,
+ * leaseMacValues). A schema set back to 4 by someone without the key finds the census there
+ * and refuses; what such a set-back with the census removed can still do is drop every
+ * client, and with it every client's access.
  */
 export function migrateToClients(db: Database, macs: RecordMac): void {
   runWrite(db, () => {
-    if (Number(readMeta(db, 'schema_version')) >= 4) return; // another process got there first
-    addClients(db, new AuthenticatedMeta(db, macs));
+    if (Number(readMeta(db, 'schema_version')) >= 5) return; // another process got there first
+    if (readMeta(db, CLIENT_CENSUS) !== undefined) throw tampered('its schema version');
+    addClients(db);
+    const meta = new AuthenticatedMeta(db, macs);
+    const stored = new Map(ROOT_KEYS.map((key) => [key, readMeta(db, key)]).filter((e): e is [string, string] => e[1] !== undefined));
+    meta.writeRoots({ [CLIENT_CENSUS]: new Census().encode() }, meta.roots.check(stored, ROOTS_BEFORE_CLIENTS));
     db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
   });
 }
 
-/** What schema 4 adds, within the caller's write transaction. */
-function addClients(db: Database, meta: AuthenticatedMeta): void {
+/** What schema 5 adds to the tables, within the caller's write transaction. */
+function addClients(db: Database): void {
   const columns = db.prepare('PRAGMA table_info(leases)').all() as { name: string }[];
   if (!columns.some((c) => c.name === 'client')) db.exec('ALTER TABLE leases ADD COLUMN client TEXT');
   db.exec(CLIENTS_SCHEMA);
   db.exec(LEASES_CLIENT_INDEX);
-  if (readMeta(db, CLIENT_CENSUS) === undefined) meta.writeCensus(CLIENT_CENSUS, new Census());
+}
+
+/**
+ * Schema 3 to 4 (and on to 5), once, by the first process that opens the store with its key:
+ * the censuses and the audit head, checked as schema 3 kept them, are stamped with the first
+ * generation, and the key slot is sealed for schema 4 (`slot`), so that the store cannot later
+ * be passed off as a schema-3 one to have an older census stamped afresh. The clients of
+ * schema 5 come in the same transaction: their table, made now, is empty, and so is their census.
+ */
+export function migrateToGenerations(db: Database, options: { dataKey: Buffer; storeId: string; slot: string }): void {
+  runWrite(db, () => {
+    if (Number(readMeta(db, 'schema_version')) >= 4) return; // another process got there first
+    const roots = new RootRecords(new RecordMac(recordKey(options.dataKey), options.storeId));
+    const values: Record<string, string> = { [CLIENT_CENSUS]: new Census().encode() };
+    for (const key of ROOTS_BEFORE_CLIENTS) {
+      const value = roots.decode(key, readMeta(db, key));
+      if (value === undefined) throw tampered(ROOTS[key]);
+      values[key] = value;
+    }
+    addClients(db);
+    new AuthenticatedMeta(db, roots.macs).writeInitial(values);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'keyslot'").run(options.slot);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
+  });
 }
 
 /** The meta row that records where the audit log ends (a FilePosition, authenticated). */
@@ -178,10 +206,13 @@ export function migrateToRecordMacs(db: Database, options: { dataKey: Buffer; st
     }
 
     db.exec(DAEMONS_SCHEMA);
-    addClients(db, meta);
-    meta.writeCensus(SECRET_CENSUS, secrets);
-    meta.writeCensus(LEASE_CENSUS, live);
-    meta.write(AUDIT_HEAD, encodeAuditPosition(legacyAuditHead(db, options.dataKey, options.home)));
+    addClients(db);
+    meta.writeInitial({
+      [SECRET_CENSUS]: secrets.encode(),
+      [LEASE_CENSUS]: live.encode(),
+      [CLIENT_CENSUS]: new Census().encode(),
+      [AUDIT_HEAD]: encodeAuditPosition(legacyAuditHead(db, options.dataKey, options.home)),
+    });
     db.prepare("UPDATE meta SET value = ? WHERE key = 'keyslot'").run(options.slot);
     db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
   });

@@ -57,6 +57,8 @@ export class SqliteSecretRepository implements SecretRepository {
 
   async get(ref: SecretRef, version?: number): Promise<Secret | undefined> {
     return runSnapshot(this.db, () => {
+      // A secret put back to an older version with the census of its time: the roots no longer agree.
+      this.meta.readRoots();
       const row = this.findRow(ref);
       if (!row) return undefined;
       const wanted = version ?? row.current_version;
@@ -143,7 +145,7 @@ export class SqliteSecretRepository implements SecretRepository {
       if (search.linkedTo === undefined && !search.query && checked.length < search.limit) {
         const found = new Census();
         for (const row of checked) found.add(row.mac!);
-        if (!found.equals(this.meta.readCensus(SECRET_CENSUS, CENSUS_WHAT))) throw tampered(CENSUS_WHAT);
+        if (!found.equals(this.meta.readCensus(SECRET_CENSUS))) throw tampered(CENSUS_WHAT);
       }
       return checked.map((row) => {
         const { data: _data, ...metadata } = this.toSecret(row, row.current_version, this.unseal(row, row.current_version));
@@ -189,7 +191,7 @@ export class SqliteSecretRepository implements SecretRepository {
   /** A write transaction with the census of secrets loaded, updated by `fn` and saved. */
   private withCensus<T>(fn: (census: Census) => T): T {
     return runWrite(this.db, () => {
-      const census = this.meta.readCensus(SECRET_CENSUS, CENSUS_WHAT);
+      const census = this.meta.readCensus(SECRET_CENSUS);
       const result = fn(census);
       this.meta.writeCensus(SECRET_CENSUS, census);
       return result;

@@ -47,10 +47,11 @@ export async function dumpSqlite(home: string, env: KeyEnvironment, options: Sto
         versions: db.prepare('SELECT * FROM secret_versions ORDER BY secret_id, version').all() as WithMac<VersionColumns>[],
         leases: db.prepare('SELECT * FROM leases ORDER BY created_at, id').all() as WithMac<LeaseColumns>[],
         clients: db.prepare('SELECT * FROM clients ORDER BY name').all() as WithMac<ClientColumns>[],
-        secretCensus: meta.readCensus(SECRET_CENSUS, 'its secrets'),
-        leaseCensus: meta.readCensus(LEASE_CENSUS, 'its live leases'),
-        clientCensus: meta.readCensus(CLIENT_CENSUS, 'its clients'),
+        secretCensus: meta.readCensus(SECRET_CENSUS),
+        leaseCensus: meta.readCensus(LEASE_CENSUS),
+        clientCensus: meta.readCensus(CLIENT_CENSUS),
         audit: { lines, head: { lines: lines.length, hash } },
+        generation: meta.readRoots().generation,
       });
       return { dump, store };
     } finally {
@@ -117,10 +118,12 @@ export async function loadSqlite(dir: string, dump: StoreDump, options: StoreOpt
       insertAll(db, 'leases', rows.leases);
       insertAll(db, 'clients', rows.clients);
       db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('keyslot', JSON.stringify(dump.slot));
-      meta.writeCensus(SECRET_CENSUS, rows.secretCensus);
-      meta.writeCensus(LEASE_CENSUS, rows.leaseCensus);
-      meta.writeCensus(CLIENT_CENSUS, rows.clientCensus);
-      meta.write(AUDIT_HEAD, encodeAuditPosition({ lines: dump.audit.head.lines, bytes: text.length, hash: dump.audit.head.hash, place: homeIdentity(home) }));
+      meta.writeInitial({
+        [SECRET_CENSUS]: rows.secretCensus.encode(),
+        [LEASE_CENSUS]: rows.leaseCensus.encode(),
+        [CLIENT_CENSUS]: rows.clientCensus.encode(),
+        [AUDIT_HEAD]: encodeAuditPosition({ lines: dump.audit.head.lines, bytes: text.length, hash: dump.audit.head.hash, place: homeIdentity(home) }),
+      }, dump.generation);
     }).immediate();
   } catch (error) {
     db.close();

@@ -21,6 +21,7 @@ export class SqliteStore implements Store {
   readonly clients: SqliteClientRegistry;
   readonly audit: FileAuditLog;
   readonly pools: PoolRegistry;
+  private readonly meta: AuthenticatedMeta;
 
   constructor(
     readonly home: string,
@@ -32,7 +33,8 @@ export class SqliteStore implements Store {
     this.location = home;
     const macs = new RecordMac(recordKey(dataKey), storeId);
     const meta = new AuthenticatedMeta(db, macs);
-    const ledger = new SqliteLeaseLedger(db, dataKey, macs, meta);
+    this.meta = meta;
+    const ledger = new SqliteLeaseLedger(db, dataKey, macs, meta, () => this.audit.checkEnd());
     this.leases = ledger;
     this.clients = new SqliteClientRegistry(db, macs, meta);
     this.secrets = new SqliteSecretRepository(db, dataKey, macs, meta, (id) => ledger.liveLeasesOf(id));
@@ -42,12 +44,12 @@ export class SqliteStore implements Store {
      */
     const head: AuditHead = {
       read: () => {
-        const value = meta.read(AUDIT_HEAD, HEAD_WHAT);
-        const position = value === undefined ? undefined : decodeAuditPosition(value);
+        const roots = meta.readRoots();
+        const position = decodeAuditPosition(roots.values.get(AUDIT_HEAD) ?? '');
         if (!position) throw tampered(HEAD_WHAT);
-        return position;
+        return { ...position, generation: roots.generation };
       },
-      write: (position) => meta.write(AUDIT_HEAD, encodeAuditPosition(position)),
+      write: (position) => meta.writeRoots({ [AUDIT_HEAD]: encodeAuditPosition(position) }),
     };
     this.audit = new FileAuditLog({
       home,
@@ -67,8 +69,10 @@ export class SqliteStore implements Store {
       secrets: (this.db.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n,
       secretVersions: (this.db.prepare('SELECT count(*) AS n FROM secret_versions').get() as { n: number }).n,
     }));
+    const head = await this.audit.head();
+    const { generation } = runSnapshot(this.db, () => this.meta.readRoots());
     const clients = (await this.clients.list()).length;
-    return { ...counts, leases: await this.leases.countByState(), auditLines: (await this.audit.head()).lines, clients };
+    return { ...counts, leases: await this.leases.countByState(), auditLines: head.lines, generation, auditHash: head.hash, clients };
   }
 
   watch(watcher: StoreWatcher): Promise<StoreWatch> {

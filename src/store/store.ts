@@ -77,6 +77,12 @@ export interface StoreInfo {
   /** Leases per state; states with none are left out. */
   leases: Record<string, number>;
   auditLines: number;
+  /**
+   * The store's generation (records.ts) and the hash of the log's last line: kept elsewhere,
+   * they show a whole store put back to an older copy of itself, which nothing inside it can.
+   */
+  generation: number;
+  auditHash: string;
   /** Clients of the lease API. */
   clients: number;
 }

@@ -24,6 +24,8 @@ export interface StoreDump {
   /** By name. */
   clients: ClientColumns[];
   audit: { lines: string[]; head: AuditPosition };
+  /** The source's generation (records.ts): the copy goes on from it. */
+  generation: number;
 }
 
 /** What a copy moved, as the destination counts it once written. */
@@ -52,6 +54,7 @@ export interface RawStore {
   leaseCensus: Census;
   clientCensus: Census;
   audit: StoreDump['audit'];
+  generation: number;
 }
 
 const isLive = (state: string): boolean => (LIVE_LEASE_STATES as readonly string[]).includes(state);
@@ -97,7 +100,7 @@ export function checkedDump(raw: RawStore, restore = 'SY_HOME'): StoreDump {
     return pick(row, CLIENT_COLUMNS);
   });
   if (!clientCensus.equals(raw.clientCensus)) throw tampered(CLIENT_CENSUS_WHAT);
-  return { slot: raw.slot, dataKey: raw.dataKey, secrets: [...secrets.values()], leases, clients, audit: raw.audit };
+  return { slot: raw.slot, dataKey: raw.dataKey, secrets: [...secrets.values()], leases, clients, audit: raw.audit, generation: raw.generation };
 }
 
 /** The dump's rows with their MACs for the destination, and its censuses (the same store id and key: the same values). */

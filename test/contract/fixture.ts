@@ -42,6 +42,14 @@ export interface TamperHooks {
    * or anew when the row is gone): a client set back, or brought back after its deletion.
    */
   keepClientRow(name: string): Promise<() => Promise<void>>;
+  /**
+   * Keeps copies of records as they are now; the returned function puts every one of them back
+   * as it was (one that did not exist is removed), as someone without the key can with a copy
+   * of the store's file or tables. Records: a meta row by its key (`lease_census`,
+   * `secret_census`, `audit_head`, `generation`), `lease:<id>` (its row), `secret:<id>` (its
+   * row and all its versions), `audit_log` (every line).
+   */
+  keep(records: string[]): Promise<() => Promise<void>>;
   /** Removes the last `count` lines of the audit log. */
   cutAuditLog(count: number): Promise<void>;
   /** Replaces the whole audit log by these entries, each kept as the store keeps a line. */

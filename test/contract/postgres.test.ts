@@ -5,7 +5,9 @@
  * migrations, init run again or at once, and how it holds connections.
  */
 import { randomBytes } from 'node:crypto';
+import { type KeySlot, openSlot, wrapDataKey } from '../../src/store/key-slot.js';
 import { initPostgresStore } from '../../src/store/postgres/init.js';
+import { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
 import { openPostgresStore } from '../../src/store/postgres/store.js';
 import { parseStoreUrl } from '../../src/store/postgres/url.js';
 import type { Store } from '../../src/store/store.js';
@@ -69,6 +71,42 @@ async function openPostgres(options: Options) {
             await database.query(`INSERT INTO sy.clients (${columns.join(', ')}) VALUES (${columns.map((_c, i) => `$${i + 1}`).join(', ')})`, columns.map((c) => row[c]));
           };
         },
+        async keep(records: string[]) {
+          const parse = (record: string) => (record.includes(':') ? record.split(':', 2) : ['meta', record]);
+          const kept: { record: string; rows: Record<string, unknown>[]; versions?: Record<string, unknown>[] }[] = [];
+          for (const record of records) {
+            const [kind, id] = parse(record);
+            if (kind === 'audit_log') kept.push({ record, rows: await database.query('SELECT * FROM sy.audit_lines') });
+            else if (kind === 'meta') kept.push({ record, rows: await database.query('SELECT * FROM sy.meta WHERE key = $1', [id]) });
+            else if (kind === 'lease') kept.push({ record, rows: await database.query('SELECT * FROM sy.leases WHERE id = $1', [id]) });
+            else kept.push({ record, rows: await database.query('SELECT * FROM sy.secrets WHERE id = $1', [id]), versions: await database.query('SELECT * FROM sy.secret_versions WHERE secret_id = $1', [id]) });
+          }
+          const put = async (table: string, rows: Record<string, unknown>[]) => {
+            for (const row of rows) {
+              const names = Object.keys(row);
+              await database.query(`INSERT INTO sy.${table} (${names.join(', ')}) VALUES (${names.map((_, i) => `$${i + 1}`).join(', ')})`, names.map((n) => row[n]));
+            }
+          };
+          return async () => {
+            for (const { record, rows, versions } of kept) {
+              const [kind, id] = parse(record);
+              if (kind === 'audit_log') {
+                await database.query('DELETE FROM sy.audit_lines');
+                await put('audit_lines', rows);
+              } else if (kind === 'meta') {
+                await database.query('DELETE FROM sy.meta WHERE key = $1', [id]);
+                await put('meta', rows);
+              } else if (kind === 'lease') {
+                await database.query('DELETE FROM sy.leases WHERE id = $1', [id]);
+                await put('leases', rows);
+              } else {
+                await database.query('DELETE FROM sy.secrets WHERE id = $1', [id]);
+                await put('secrets', rows);
+                await put('secret_versions', versions!);
+              }
+            }
+          };
+        },
         async cutAuditLog(count: number) {
           await database.query('DELETE FROM sy.audit_lines WHERE seq > (SELECT max(seq) FROM sy.audit_lines) - $1', [count]);
         },
@@ -126,19 +164,54 @@ describe('the PostgreSQL store', () => {
     expect(bytes[0].sealed.toString('latin1')).not.toContain('hunter2');
   });
 
+  test('a store of schema 2 (censuses without generations) is too old to open; init stamps them, every record kept; set back to 2 afterwards, it is refused', async () => {
+    const secret = await opened.store.secrets.create({ path: 'app:kept', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
+    await opened.store.audit.append([{ action: 'one', outcome: 'success' }]);
+    // As the previous sy left it: slot sealed for records without generations, roots unstamped, no generation row.
+    const [{ value: slotText }] = await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'");
+    const slot = JSON.parse(slotText) as KeySlot;
+    const kek = Buffer.from(opened.env.SY_MASTER_KEY, 'base64');
+    const dataKey = openSlot(kek, slot)!;
+    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
+    // And without what migration 4 added: the clients.
+    await database.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'; DELETE FROM sy.schema_migrations WHERE version = 4");
+    for (const key of ROOTS_BEFORE_CLIENTS) {
+      const [{ value }] = await database.query('SELECT value FROM sy.meta WHERE key = $1', [key]);
+      await database.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [key, roots.encode(key, roots.decode(key, value)!.replace(/^\d+:/, ''))]);
+    }
+    await database.query("DELETE FROM sy.meta WHERE key = 'generation'");
+    await database.query("UPDATE sy.meta SET value = $1 WHERE key = 'keyslot'", [JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2))]);
+    await database.query('DELETE FROM sy.schema_migrations WHERE version = 3');
+
+    await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_old', exitCode: 4 });
+    const upgraded = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });
+    try {
+      expect(upgraded.migrated).toEqual({ from: 2, to: 4 });
+      expect(await upgraded.store.clients.list()).toEqual([]);
+      expect(await upgraded.store.secrets.get({ id: secret.id })).toEqual(secret);
+      await upgraded.store.audit.append([{ action: 'two', outcome: 'success' }]);
+      expect(await upgraded.store.audit.verify()).toMatchObject({ ok: true, lines: 2 });
+    } finally {
+      await upgraded.store.close();
+    }
+    // Dressed up as schema 2 again, to have an older census stamped afresh: the key slot says otherwise.
+    await database.query('DELETE FROM sy.schema_migrations WHERE version >= 3');
+    await expect(initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/its schema version/) });
+  });
+
   test('init again with the right key: succeeds, changes nothing, says the store was there', async () => {
     const again = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });
     try {
       expect({ created: again.created, storeId: again.storeId, migrated: again.migrated }).toEqual({
-        created: false, storeId: (await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).map((r) => JSON.parse(r.value).storeId)[0], migrated: { from: 3, to: 3 },
+        created: false, storeId: (await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).map((r) => JSON.parse(r.value).storeId)[0], migrated: { from: 4, to: 4 },
       });
     } finally {
       await again.store.close();
     }
-    expect(await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+    expect(await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
   });
 
-  test('a schema-2 store (before clients): init adds them with an empty census; leases keep their MACs', async () => {
+  test('a schema-3 store (before clients): init adds them with an empty census; leases keep their MACs', async () => {
     const base = await opened.store.secrets.create({ path: 'db:b', kind: 'base', description: '', attributes: {}, data: {} });
     const dyn = await opened.store.secrets.create({ path: 'db:d', kind: 'dynamic', linkedPath: 'db:b', description: '', attributes: {}, data: {} });
     const lease = {
@@ -146,19 +219,25 @@ describe('the PostgreSQL store', () => {
       username: 'sy_old', createdAt: 1000, expiresAt: 2000, maxExpiresAt: 3000, ownerPid: 1, ownerHost: 'elsewhere.invalid', revocation: { connection: {}, username: 'sy_old' },
     };
     await opened.store.leases.recordIntent(lease);
-    await database.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'; DELETE FROM sy.schema_migrations WHERE version = 3");
+    // As a schema-3 sy left it: no clients, and a generation (written with the key, as that sy would) that knows no census of clients.
+    const stored = new Map((await database.query<{ key: string; value: string }>('SELECT key, value FROM sy.meta')).map((r) => [r.key, r.value]));
+    const checked = opened.store.meta.roots.check(stored);
+    delete checked.stamps.client_census;
+    const [, generation] = opened.store.meta.roots.next(checked, {}).at(-1)!;
+    await database.query("UPDATE sy.meta SET value = $1 WHERE key = 'generation'", [generation]);
+    await database.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'; DELETE FROM sy.schema_migrations WHERE version = 4");
     await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_old', exitCode: 4 });
     const again = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });
     try {
-      expect(again.migrated).toEqual({ from: 2, to: 3 });
+      expect(again.migrated).toEqual({ from: 3, to: 4 });
       expect(await again.store.leases.liveUsernames()).toEqual(new Set(['sy_old']));
       expect(await again.store.clients.list()).toEqual([]);
       await again.store.clients.create({ name: 'new', publicKey: 'k', allow: ['*'], maxLeases: 1, createdAt: 1, updatedAt: 1 });
     } finally {
       await again.store.close();
     }
-    // Set back to 2 by someone without the key: init finds the migration's tables there and refuses.
-    await database.query('DELETE FROM sy.schema_migrations WHERE version = 3');
+    // Set back to 3 by someone without the key: init finds the migration's tables there and refuses.
+    await database.query('DELETE FROM sy.schema_migrations WHERE version = 4');
     await expect(initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options })).rejects.toMatchObject({ code: 'store_tampered', exitCode: 4 });
   });
 
@@ -173,7 +252,7 @@ describe('the PostgreSQL store', () => {
     await database.query("INSERT INTO sy.schema_migrations (version, sy_version) VALUES (99, '9.9.9')");
     await expect(initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options })).rejects.toMatchObject({ code: 'store_too_new', exitCode: 4 });
     await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_new', exitCode: 4 });
-    expect((await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual([1, 2, 3, 99]);
+    expect((await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual([1, 2, 3, 4, 99]);
   });
 
   test('two inits at once on an empty database: one creates the store, the other finds it; one schema', async () => {
@@ -184,7 +263,7 @@ describe('the PostgreSQL store', () => {
       for (const result of results) await result.store.close();
       expect(results.map((r) => r.created).sort()).toEqual([false, false, true]);
       expect(new Set(results.map((r) => r.storeId)).size).toBe(1);
-      expect(await fresh.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+      expect(await fresh.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
     } finally {
       await fresh.drop();
     }

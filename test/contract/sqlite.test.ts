@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Sqlite from 'better-sqlite3';
 import { AUDIT_FILE } from '../../src/audit/file-log.js';
+import { type KeySlot, openSlot, wrapDataKey } from '../../src/store/key-slot.js';
 import { initStore, openStore } from '../../src/store/open.js';
+import { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } from '../../src/store/records.js';
 import type { Store } from '../../src/store/store.js';
 import { type StoreHarness, describeStoreContract } from './store.contract.js';
 
@@ -77,6 +79,42 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
           sql(`INSERT OR REPLACE INTO clients (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, ...columns.map((c) => row[c]));
         };
       },
+      async keep(records: string[]) {
+        const db = new Sqlite(join(home, 'sy.db'));
+        const kept = records.map((record) => {
+          const [kind, id] = record.includes(':') ? record.split(':', 2) : ['meta', record];
+          if (kind === 'audit_log') return { record, value: readFileSync(log) };
+          if (kind === 'meta') return { record, value: db.prepare('SELECT * FROM meta WHERE key = ?').get(id) };
+          if (kind === 'lease') return { record, value: db.prepare('SELECT * FROM leases WHERE id = ?').get(id) };
+          return { record, value: { row: db.prepare('SELECT * FROM secrets WHERE id = ?').get(id), versions: db.prepare('SELECT * FROM secret_versions WHERE secret_id = ?').all(id) } };
+        });
+        db.close();
+        const put = (table: string, row: Record<string, unknown> | undefined) => {
+          if (!row) return;
+          const names = Object.keys(row);
+          sql(`INSERT INTO ${table} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`, ...names.map((n) => row[n]));
+        };
+        return async () => {
+          for (const { record, value } of kept) {
+            const [kind, id] = record.includes(':') ? record.split(':', 2) : ['meta', record];
+            if (kind === 'audit_log') {
+              writeFileSync(log, value as Buffer);
+            } else if (kind === 'meta') {
+              sql('DELETE FROM meta WHERE key = ?', id);
+              put('meta', value as Record<string, unknown> | undefined);
+            } else if (kind === 'lease') {
+              sql('DELETE FROM leases WHERE id = ?', id);
+              put('leases', value as Record<string, unknown> | undefined);
+            } else {
+              const { row, versions } = value as { row?: Record<string, unknown>; versions: Record<string, unknown>[] };
+              sql('DELETE FROM secret_versions WHERE secret_id = ?', id);
+              sql('DELETE FROM secrets WHERE id = ?', id);
+              put('secrets', row);
+              for (const version of versions) put('secret_versions', version);
+            }
+          }
+        };
+      },
       async cutAuditLog(count: number) {
         writeFileSync(log, lines().slice(0, -count).map((line) => `${line}\n`).join(''));
       },
@@ -93,9 +131,56 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
 
 const harness: StoreHarness = { open: openSqlite };
 
-/** A schema-4 store taken back to what schema 3 had: no clients, no lease client column. */
-const SCHEMA_3_DOWN = `DROP TABLE clients; DELETE FROM meta WHERE key = 'client_census'; DROP INDEX leases_client;
-  ALTER TABLE leases DROP COLUMN client; UPDATE meta SET value = '3' WHERE key = 'schema_version' AND value = '4'`;
+/**
+ * Makes a closed store in `home` what an older sy (schema 2 or 3) left: its key slot sealed
+ * for records without generations, its censuses and audit head without a stamp, no
+ * generation row (and no daemons table at schema 2).
+ */
+function asOlderSy(home: string, env: { SY_MASTER_KEY: string }, schema: 2 | 3): void {
+  const db = new Sqlite(join(home, 'sy.db'));
+  try {
+    const slot = JSON.parse((db.prepare("SELECT value FROM meta WHERE key = 'keyslot'").get() as { value: string }).value) as KeySlot;
+    const kek = Buffer.from(env.SY_MASTER_KEY, 'base64');
+    const dataKey = openSlot(kek, slot)!;
+    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
+    for (const key of ROOTS_BEFORE_CLIENTS) {
+      const value = roots.decode(key, (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string }).value)!;
+      db.prepare('UPDATE meta SET value = ? WHERE key = ?').run(roots.encode(key, value.replace(/^\d+:/, '')), key);
+    }
+    db.prepare("DELETE FROM meta WHERE key = 'generation'").run();
+    db.exec(CLIENTS_DOWN);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'keyslot'").run(JSON.stringify(wrapDataKey(kek, dataKey, slot.storeId, slot.wrap, 2)));
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(schema));
+    if (schema === 2) db.exec('DROP TABLE daemons');
+  } finally {
+    db.close();
+  }
+}
+
+/** What schema 5 added, taken away: the clients' table, the leases' client column, the census of clients. */
+const CLIENTS_DOWN = "DROP TABLE clients; DROP INDEX leases_client; ALTER TABLE leases DROP COLUMN client; DELETE FROM meta WHERE key = 'client_census'";
+
+/**
+ * Makes a closed store in `home` what a schema-4 sy left: generations, no clients. The
+ * generation is written again (with the key, as that sy would have) without the census of clients.
+ */
+function beforeClients(home: string, env: { SY_MASTER_KEY: string }): void {
+  const db = new Sqlite(join(home, 'sy.db'));
+  try {
+    const slot = JSON.parse((db.prepare("SELECT value FROM meta WHERE key = 'keyslot'").get() as { value: string }).value) as KeySlot;
+    const dataKey = openSlot(Buffer.from(env.SY_MASTER_KEY, 'base64'), slot)!;
+    const roots = new RootRecords(new RecordMac(recordKey(dataKey), slot.storeId));
+    const stored = new Map((db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
+    const checked = roots.check(stored);
+    delete checked.stamps.client_census;
+    const [, generation] = roots.next(checked, {}).at(-1)!;
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'generation'").run(generation);
+    db.exec(CLIENTS_DOWN);
+    db.exec("UPDATE meta SET value = '4' WHERE key = 'schema_version'");
+  } finally {
+    db.close();
+  }
+}
 
 describeStoreContract('SQLite', harness);
 
@@ -133,18 +218,32 @@ describe('the SQLite store', () => {
   test('a schema-2 store (before the pool registry) gets its daemons table at open, every record kept', async () => {
     const secret = await opened.store.secrets.create({ path: 'app:kept', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
     await opened.store.close();
-    const db = new Sqlite(join(opened.home, 'sy.db'));
-    db.exec("DROP TABLE daemons; UPDATE meta SET value = '2' WHERE key = 'schema_version'");
-    db.exec(SCHEMA_3_DOWN);
-    db.close();
+    asOlderSy(opened.home, opened.env, 2);
     const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
     expect(await again.secrets.get({ id: secret.id })).toEqual(secret);
     const id = await again.pools.join({ pool: 'p', host: 'h', pid: 1, version: 'v' });
     expect((await again.pools.list()).map((m) => m.id)).toEqual([id]);
-    expect((await again.info()).schemaVersion).toBe(4);
+    expect((await again.info()).schemaVersion).toBe(5);
   });
 
-  test('a schema-3 store (before clients) gets its clients at open: leases keep their MACs, the census starts empty', async () => {
+  test('a schema-3 store (censuses without generations) gets them at open, every record kept; set back to schema 3 afterwards, it is refused', async () => {
+    const secret = await opened.store.secrets.create({ path: 'app:kept', kind: 'static', description: '', attributes: {}, data: { v: 1 } });
+    await opened.store.audit.append([{ action: 'one', outcome: 'success' }]);
+    await opened.store.close();
+    asOlderSy(opened.home, opened.env, 3);
+    const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
+    expect(await again.secrets.get({ id: secret.id })).toEqual(secret);
+    await again.audit.append([{ action: 'two', outcome: 'success' }]);
+    expect(await again.audit.verify()).toMatchObject({ ok: true, lines: 2 });
+    expect((await again.info()).schemaVersion).toBe(5);
+    // Dressed up as schema 3 again, to have an older census stamped afresh: the key slot says otherwise.
+    const db = new Sqlite(join(opened.home, 'sy.db'));
+    db.exec("UPDATE meta SET value = '3' WHERE key = 'schema_version'");
+    db.close();
+    await expect(opened.another({ actor: 'y', warn: (text) => warnings.push(text) })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/its schema version/) });
+  });
+
+  test('a schema-4 store (before clients) gets its clients at open: leases keep their MACs, the census starts empty; set back, refused', async () => {
     const base = await opened.store.secrets.create({ path: 'db:b', kind: 'base', description: '', attributes: {}, data: {} });
     const dyn = await opened.store.secrets.create({ path: 'db:d', kind: 'dynamic', linkedPath: 'db:b', description: '', attributes: {}, data: {} });
     const lease = {
@@ -153,18 +252,21 @@ describe('the SQLite store', () => {
     };
     await opened.store.leases.recordIntent(lease);
     await opened.store.close();
-    const db = new Sqlite(join(opened.home, 'sy.db'));
-    db.exec(SCHEMA_3_DOWN);
-    db.close();
+    beforeClients(opened.home, opened.env);
     const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
     expect(await again.leases.get(lease.id)).toMatchObject({ username: 'sy_old', state: 'intent' });
     expect(await again.leases.liveUsernames()).toEqual(new Set(['sy_old']));
     expect(await again.clients.list()).toEqual([]);
     await again.clients.create({ name: 'new', publicKey: 'k', allow: ['*'], maxLeases: 1, createdAt: 1, updatedAt: 1 });
-    expect((await again.info()).schemaVersion).toBe(4);
+    expect((await again.info()).schemaVersion).toBe(5);
     // Opened again: the migration is not repeated, the census is kept.
     const third = await opened.another({ actor: 'y', warn: (text) => warnings.push(text) });
     expect((await third.clients.list()).map((c) => c.name)).toEqual(['new']);
+    // Dressed up as schema 4 again, to have the clients counted afresh: the census of clients says otherwise.
+    const db = new Sqlite(join(opened.home, 'sy.db'));
+    db.exec("UPDATE meta SET value = '4' WHERE key = 'schema_version'");
+    db.close();
+    await expect(opened.another({ actor: 'z', warn: (text) => warnings.push(text) })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/its schema version/) });
   });
 
   test('a store copied into another directory without its log starts a new one there, saying which came before', async () => {

@@ -34,7 +34,7 @@ export function describeStoreContract(name: string, harness: StoreHarness): void
         expect(typeof fx.store.location).toBe('string');
         expect(fx.store.location.length).toBeGreaterThan(0);
         const info = await fx.store.info();
-        expect(info).toEqual({ schemaVersion: expect.any(Number), secrets: 0, secretVersions: 0, leases: {}, auditLines: 0, clients: 0 });
+        expect(info).toEqual({ schemaVersion: expect.any(Number), secrets: 0, secretVersions: 0, leases: {}, auditLines: 0, generation: 1, auditHash: '0'.repeat(64), clients: 0 });
         expect(Number.isSafeInteger(info.schemaVersion) && info.schemaVersion > 0).toBe(true);
       });
 
@@ -48,7 +48,9 @@ export function describeStoreContract(name: string, harness: StoreHarness): void
         await fx.leaseIn(pair, 'revoked');
         await fx.store.audit.append([{ action: 'one', outcome: 'success' }, { action: 'two', outcome: 'failure' }]);
         await fx.store.clients.create(fx.client());
-        const expected = { schemaVersion: (await fx.store.info()).schemaVersion, secrets: 3, secretVersions: 4, leases: { intent: 1, active: 2, revoked: 1 }, auditLines: 2, clients: 1 };
+        const expected = { schemaVersion: (await fx.store.info()).schemaVersion, secrets: 3, secretVersions: 4, leases: { intent: 1, active: 2, revoked: 1 }, auditLines: 2,
+          // One generation per change of a census or of the log's end: 4 of secrets, 7 of live leases, 1 append, 1 of clients.
+          generation: 1 + 13, auditHash: (await fx.store.audit.head()).hash, clients: 1 };
         expect(await fx.store.info()).toEqual(expected);
         expect(await (await fx.other()).info()).toEqual(expected);
       });

@@ -392,6 +392,56 @@ describe("the store database's operator, without the key", () => {
     await database.query('ALTER SCHEMA sy_first RENAME TO sy');
     expect((await sy.ok(['secret', 'read', 'app:s'])).data).toEqual({ first: 1 });
   });
+
+  /** Meta rows as they are now; the function puts each back as it was (issue 16: a census replayed). */
+  async function keepMeta(...keys: string[]): Promise<() => Promise<void>> {
+    const rows = await op.rows('meta', 'key = ANY($1)', [keys]);
+    return async () => {
+      for (const row of rows) await op.query('UPDATE sy.meta SET value = $2 WHERE key = $1', [row.key, row.value]);
+    };
+  }
+
+  test.each([
+    ['the older census of live leases', ['lease_census'], /its live leases/],
+    ['the older census and generation', ['lease_census', 'generation'], /its generation counter/],
+    ['every meta row (census, generation, audit head)', ['lease_census', 'generation', 'audit_head', 'secret_census'], /audit log was changed/],
+  ])('a live lease deleted and %s put back: the sweep, the daemon, lease create and verify refuse; its user is still there', async (_, keys, names) => {
+    const sy = storeClient(database.url);
+    await sy.ok(['init']);
+    await secretsFor(sy);
+    const putBack = await keepMeta(...keys);
+    const lease = await sy.ok(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn', '--ttl', '600']);
+    await putBack();
+    await op.query('DELETE FROM sy.leases WHERE id = $1', [lease.lease_id]);
+
+    expectRefused(await sy.run(['dynamic', 'sweep']), names);
+    expectDaemonRefused(await sy.run(['daemon', '--once']));
+    expectRefused(await sy.run(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn']), names);
+    const verify = await sy.run(['audit', 'verify']);
+    expect(verify.exitCode).not.toBe(0);
+    expect(verify.stderr).toMatch(/without the key|not intact/);
+    expect(await pgRoleExists(lease.username)).toBe(true);
+  });
+
+  test('a recipe rolled back to its older, wider version with the older census of secrets and generation: lease create refuses, and no user is made', async () => {
+    const sy = storeClient(database.url);
+    await sy.ok(['init']);
+    await secretsFor(sy, targetAdmin, { grantPermissions: { what: 'SELECT', where: '*.*' } });
+    const [dyn] = await op.rows('secrets', "path = 'db:pg:dyn'");
+    const versions = await op.rows('secret_versions', 'secret_id = $1', [dyn.id]);
+    const putBack = await keepMeta('secret_census', 'generation');
+    await sy.ok(['secret', 'update', 'db:pg:dyn', '--attributes', dynamic()]);
+    await putBack();
+    await op.query('DELETE FROM sy.secrets WHERE id = $1', [dyn.id]);
+    await op.insert('secrets', [dyn]);
+    await op.insert('secret_versions', versions);
+    const before = await pgManagedRoles(PREFIX);
+
+    expectRefused(await sy.run(['dynamic', 'lease', 'create', '--path', 'db:pg:dyn']), /its generation counter/);
+    expectRefused(await sy.run(['secret', 'read', 'db:pg:dyn']), /its generation counter/);
+    expect(await pgManagedRoles(PREFIX)).toEqual(before);
+  });
+
 });
 
 /** A database of its own on the SCRAM cluster, and SY_STORE for it as the superuser over TLS. */

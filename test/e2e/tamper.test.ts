@@ -496,3 +496,79 @@ describe('a store written by the previous version', () => {
     expect((await row<{ value: string }>(sy, "SELECT value FROM meta WHERE key = 'schema_version'")).value).toBe('1');
   });
 });
+
+describe('records put back (issue 16): a census replayed, older rows mixed with newer', () => {
+  /** Copies of meta rows (and whole rows of other tables) now; the function puts each back as it was. */
+  async function keep(sy: SyHome, keys: string[], rows: { table: string; where: string; param: string }[] = []): Promise<() => Promise<void>> {
+    const meta = await ledger(sy, (db) => keys.map((key) => db.prepare('SELECT * FROM meta WHERE key = ?').get(key) as Record<string, unknown>));
+    const kept = await ledger(sy, (db) => rows.map((r) => ({ ...r, rows: db.prepare(`SELECT * FROM ${r.table} WHERE ${r.where} = ?`).all(r.param) as Record<string, unknown>[] })));
+    return () => ledger(sy, (db) => {
+      for (const row of meta) db.prepare('UPDATE meta SET value = ? WHERE key = ?').run(row.value, row.key);
+      for (const { table, where, param, rows: old } of kept) {
+        db.prepare(`DELETE FROM ${table} WHERE ${where} = ?`).run(param);
+        for (const r of old) db.prepare(`INSERT INTO ${table} (${Object.keys(r).join(', ')}) VALUES (${Object.keys(r).map(() => '?').join(', ')})`).run(...Object.values(r));
+      }
+    });
+  }
+
+  test.each([
+    ['the older census of live leases', ['lease_census'], /its live leases/],
+    ['the older census and generation', ['lease_census', 'generation'], /its generation counter/],
+  ])('a live lease deleted and %s put back: the sweep, the next command, lookup and verify refuse; its user stays known', async (_, keys, names) => {
+    const sy = await pgStore();
+    const putBack = await keep(sy, keys);
+    const lease = await newLease(sy);
+    await putBack();
+    await edit(sy, 'DELETE FROM leases WHERE id = ?', lease.lease_id);
+
+    expectTampered(await sweep(sy), names);
+    expectTampered(await sy.run(['secret', 'search'], { env: { SY_NO_SWEEP: '0' } }), names);
+    expectTampered(await sy.run(['dynamic', 'lease', 'create', '--path', DYN]), names);
+    expectTampered(await sy.run(['audit', 'verify']), names);
+    expect(await pgExists(lease.username)).toBe(true);
+  });
+
+  test('and the audit head put back with them: the lines written since tell every write and verify', async () => {
+    const sy = await pgStore();
+    const putBack = await keep(sy, ['lease_census', 'generation', 'audit_head']);
+    const lease = await newLease(sy);
+    await putBack();
+    await edit(sy, 'DELETE FROM leases WHERE id = ?', lease.lease_id);
+
+    const swept = await sweep(sy);
+    expect({ exitCode: swept.exitCode, stdout: swept.stdout }).toEqual({ exitCode: 4, stdout: '' });
+    expect(swept.stderr).toMatch(/audit log was changed by someone without the key/);
+    expect((await sy.run(['secret', 'create', 'app:after', '--data', '{"x": 1}'])).exitCode).toBe(4);
+    const verify = await sy.run(['audit', 'verify']);
+    expect(verify.exitCode).toBe(1);
+    expect(JSON.parse(verify.stdout)).toMatchObject({ ok: false, reason: expect.stringMatching(/put back/) });
+    expect(await pgExists(lease.username)).toBe(true);
+  });
+
+  test.each([
+    ['the older census of secrets', ['secret_census'], /its secrets/],
+    ['the older census and generation', ['secret_census', 'generation'], /its generation counter/],
+  ])('a recipe rolled back to its older, wider version with %s: reading and issuing refuse, and no user is made', async (_, keys, names) => {
+    const sy = await pgStore();
+    const id = (await mustJson(sy, ['secret', 'describe', DYN])).id;
+    const putBack = await keep(sy, keys, [{ table: 'secret_versions', where: 'secret_id', param: id }, { table: 'secrets', where: 'id', param: id }]);
+    await mustJson(sy, ['secret', 'update', DYN, '--attributes', '{"grantPermissions": {"what": "SELECT", "where": "public.*"}}']);
+    await putBack();
+    const before = await pgUsers(PREFIX);
+
+    expectTampered(await sy.run(['dynamic', 'lease', 'create', '--path', DYN]), names);
+    expectTampered(await sy.run(['secret', 'read', DYN]), names);
+    expectTampered(await sy.run(['audit', 'verify']), names);
+    expect(await pgUsers(PREFIX)).toEqual(before);
+  });
+
+  test('the audit head put back alone: every command that records and verify refuse, naming it', async () => {
+    const sy = await pgStore();
+    const putBack = await keep(sy, ['audit_head']);
+    await mustJson(sy, ['secret', 'create', 'app:one', '--data', '{"x": 1}']);
+    await putBack();
+    expectTampered(await sy.run(['secret', 'create', 'app:two', '--data', '{"x": 1}']), /the audit log's end/);
+    expectTampered(await sy.run(['secret', 'read', 'app:one']), /the audit log's end/);
+    expectTampered(await sy.run(['audit', 'verify']), /the audit log's end/);
+  });
+});

@@ -20,6 +20,8 @@ export async function storeInfoCommand(ctx: Context, options: OutputFlags) {
     leases: info.leases,
     audit_lines: info.auditLines,
     clients: info.clients,
+    generation: info.generation,
+    audit_hash: info.auditHash,
   };
   await ctx.print({ value: summary, table: () => keyValueTable({ ...summary, leases: leaseCounts(summary.leases) }) }, options);
   return summary;

@@ -14,6 +14,7 @@ import {
 import { SyError, storeError } from '../../errors.js';
 import type { AuditTrail, AuditVerifyResult, StoreOptions } from '../store.js';
 import type { Sql, StoreConnection } from './connection.js';
+import type { Roots } from '../records.js';
 import { AUDIT_HEAD, type PgMeta, tampered } from './meta.js';
 
 const HEAD_WHAT = "the audit log's end";
@@ -56,11 +57,16 @@ export class PostgresAuditTrail implements AuditTrail {
   ) {}
 
   async check(): Promise<void> {
-    await this.db.tx((sql) => this.end(sql, false), 'snapshot');
+    await this.db.tx((sql) => this.checkEnd(sql), 'snapshot');
   }
 
   async head(): Promise<AuditPosition> {
-    return this.db.tx((sql) => this.end(sql, false), 'snapshot');
+    return this.db.tx(async (sql) => this.end(sql, await this.readHead(sql, false)), 'snapshot');
+  }
+
+  /** check(), in the caller's transaction (the ledger's recount). */
+  async checkEnd(sql: Sql): Promise<void> {
+    await this.end(sql, await this.readHead(sql, false));
   }
 
   /**
@@ -72,11 +78,12 @@ export class PostgresAuditTrail implements AuditTrail {
     if (events.length === 0) return;
     try {
       await this.db.tx(async (sql) => {
-        const end = await this.end(sql, true);
-        const entries = chainEntries(events, { prev: end.hash, actor: this.options.actor, mac: this.mac });
+        const roots = await this.meta.readRoots(sql, true);
+        const end = await this.end(sql, this.decodeHead(roots));
+        const entries = chainEntries(events, { prev: end.hash, actor: this.options.actor, mac: this.mac, gen: roots.generation + 1 });
         const lines = entries.map((entry) => JSON.stringify(entry));
         await sql('INSERT INTO sy.audit_lines (seq, line) SELECT $1::bigint + n, line FROM unnest($2::text[]) WITH ORDINALITY AS t(line, n)', [end.lines, lines]);
-        await this.meta.write(sql, AUDIT_HEAD, encodeChainHead({ lines: end.lines + entries.length, hash: entries[entries.length - 1].hash }));
+        await this.meta.writeRoots(sql, roots, { [AUDIT_HEAD]: encodeChainHead({ lines: end.lines + entries.length, hash: entries[entries.length - 1].hash }) });
       });
     } catch (error) {
       if (!(error instanceof SyError) || !UNWRITTEN.has(error.code)) throw error;
@@ -110,7 +117,11 @@ export class PostgresAuditTrail implements AuditTrail {
 
   /** The recorded head, checked; in the caller's transaction (`sy store copy` reads it with the lines). */
   async readHead(sql: Sql, lock: boolean): Promise<AuditPosition> {
-    const head = decodeChainHead(await this.meta.read(sql, AUDIT_HEAD, HEAD_WHAT, lock));
+    return this.decodeHead(await this.meta.readRoots(sql, lock));
+  }
+
+  private decodeHead(roots: Roots): AuditPosition {
+    const head = decodeChainHead(roots.values.get(AUDIT_HEAD) ?? '');
     if (!head) throw tampered(HEAD_WHAT);
     return head;
   }
@@ -120,8 +131,7 @@ export class PostgresAuditTrail implements AuditTrail {
    * and carries the head's hash. Lines are written in the head's transaction, so there is
    * never a line past it that sy wrote.
    */
-  private async end(sql: Sql, lock: boolean): Promise<AuditPosition> {
-    const head = await this.readHead(sql, lock);
+  private async end(sql: Sql, head: AuditPosition): Promise<AuditPosition> {
     const [last] = await sql<{ seq: number; line: string }>('SELECT seq, line FROM sy.audit_lines ORDER BY seq DESC LIMIT 1');
     if (!last) {
       if (head.lines > 0) throw logChanged('lines were removed from its end');

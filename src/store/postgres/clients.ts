@@ -44,7 +44,7 @@ export class PostgresClientRegistry implements ClientRegistry {
         [row.name, row.public_key, row.allow, row.max_ttl, row.max_leases, row.created_at, row.updated_at, mac],
       );
       if (inserted.length === 0) throw clientExists(row.name);
-      await this.meta.updateCensus(sql, CLIENT_CENSUS, CLIENT_CENSUS_WHAT, (census) => census.add(mac));
+      await this.meta.updateCensus(sql, CLIENT_CENSUS, (census) => census.add(mac));
     });
   }
 
@@ -68,7 +68,7 @@ export class PostgresClientRegistry implements ClientRegistry {
           WHERE name = $1 AND mac = $8`,
         [next.name, next.public_key, next.allow, next.max_ttl, next.max_leases, next.updated_at, mac, row.mac],
       );
-      await this.meta.updateCensus(sql, CLIENT_CENSUS, CLIENT_CENSUS_WHAT, (census) => {
+      await this.meta.updateCensus(sql, CLIENT_CENSUS, (census) => {
         census.remove(row.mac);
         census.add(mac);
       });
@@ -80,7 +80,7 @@ export class PostgresClientRegistry implements ClientRegistry {
       const row = await this.locked(sql, name);
       if (!row) return false;
       await sql('DELETE FROM sy.clients WHERE name = $1 AND mac = $2', [name, row.mac]);
-      await this.meta.updateCensus(sql, CLIENT_CENSUS, CLIENT_CENSUS_WHAT, (census) => census.remove(row.mac));
+      await this.meta.updateCensus(sql, CLIENT_CENSUS, (census) => census.remove(row.mac));
       return true;
     });
   }
@@ -97,7 +97,7 @@ export class PostgresClientRegistry implements ClientRegistry {
       const rows = (await sql<ClientRow>('SELECT * FROM sy.clients ORDER BY name COLLATE "C"')).map((row) => this.verified(row));
       const found = new Census();
       for (const row of rows) found.add(row.mac);
-      if (!found.equals(await this.meta.readCensus(sql, CLIENT_CENSUS, CLIENT_CENSUS_WHAT))) throw tampered(CLIENT_CENSUS_WHAT);
+      if (!found.equals(await this.meta.readCensus(sql, CLIENT_CENSUS))) throw tampered(CLIENT_CENSUS_WHAT);
       return rows;
     }, 'snapshot');
   }

@@ -4,11 +4,12 @@ import { randomKey } from '../../keys/crypto.js';
 import { deleteKeychainKey } from '../../keys/keychain.js';
 import { type KeyEncryptionKey, type KeyEnvironment, type KeySourceName, type PassphrasePrompt, newKey } from '../../keys/sources.js';
 import { type KeySlot, openSlot, parseSlot, wrapDataKey } from '../key-slot.js';
+import { ROOTS, ROOTS_BEFORE_CLIENTS, ROOT_KEYS } from '../records.js';
 import { Census, RecordMac, recordKey } from '../records.js';
 import { EMPTY_CHAIN, encodeChainHead } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
 import { AUDIT_HEAD, CLIENT_CENSUS, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS, tampered } from './meta.js';
-import { CLIENTS_VERSION, type Migrated, SCHEMA_VERSION, migrate, tooNew } from './schema.js';
+import { CLIENTS_VERSION, GENERATIONS_SCHEMA, type Migrated, SCHEMA_VERSION, migrate, slotRecords, tooNew, tooOld } from './schema.js';
 import { HAS_RECORDS, PostgresStore, type PostgresStoreOptions, SLOT_HINT, checkState, noStore, readState, unlockSlot } from './store.js';
 import type { StoreUrl } from './url.js';
 
@@ -40,7 +41,7 @@ export async function initPostgresStore(
     const before = await db.use(readState);
     if (before.schema > SCHEMA_VERSION) throw tooNew(url.location);
     checkState(before);
-    const opened = before.slot === undefined ? undefined : await unlockSlot(before.slot, url, env, options.ask);
+    const opened = before.slot === undefined ? undefined : await unlockSlot(before.slot, url, env, options.ask, before.schema);
     if (!opened) {
       const storeId = randomUUID();
       fresh = { kek: await newKey(storeId, env, options), dataKey: randomKey(), storeId };
@@ -59,16 +60,15 @@ export async function initPostgresStore(
       // There is a store: it must be the one this key opens (another init may have made it meanwhile).
       const kek = opened?.kek ?? fresh!.kek;
       const slotNow = parseSlot(row.value, SLOT_HINT);
-      const dataKey = openSlot(kek.key, slotNow);
+      const dataKey = openSlot(kek.key, slotNow, slotRecords(migrated.from));
       if (!dataKey) {
         throw opened
           ? storeError('wrong_key', `The key from ${kek.source} does not open the store at ${url.location}.`, 'Check the key; nothing was changed.')
           : usageError('store_exists', `Another sy init created the store at ${url.location} first, with another key.`, 'Use that store, or run `sy init` against another database.');
       }
-      // The migration that made the clients' table made it empty: its census starts now, with the key.
-      if (migrated.from > 0 && migrated.from < CLIENTS_VERSION) {
-        await sql('INSERT INTO sy.meta (key, value) VALUES ($1, $2)', [CLIENT_CENSUS, new PgMeta(new RecordMac(recordKey(dataKey), slotNow.storeId)).encode(CLIENT_CENSUS, new Census().encode())]);
-      }
+      if (migrated.from < GENERATIONS_SCHEMA) await stampRoots(sql, slotNow, dataKey, wrapDataKey(kek.key, dataKey, slotNow.storeId, slotNow.wrap));
+      // Stamped before the clients existed: their census joins the roots at the next generation.
+      else if (migrated.from < CLIENTS_VERSION) await addClientCensus(sql, slotNow, dataKey);
       return { migrated, created: false, dataKey, storeId: slotNow.storeId, source: kek.source };
     });
     if (!outcome.created && fresh?.kek.wrap.type === 'key' && fresh.kek.wrap.keychain) await deleteKeychainKey(fresh.storeId);
@@ -79,6 +79,44 @@ export async function initPostgresStore(
     await db.close();
     throw error;
   }
+}
+
+/**
+ * Migration 3 on a store that has records: its censuses and audit head, checked as migration
+ * 2 kept them, are stamped with the first generation, and its key slot is sealed for
+ * generations, so that the store cannot later be passed off as an older one to have an older
+ * census stamped afresh. In init's transaction, under the migration lock.
+ */
+async function stampRoots(sql: Sql, slot: KeySlot, dataKey: Buffer, resealed: KeySlot): Promise<void> {
+  const meta = new PgMeta(new RecordMac(recordKey(dataKey), slot.storeId));
+  const rows = await sql<{ key: string; value: string }>('SELECT key, value FROM sy.meta WHERE key = ANY($1) FOR UPDATE', [Object.keys(ROOTS)]);
+  const stored = new Map(rows.map((r) => [r.key, r.value]));
+  // The clients' table came with a later migration, in this same init: it is empty.
+  const values: Record<string, string> = { [CLIENT_CENSUS]: new Census().encode() };
+  for (const key of ROOTS_BEFORE_CLIENTS) {
+    const value = meta.roots.decode(key, stored.get(key));
+    if (value === undefined) throw tampered(ROOTS[key]);
+    values[key] = value;
+  }
+  const initial: [string, string][] = [[KEYSLOT, JSON.stringify(resealed)], ...meta.roots.initial(values)];
+  await sql(`INSERT INTO sy.meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [initial.map((r) => r[0]), initial.map((r) => r[1])]);
+}
+
+/**
+ * Migration 4 on a store stamped with generations: the census of clients (their table, made
+ * by the migration, is empty) joins the roots at the next generation. A census of clients
+ * already there means the migrations' rows were set back: refused, not counted afresh.
+ */
+async function addClientCensus(sql: Sql, slot: KeySlot, dataKey: Buffer): Promise<void> {
+  const meta = new PgMeta(new RecordMac(recordKey(dataKey), slot.storeId));
+  const rows = await sql<{ key: string; value: string }>('SELECT key, value FROM sy.meta WHERE key = ANY($1) ORDER BY key COLLATE "C" FOR UPDATE', [ROOT_KEYS]);
+  const stored = new Map(rows.map((r) => [r.key, r.value]));
+  if (stored.has(CLIENT_CENSUS)) throw tampered('its schema version');
+  const roots = meta.roots.check(stored, ROOTS_BEFORE_CLIENTS);
+  const next = meta.roots.next(roots, { [CLIENT_CENSUS]: new Census().encode() });
+  await sql(`INSERT INTO sy.meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [next.map((r) => r[0]), next.map((r) => r[1])]);
 }
 
 /** A slot that was there before but is gone now (the store was dropped in between): make it again with the same key. */
@@ -94,15 +132,17 @@ export async function writeNewStore(
   sql: Sql,
   slot: KeySlot,
   dataKey: Buffer,
-  records?: { secrets: Census; leases: Census; clients: Census; audit: typeof EMPTY_CHAIN },
+  records?: { secrets: Census; leases: Census; clients: Census; audit: typeof EMPTY_CHAIN; generation: number },
 ): Promise<void> {
   const meta = new PgMeta(new RecordMac(recordKey(dataKey), slot.storeId));
   const rows: [string, string][] = [
     [KEYSLOT, JSON.stringify(slot)],
-    [SECRET_CENSUS, meta.encode(SECRET_CENSUS, (records?.secrets ?? new Census()).encode())],
-    [LEASE_CENSUS, meta.encode(LEASE_CENSUS, (records?.leases ?? new Census()).encode())],
-    [CLIENT_CENSUS, meta.encode(CLIENT_CENSUS, (records?.clients ?? new Census()).encode())],
-    [AUDIT_HEAD, meta.encode(AUDIT_HEAD, encodeChainHead(records?.audit ?? EMPTY_CHAIN))],
+    ...meta.roots.initial({
+      [SECRET_CENSUS]: (records?.secrets ?? new Census()).encode(),
+      [LEASE_CENSUS]: (records?.leases ?? new Census()).encode(),
+      [CLIENT_CENSUS]: (records?.clients ?? new Census()).encode(),
+      [AUDIT_HEAD]: encodeChainHead(records?.audit ?? EMPTY_CHAIN),
+    }, records?.generation ?? 1),
   ];
   await sql('INSERT INTO sy.meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])', [rows.map((r) => r[0]), rows.map((r) => r[1])]);
 }
@@ -123,7 +163,8 @@ export async function changePostgresStoreKey(
     if (state.schema > SCHEMA_VERSION) throw tooNew(url.location);
     checkState(state);
     if (state.slot === undefined) throw noStore(url.location);
-    const { slot, dataKey, kek } = await unlockSlot(state.slot, url, env, options.ask);
+    if (state.schema < SCHEMA_VERSION) throw tooOld(url.location, state.schema);
+    const { slot, dataKey, kek } = await unlockSlot(state.slot, url, env, options.ask, state.schema);
     const next = await newKey(slot.storeId, newEnv, {
       source: options.to,
       ask: options.ask,

@@ -10,7 +10,7 @@ import {
   type NewLease,
 } from '../../model/lease.js';
 import { storeError } from '../../errors.js';
-import { Census, type RecordMac, shown } from '../records.js';
+import { Census, type RecordMac, type Roots, shown } from '../records.js';
 import type { DueQuery, LeaseLedger, LeaseQuery } from '../store.js';
 import type { Sql, StoreConnection } from './connection.js';
 import { LEASE_CENSUS, type PgMeta, tampered } from './meta.js';
@@ -50,6 +50,8 @@ export class PostgresLeaseLedger implements LeaseLedger {
     private readonly dataKey: Buffer,
     private readonly macs: RecordMac,
     private readonly meta: PgMeta,
+    /** Throws when the audit log does not end where its head says (a head put back with the censuses). */
+    private readonly checkAuditEnd: (sql: Sql) => Promise<void>,
   ) {}
 
   async recordIntent(lease: NewLease): Promise<void> {
@@ -64,7 +66,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
         [row.id, row.secret_id, row.base_id, row.path, row.pool, row.engine, row.target, row.username,
           row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, row.client ?? null, row.sealed, mac],
       );
-      await this.meta.updateCensus(sql, LEASE_CENSUS, CENSUS_WHAT, (census) => census.add(mac));
+      await this.meta.updateCensus(sql, LEASE_CENSUS, (census) => census.add(mac));
       await sql(NOTIFY_SQL, [row.pool]);
     });
   }
@@ -116,10 +118,11 @@ export class PostgresLeaseLedger implements LeaseLedger {
     return this.db.tx(async (sql) => {
       // The queries below trust plain columns to say what is due; the recount finds a row moved
       // out of their reach. It holds the census first, so no writer commits between the two.
-      let census: Census | undefined;
+      let held: { roots: Roots; census: Census } | undefined;
       if (this.censusStale()) {
-        census = await this.meta.readCensus(sql, LEASE_CENSUS, CENSUS_WHAT, true);
-        await this.recount(sql, census);
+        const roots = await this.meta.readRoots(sql, true);
+        held = { roots, census: this.meta.census(roots, LEASE_CENSUS) };
+        await this.recount(sql, held.census);
       }
       const pool = query.pool === undefined ? '' : ' AND pool = $4';
       const params: unknown[] = [query.now, query.staleIntentBefore, query.limit, ...(query.pool === undefined ? [] : [query.pool])];
@@ -138,12 +141,12 @@ export class PostgresLeaseLedger implements LeaseLedger {
       const changes = rows.map((row) => ({ row, next: this.next(row, 'revoking', {}, { claimant, claimedUntil: now + query.claimMs }) }));
       // Locked above: no one else can have changed them.
       if (changes.length > 0 && !(await this.write(sql, changes))) throw busy();
-      if (census) {
+      if (held) {
         for (const { row, next } of changes) {
-          census.remove(row.mac);
-          census.add(next.mac);
+          held.census.remove(row.mac);
+          held.census.add(next.mac);
         }
-        await this.meta.writeCensus(sql, LEASE_CENSUS, census);
+        if (changes.length > 0) await this.meta.writeRoots(sql, held.roots, { [LEASE_CENSUS]: held.census.encode() });
       } else {
         await this.updateCensus(sql, changes);
       }
@@ -169,7 +172,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
     // recount finds it, as before a sweep's first claim. Counted in a snapshot of its own, so
     // that the census is not held (and taken before the row) by this claim's transaction.
     if (this.censusStale()) {
-      await this.db.tx(async (sql) => this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS, CENSUS_WHAT)), 'snapshot');
+      await this.db.tx(async (sql) => this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS)), 'snapshot');
     }
     return this.db.tx(async (sql) => {
       for (let tries = 0; tries < MAX_CAS_TRIES; tries++) {
@@ -214,7 +217,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
    */
   async countByState(pool?: string): Promise<Record<string, number>> {
     return this.db.tx(async (sql) => {
-      if (this.censusStale()) await this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS, CENSUS_WHAT));
+      if (this.censusStale()) await this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS));
       const rows = pool === undefined
         ? await sql<{ state: string; n: number }>('SELECT state, count(*)::integer AS n FROM sy.leases GROUP BY state')
         : await sql<{ state: string; n: number }>('SELECT state, count(*)::integer AS n FROM sy.leases WHERE pool = $1 GROUP BY state', [pool]);
@@ -228,7 +231,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
     // A daemon may sleep on this answer for good: past its first minute, recount each minute.
     if (Date.now() - this.openedAt >= CENSUS_EVERY_MS && this.censusStale()) {
       return this.db.tx(async (sql) => {
-        await this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS, CENSUS_WHAT));
+        await this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS));
         return (await sql<{ t: number | null }>(text, params))[0].t ?? undefined;
       }, 'snapshot');
     }
@@ -289,7 +292,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
   private async updateCensus(sql: Sql, changes: { row: LeaseRow; next: LeaseRow }[]): Promise<void> {
     const moves = changes.filter(({ row, next }) => isLive(row.state) || isLive(next.state));
     if (moves.length === 0) return;
-    await this.meta.updateCensus(sql, LEASE_CENSUS, CENSUS_WHAT, (census) => {
+    await this.meta.updateCensus(sql, LEASE_CENSUS, (census) => {
       for (const { row, next } of moves) {
         if (isLive(row.state)) census.remove(row.mac);
         if (isLive(next.state)) census.add(next.mac);
@@ -303,6 +306,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
     const found = new Census();
     for (const row of rows) found.add(this.verified(row).mac);
     if (!found.equals(census)) await this.censusFailed(sql);
+    await this.checkAuditEnd(sql);
     this.lastCensus = Date.now();
   }
 
@@ -310,7 +314,8 @@ export class PostgresLeaseLedger implements LeaseLedger {
   private async compareCensus(sql: Sql, rows: LeaseRow[]): Promise<void> {
     const found = new Census();
     for (const row of rows) found.add(row.mac);
-    if (!found.equals(await this.meta.readCensus(sql, LEASE_CENSUS, CENSUS_WHAT))) await this.censusFailed(sql);
+    if (!found.equals(await this.meta.readCensus(sql, LEASE_CENSUS))) await this.censusFailed(sql);
+    await this.checkAuditEnd(sql);
     this.lastCensus = Date.now();
   }
 

@@ -1,5 +1,5 @@
 import type { SyError } from '../../errors.js';
-import { Census, type RecordMac, tampered as recordTampered } from '../records.js';
+import { Census, ROOTS, ROOT_KEYS, type RecordMac, RootRecords, type Roots, tampered as recordTampered } from '../records.js';
 import type { Sql } from './connection.js';
 
 /** A record of the PostgreSQL store changed without the key (exit 4): its database is what to restore. */
@@ -13,56 +13,55 @@ export const AUDIT_HEAD = 'audit_head';
 export { CLIENT_CENSUS } from '../rows.js';
 
 /**
- * Meta rows whose value is authenticated like a record: `<mac hex>:<value>`, the MAC bound to
- * the store and the row's key, as in SQLite's meta table. The censuses and the audit head are
- * read FOR UPDATE by every write that changes them, so writers on any machine take turns on
- * them and none is lost; a missing row is tampering, since init writes them all at once.
+ * The store's roots in sy.meta (records.ts): the censuses and the audit head, each stamped
+ * with its generation, and the generation that vouches for them all, read together in one
+ * statement. A write locks every one of them FOR UPDATE, in key order and in one statement,
+ * after the rows it changes: writers on every machine take turns on the generation, none is
+ * lost, and none waits on another in a circle. A missing row is tampering, since init writes
+ * them all at once.
  */
 export class PgMeta {
-  constructor(private readonly macs: RecordMac) {}
+  readonly roots: RootRecords;
 
-  /** `what` names the record in the error when it fails; `lock`: FOR UPDATE, in a write transaction. */
-  async read(sql: Sql, key: string, what: string, lock = false): Promise<string> {
-    const rows = await sql<{ value: string }>(
-      lock ? 'SELECT value FROM sy.meta WHERE key = $1 FOR UPDATE' : 'SELECT value FROM sy.meta WHERE key = $1',
-      [key],
+  constructor(macs: RecordMac) {
+    this.roots = new RootRecords(macs, 'the store database');
+  }
+
+  /** Every root, checked against the generation; `lock`: FOR UPDATE, in a write transaction. */
+  async readRoots(sql: Sql, lock = false): Promise<Roots> {
+    const rows = await sql<{ key: string; value: string }>(
+      `SELECT key, value FROM sy.meta WHERE key = ANY($1) ORDER BY key COLLATE "C"${lock ? ' FOR UPDATE' : ''}`,
+      [ROOT_KEYS],
     );
-    const value = rows[0] === undefined ? undefined : this.decode(key, rows[0].value);
-    if (value === undefined) throw tampered(what);
-    return value;
+    return this.roots.check(new Map(rows.map((row) => [row.key, row.value])));
   }
 
-  decode(key: string, stored: string): string | undefined {
-    const value = stored.slice(65);
-    return stored[64] === ':' && this.macs.check(Buffer.from(stored.slice(0, 64), 'hex'), 'meta', [key, value]) ? value : undefined;
+  /** `changes` (root key to value) at the next generation, over `roots` as locked by this transaction. */
+  async writeRoots(sql: Sql, roots: Roots, changes: Record<string, string>): Promise<void> {
+    const rows = this.roots.next(roots, changes);
+    await sql('UPDATE sy.meta AS m SET value = v.value FROM unnest($1::text[], $2::text[]) AS v(key, value) WHERE m.key = v.key',
+      [rows.map((r) => r[0]), rows.map((r) => r[1])]);
   }
 
-  async write(sql: Sql, key: string, value: string): Promise<void> {
-    await sql('UPDATE sy.meta SET value = $2 WHERE key = $1', [key, this.encode(key, value)]);
-  }
-
-  encode(key: string, value: string): string {
-    return `${this.macs.of('meta', [key, value]).toString('hex')}:${value}`;
-  }
-
-  async readCensus(sql: Sql, key: string, what: string, lock = false): Promise<Census> {
-    const census = Census.decode(await this.read(sql, key, what, lock));
-    if (!census) throw tampered(what);
+  census(roots: Roots, key: string): Census {
+    const census = Census.decode(roots.values.get(key) ?? '');
+    if (!census) throw tampered(ROOTS[key]);
     return census;
   }
 
-  async writeCensus(sql: Sql, key: string, census: Census): Promise<void> {
-    await this.write(sql, key, census.encode());
+  async readCensus(sql: Sql, key: string, lock = false): Promise<Census> {
+    return this.census(await this.readRoots(sql, lock), key);
   }
 
   /**
    * Loads a census for update, lets `fn` change it, and saves it, in the caller's write
    * transaction. Taken after the rows it accounts for: every writer locks rows first and the
-   * census last, so no two wait on each other in a circle.
+   * roots last, so no two wait on each other in a circle.
    */
-  async updateCensus(sql: Sql, key: string, what: string, fn: (census: Census) => void): Promise<void> {
-    const census = await this.readCensus(sql, key, what, true);
+  async updateCensus(sql: Sql, key: string, fn: (census: Census) => void): Promise<void> {
+    const roots = await this.readRoots(sql, true);
+    const census = this.census(roots, key);
     fn(census);
-    await this.writeCensus(sql, key, census);
+    await this.writeRoots(sql, roots, { [key]: census.encode() });
   }
 }

@@ -10,15 +10,25 @@
  * each row's MAC.
  */
 import { storeError } from '../../errors.js';
+import type { RecordsVersion } from '../key-slot.js';
 import type { Sql } from './connection.js';
 import { tampered } from './meta.js';
 import { CLIENTS_TABLE } from './clients.js';
 import { DAEMONS_TABLE } from './pools.js';
 
 /** The newest migration this sy knows. */
-export const SCHEMA_VERSION = 3;
-/** The migration that added the clients of the lease API: init writes their census when it applies it. */
-export const CLIENTS_VERSION = 3;
+export const SCHEMA_VERSION = 4;
+/**
+ * From this migration on, the censuses and the audit head carry generations (records.ts) and
+ * the key slot is sealed for them; init stamps a store's records when it applies it (it needs
+ * the key, so the migration itself has no statement).
+ */
+export const GENERATIONS_SCHEMA = 3;
+
+/** What the key slot of a store at `schema` is sealed for (key-slot.ts). */
+export const slotRecords = (schema: number): RecordsVersion => (schema >= GENERATIONS_SCHEMA ? 3 : 2);
+/** The migration that added the clients of the lease API: init adds their census as a root when it applies it. */
+export const CLIENTS_VERSION = 4;
 
 /**
  * Taken for the length of `sy init`'s transaction (pg_advisory_xact_lock): two inits at once,
@@ -99,10 +109,12 @@ const MIGRATIONS: Migration[] = [
   },
   // The pool registry of `sy daemon --pool` (pools.ts): plain rows, read for listings and warnings only.
   { version: 2, statements: [DAEMONS_TABLE] },
+  // Generations of the censuses and the audit head: written by init with the key (stampRoots).
+  { version: 3, statements: [] },
   // The clients of the lease API, and each lease's client (in its MAC when set: rows.ts).
-  // Their census is an authenticated meta row: init writes it with the key (init.ts).
+  // Their census is a root in sy.meta: init writes it with the key (init.ts).
   {
-    version: 3,
+    version: 4,
     statements: [
       CLIENTS_TABLE,
       'ALTER TABLE sy.leases ADD COLUMN client text',

@@ -56,8 +56,11 @@ export class PostgresSecretRepository implements SecretRepository {
 
   async get(ref: SecretRef, version?: number): Promise<Secret | undefined> {
     if (version !== undefined && version < 1) return undefined;
-    const rows = await this.db.use((sql) =>
-      sql<JoinedRow>(`${JOINED} WHERE ${'id' in ref ? 's.id' : 's.path'} = $1`, ['id' in ref ? ref.id : ref.path, version ?? null]));
+    const rows = await this.db.use(async (sql) => {
+      // A secret put back to an older version with the census of its time: the roots no longer agree.
+      await this.meta.readRoots(sql);
+      return sql<JoinedRow>(`${JOINED} WHERE ${'id' in ref ? 's.id' : 's.path'} = $1`, ['id' in ref ? ref.id : ref.path, version ?? null]);
+    });
     if (rows.length === 0) return undefined;
     const row = this.verified(rows[0]);
     if (version !== undefined && version > row.current_version) return undefined;
@@ -79,7 +82,7 @@ export class PostgresSecretRepository implements SecretRepository {
       );
       if (inserted.length === 0) throw usageError('secret_exists', `A secret already exists at ${secret.path}.`, 'Use `sy secret update` to change it.');
       await this.insertVersion(sql, { secret_id: id, version: 1, created: now, sealed });
-      await this.meta.updateCensus(sql, SECRET_CENSUS, CENSUS_WHAT, (census) => census.add(mac));
+      await this.meta.updateCensus(sql, SECRET_CENSUS, (census) => census.add(mac));
     });
     return { id, path: secret.path, version: 1, ...pickContent(secret), created: now, lastModified: now };
   }
@@ -104,7 +107,7 @@ export class PostgresSecretRepository implements SecretRepository {
       );
       if (updated.length === 0) return undefined; // another writer got there first
       await this.insertVersion(sql, { secret_id: id, version, created: now, sealed });
-      await this.meta.updateCensus(sql, SECRET_CENSUS, CENSUS_WHAT, (census) => {
+      await this.meta.updateCensus(sql, SECRET_CENSUS, (census) => {
         census.remove(row.mac);
         census.add(mac);
       });
@@ -129,7 +132,7 @@ export class PostgresSecretRepository implements SecretRepository {
         }
         const deleted = await sql('DELETE FROM sy.secrets WHERE id = $1 AND mac = $2 RETURNING id', [id, row.mac]);
         if (deleted.length === 0) continue; // changed since it was read: look again
-        await this.meta.updateCensus(sql, SECRET_CENSUS, CENSUS_WHAT, (census) => census.remove(row.mac));
+        await this.meta.updateCensus(sql, SECRET_CENSUS, (census) => census.remove(row.mac));
         return;
       }
     });
@@ -150,7 +153,7 @@ export class PostgresSecretRepository implements SecretRepository {
       if (search.linkedTo === undefined && !search.query && checked.length < search.limit) {
         const found = new Census();
         for (const row of checked) found.add(row.mac);
-        if (!found.equals(await this.meta.readCensus(sql, SECRET_CENSUS, CENSUS_WHAT))) throw tampered(CENSUS_WHAT);
+        if (!found.equals(await this.meta.readCensus(sql, SECRET_CENSUS))) throw tampered(CENSUS_WHAT);
       }
       return checked.map((row) => {
         const { data: _data, ...metadata } = this.toSecret(row, this.unseal(row));

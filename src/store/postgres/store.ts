@@ -16,7 +16,7 @@ import { type Sql, StoreConnection } from './connection.js';
 import { PostgresClientRegistry } from './clients.js';
 import { PostgresLeaseLedger } from './leases.js';
 import { KEYSLOT, PgMeta, tampered } from './meta.js';
-import { SCHEMA_VERSION, tooNew, tooOld } from './schema.js';
+import { SCHEMA_VERSION, slotRecords, tooNew, tooOld } from './schema.js';
 import { PostgresSecretRepository } from './secrets.js';
 import { PostgresPoolRegistry, listenForChanges } from './pools.js';
 import type { StoreWatch, StoreWatcher } from '../pools.js';
@@ -49,7 +49,7 @@ export class PostgresStore implements Store {
     this.location = db.url.location;
     this.macs = new RecordMac(recordKey(dataKey), storeId);
     this.meta = new PgMeta(this.macs);
-    const ledger = new PostgresLeaseLedger(db, dataKey, this.macs, this.meta);
+    const ledger = new PostgresLeaseLedger(db, dataKey, this.macs, this.meta, (sql) => this.audit.checkEnd(sql));
     this.leases = ledger;
     this.clients = new PostgresClientRegistry(db, this.macs, this.meta);
     this.secrets = new PostgresSecretRepository(db, dataKey, this.macs, this.meta, (sql, id) => ledger.liveLeasesOf(sql, id));
@@ -68,12 +68,15 @@ export class PostgresStore implements Store {
         `SELECT (SELECT max(version) FROM sy.schema_migrations) AS schema, (SELECT count(*)::integer FROM sy.secrets) AS secrets,
                 (SELECT count(*)::integer FROM sy.secret_versions) AS versions`,
       ));
+    const head = await this.audit.head();
     return {
       schemaVersion: counts.schema,
       secrets: counts.secrets,
       secretVersions: counts.versions,
       leases: await this.leases.countByState(),
-      auditLines: (await this.audit.head()).lines,
+      auditLines: head.lines,
+      generation: (await this.db.use((sql) => this.meta.readRoots(sql))).generation,
+      auditHash: head.hash,
       clients: (await this.clients.list()).length,
     };
   }
@@ -131,7 +134,7 @@ export async function openPostgresStore(url: StoreUrl, env: KeyEnvironment, opti
     checkState(state);
     if (state.slot === undefined) throw noStore(url.location);
     if (state.schema < SCHEMA_VERSION) throw tooOld(url.location, state.schema);
-    const { slot, dataKey } = await unlockSlot(state.slot, url, env, options.ask);
+    const { slot, dataKey } = await unlockSlot(state.slot, url, env, options.ask, state.schema);
     return new PostgresStore(db, dataKey, slot.storeId, options);
   } catch (error) {
     await db.close();
@@ -139,10 +142,12 @@ export async function openPostgresStore(url: StoreUrl, env: KeyEnvironment, opti
   }
 }
 
-export async function unlockSlot(text: string, url: StoreUrl, env: KeyEnvironment, ask?: PassphrasePrompt) {
+/** The data key, from a slot sealed for a store at `schema` (a schema set back is a key that does not open it). */
+export async function unlockSlot(text: string, url: StoreUrl, env: KeyEnvironment, ask: PassphrasePrompt | undefined, schema: number) {
   const slot: KeySlot = parseSlot(text, SLOT_HINT);
   const kek = await keyForOpening(slot.wrap, slot.storeId, env, ask);
-  const dataKey = openSlot(kek.key, slot);
+  const dataKey = openSlot(kek.key, slot, slotRecords(schema));
+  if (!dataKey && schema < SCHEMA_VERSION && openSlot(kek.key, slot, slotRecords(SCHEMA_VERSION))) throw tampered('its schema version');
   if (!dataKey) throw storeError('wrong_key', `The key from ${kek.source} does not open the store at ${url.location}.`, 'Check the key; nothing was changed.');
   return { slot, dataKey, kek };
 }

@@ -31,10 +31,11 @@ export async function dumpPostgres(store: PostgresStore): Promise<StoreDump> {
       versions: await sql<VersionRow>('SELECT * FROM sy.secret_versions ORDER BY secret_id, version'),
       leases: await sql<LeaseRow>('SELECT * FROM sy.leases ORDER BY created_at, id COLLATE "C"'),
       clients: await sql<ClientRow>('SELECT * FROM sy.clients ORDER BY name COLLATE "C"'),
-      secretCensus: await store.meta.readCensus(sql, SECRET_CENSUS, 'its secrets'),
-      leaseCensus: await store.meta.readCensus(sql, LEASE_CENSUS, 'its live leases'),
-      clientCensus: await store.meta.readCensus(sql, CLIENT_CENSUS, 'its clients'),
+      secretCensus: await store.meta.readCensus(sql, SECRET_CENSUS),
+      leaseCensus: await store.meta.readCensus(sql, LEASE_CENSUS),
+      clientCensus: await store.meta.readCensus(sql, CLIENT_CENSUS),
       audit: { lines, head },
+      generation: (await store.meta.readRoots(sql)).generation,
     };
   }, 'snapshot');
   const verified = verifyChain(raw.audit.lines, auditMac(store.dataKey), raw.audit.head);
@@ -66,7 +67,7 @@ export async function loadPostgres(url: StoreUrl, dump: StoreDump, options: Stor
         await sql('INSERT INTO sy.audit_lines (seq, line) SELECT $1::bigint + n, line FROM unnest($2::text[]) WITH ORDINALITY AS t(line, n)',
           [start, dump.audit.lines.slice(start, start + BATCH)]);
       }
-      await writeNewStore(sql, dump.slot, dump.dataKey, { secrets: rows.secretCensus, leases: rows.leaseCensus, clients: rows.clientCensus, audit: dump.audit.head });
+      await writeNewStore(sql, dump.slot, dump.dataKey, { secrets: rows.secretCensus, leases: rows.leaseCensus, clients: rows.clientCensus, audit: dump.audit.head, generation: dump.generation });
     });
     return new PostgresStore(db, dump.dataKey, dump.slot.storeId, options);
   } catch (error) {
