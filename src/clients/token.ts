@@ -40,7 +40,7 @@ export async function signToken(request: TokenRequest): Promise<string> {
   if (request.ttlSeconds < 1 || request.ttlSeconds > MAX_TOKEN_SECONDS) {
     throw usageError('token_ttl', `A token lives between 1 second and ${MAX_TOKEN_SECONDS / 60} minutes; ${request.ttlSeconds} seconds was asked for.`);
   }
-  const { SignJWT, importPKCS8 } = await import('jose');
+  const { SignJWT, importPKCS8 } = await loadJose();
   let key: Awaited<ReturnType<typeof importPKCS8>>;
   try {
     key = await importPKCS8(request.privateKeyPem, 'EdDSA');
@@ -76,7 +76,7 @@ export async function verifyToken(
   publicKeyOf: (client: string) => Promise<string | undefined>,
   now = Date.now(),
 ): Promise<VerifiedToken> {
-  const { decodeJwt, decodeProtectedHeader, importSPKI, jwtVerify } = await import('jose');
+  const { decodeJwt, decodeProtectedHeader, importSPKI, jwtVerify } = await loadJose();
   const refuse = (reason: string) => unauthorized('bad_token', `The token was refused: ${reason}.`);
   let issuer: unknown;
   try {
@@ -114,4 +114,16 @@ export async function verifyToken(
   if (iat * 1000 > now + CLOCK_TOLERANCE_SECONDS * 1000) throw refuse('it was issued in the future');
   if (typeof jti !== 'string' || jti === '') throw refuse('it has no jti');
   return { client: issuer, jti, expiresAt: exp * 1000 };
+}
+
+type Jose = typeof import('jose');
+
+/**
+ * jose, lazily. The bundle carries a CommonJS copy of it (dist/vendor/jose.cjs, see
+ * scripts/bundle.mjs: resolving jose's ESM files cost a client-mode command ~70 ms), which
+ * import() hands over as `default`; from tsc's output it is the package's ESM namespace.
+ */
+async function loadJose(): Promise<Jose> {
+  const loaded = (await import('jose')) as Jose & { default?: Jose };
+  return loaded.default ?? loaded;
 }
