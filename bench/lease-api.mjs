@@ -13,7 +13,7 @@
 // rows' `public.*` leases do not grow its catalog row, and every lease is revoked through the
 // API (DELETE) between rounds and at the end; the floor drops its users itself.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -57,21 +57,24 @@ export async function apiRows(ctx) {
   writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
   ssl(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', f('ext.cnf'), '-out', f('server.pem')]);
 
+  let daemonCount = 0;
   /** `sy daemon --listen 127.0.0.1:0`; resolves with its URL once it logs `listening`. */
   async function startDaemon(extra = []) {
-    const child = spawn(NODE, [SY, 'daemon', '--listen', '127.0.0.1:0', '--interval', '30s', ...extra], { env: store.env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    // SY_BENCH_PROFILE_DIR=DIR: the daemons run under `node --cpu-prof` (for bench/findings.md).
+    const prof = process.env.SY_BENCH_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.SY_BENCH_PROFILE_DIR] : [];
+    // Its log (a line per request) goes to a file: a reader that keeps up, as a container
+    // runtime is; a pipe to this busy process would fill and block the daemon's writes.
+    const logFile = join(tlsDir, `daemon-${++daemonCount}.log`);
+    const logFd = openSync(logFile, 'w');
+    const child = spawn(NODE, [...prof, SY, 'daemon', '--listen', '127.0.0.1:0', '--interval', '30s', ...extra], { env: store.env, cwd: ROOT, stdio: ['ignore', logFd, 'pipe'] });
+    closeSync(logFd);
     daemons.add(child);
-    let out = '';
     let err = '';
-    child.stdout.on('data', (d) => {
-      // Each request is a log line: keep only the start, drop the rest (the pipe must drain).
-      if (out.length < 10_000) out += d;
-    });
     child.stderr.on('data', (d) => (err += d));
     const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
     const deadline = Date.now() + 30_000;
     let url;
-    while (!(url = /"event":"listening","url":"([^"]+)"/.exec(out)?.[1])) {
+    while (!(url = /"event":"listening","url":"([^"]+)"/.exec(readFileSync(logFile, 'utf8'))?.[1])) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the daemon did not listen: ${err.trim().slice(0, 300)}`);
       await sleep(50);
     }
@@ -83,7 +86,12 @@ export async function apiRows(ctx) {
       daemons.delete(child);
       if (code !== 0) throw new Error(`the daemon exited ${code ?? signal}: ${err.trim().slice(0, 300)}`);
     };
-    return { url, stop, rssKiB: () => Number(/^VmHWM:\s+(\d+) kB/m.exec(readStatus(child.pid))?.[1]) };
+    /** CPU time (user + system) the daemon has used so far, in ms (/proc/PID/stat, 100 ticks a second). */
+    const cpuMs = () => {
+      const fields = readProc(`/proc/${child.pid}/stat`).replace(/^.*\) /, '').split(' ');
+      return (Number(fields[11]) + Number(fields[12])) * 10;
+    };
+    return { url, stop, cpuMs, rssKiB: () => Number(/^VmHWM:\s+(\d+) kB/m.exec(readProc(`/proc/${child.pid}/status`))?.[1]) };
   }
 
   const token = (client, url) => new SignJWT({})
@@ -158,6 +166,7 @@ export async function apiRows(ctx) {
   const rates = [];
   const floorRates = [];
   const ratios = [];
+  const cpuPerCreate = [];
   try {
     // Warm-up: every client's connection and token, the daemon's and the floor's first statements.
     await burst(CLIENTS, 2);
@@ -168,7 +177,9 @@ export async function apiRows(ctx) {
       const one = await burst(1, S.single);
       single.push(...one.latencies);
       await revokeAll();
+      const cpuBefore = daemon.cpuMs();
       const all = await burst(CLIENTS, S.perClient);
+      cpuPerCreate.push((daemon.cpuMs() - cpuBefore) / Math.max(1, all.latencies.length));
       ten.push(...all.latencies);
       await revokeAll();
       const floorStarted = process.hrtime.bigint();
@@ -178,7 +189,7 @@ export async function apiRows(ctx) {
       rates.push(all.latencies.length / (all.ms / 1000));
       floorRates.push((CLIENTS * S.perClient) / (floorMs / 1000));
       ratios.push(rates.at(-1) / floorRates.at(-1));
-      log(`  round ${round + 1}/${S.rounds}: 1 client p50 ${fmtMs(median(one.latencies))}; 10 clients ${Math.round(rates.at(-1))}/s (p50 ${fmtMs(median(all.latencies))}), floor ${Math.round(floorRates.at(-1))}/s; ${errors.length} errors`);
+      log(`  round ${round + 1}/${S.rounds}: 1 client p50 ${fmtMs(median(one.latencies))}; 10 clients ${Math.round(rates.at(-1))}/s (p50 ${fmtMs(median(all.latencies))}, daemon CPU ${fmtMs(cpuPerCreate.at(-1))} a create), floor ${Math.round(floorRates.at(-1))}/s; ${errors.length} errors`);
     }
   } finally {
     await revokeAll().catch((error) => errors.push(`revoke: ${error.message}`));
@@ -208,7 +219,7 @@ export async function apiRows(ctx) {
       ratio: `${median(ratios).toFixed(2)}x`,
       runs: String(ratios.length),
       met: median(ratios) >= 0.7 && errors.length === 0,
-      note: `${n(CLIENTS * S.perClient)} creates a round, rounds paired; ratio = API rate / floor rate (higher is better); daemon VmHWM ${(rss / 1024).toFixed(1)} MiB`,
+      note: `${n(CLIENTS * S.perClient)} creates a round, rounds paired; ratio = API rate / floor rate (higher is better); the daemon's CPU (user + system) ${fmtMs(median(cpuPerCreate))} a create; its VmHWM ${(rss / 1024).toFixed(1)} MiB`,
     },
   };
 
@@ -249,9 +260,9 @@ export async function apiRows(ctx) {
   return out;
 }
 
-function readStatus(pid) {
+function readProc(file) {
   try {
-    return readFileSync(`/proc/${pid}/status`, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch {
     return '';
   }

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { apiRows } from './api.mjs';
+import { apiRows } from './lease-api.mjs';
 import { FLEET_CFG, fleetRows } from './fleet.mjs';
 import {
   NODE, ROOT, SY, childEnv, fmtMs, fmtRatio, interleave, markdownTable, median, pairedRatio, quantile, run, runAsync, sleep, sy,
