@@ -50,6 +50,24 @@ export async function pgFloor({ target, schema, table, prefix, connections }) {
     made.push(name);
   };
   return {
+    /**
+     * The same with a new connection for each user (connect, create, end), as sy opens one
+     * to the target for each lease: what the warm connections save (reported, not the floor).
+     */
+    async runFresh(perConnection) {
+      await Promise.all(clients.map(async () => {
+        for (let i = 0; i < perConnection; i++) {
+          const client = new pg.Client({ host: target.host, port: target.port, user: target.user, password: target.password, database: target.database });
+          client.on('error', () => undefined);
+          await client.connect();
+          try {
+            await createOne(client);
+          } finally {
+            await client.end().catch(() => undefined);
+          }
+        }
+      }));
+    },
     /** Every connection makes `perConnection` users in turn; resolves when all are made. */
     async run(perConnection) {
       await Promise.all(clients.map(async (client) => {
