@@ -26,7 +26,8 @@ export async function pgFloor({ target, schema, table, prefix, connections }) {
     const name = `${prefix}${randomBytes(5).toString('hex')}_fa`;
     const expires = new Date(Date.now() + 600_000).toISOString();
     // Concurrent GRANTs on one object fail with "tuple concurrently updated" (PostgreSQL takes
-    // no lock for them): any script must roll back and try again, as sy does (same backoff).
+    // no lock for them): any script must roll back and try again, as sy does (same backoff;
+    // sy gives up after 12 tries, the floor after 30, so that it always finishes).
     for (let attempt = 1; ; attempt++) {
       try {
         await client.query(
@@ -42,7 +43,7 @@ export async function pgFloor({ target, schema, table, prefix, connections }) {
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         const retryable = ['40001', '40P01'].includes(error.code) || (error.code === 'XX000' && /tuple concurrently/.test(error.message));
-        if (!retryable || attempt >= 10) throw error;
+        if (!retryable || attempt >= 30) throw error;
         retries++;
         await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * attempt));
       }
@@ -55,7 +56,7 @@ export async function pgFloor({ target, schema, table, prefix, connections }) {
      * to the target for each lease: what the warm connections save (reported, not the floor).
      */
     async runFresh(perConnection) {
-      await Promise.all(clients.map(async () => {
+      await settleAll(clients.map(async () => {
         for (let i = 0; i < perConnection; i++) {
           const client = new pg.Client({ host: target.host, port: target.port, user: target.user, password: target.password, database: target.database });
           client.on('error', () => undefined);
@@ -70,7 +71,7 @@ export async function pgFloor({ target, schema, table, prefix, connections }) {
     },
     /** Every connection makes `perConnection` users in turn; resolves when all are made. */
     async run(perConnection) {
-      await Promise.all(clients.map(async (client) => {
+      await settleAll(clients.map(async (client) => {
         for (let i = 0; i < perConnection; i++) await createOne(client);
       }));
     },
@@ -88,4 +89,10 @@ export async function pgFloor({ target, schema, table, prefix, connections }) {
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
     },
   };
+}
+
+/** Like Promise.all, but waits for every worker before throwing: no statement outlives a failure. */
+async function settleAll(promises) {
+  const failed = (await Promise.allSettled(promises)).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

@@ -225,7 +225,7 @@ export async function apiRows(ctx) {
       ratio: `${median(ratios).toFixed(2)}x`,
       runs: String(ratios.length),
       met: median(ratios) >= 0.7 && errors.length === 0,
-      note: `${n(CLIENTS * S.perClient)} creates a round, rounds paired; ratio = API rate / floor rate (higher is better); the floor with a new connection per user, as sy opens one per lease: ${Math.round(median(freshRates))}/s; the daemon's CPU (user + system) ${fmtMs(median(cpuPerCreate))} a create; its VmHWM ${(rss / 1024).toFixed(1)} MiB`,
+      note: `${n(CLIENTS * S.perClient)} creates a round, rounds paired; ratio = API rate / floor rate (higher is better); the floor retried ${n(floor.retries())} transactions on "tuple concurrently updated"; the floor with a new connection per user, as sy opens one per lease: ${Math.round(median(freshRates))}/s; the daemon's CPU (user + system) ${fmtMs(median(cpuPerCreate))} a create; its VmHWM ${(rss / 1024).toFixed(1)} MiB`,
     },
   };
 
