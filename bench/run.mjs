@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
+import { apiRows } from './lease-api.mjs';
 import { FLEET_CFG, fleetRows } from './fleet.mjs';
 import { ISOLATION_CFG, isolationRows } from './isolation.mjs';
 import {
@@ -573,6 +574,14 @@ fleetRows({
   pgQuery, daemons, daemonPeak, newStore, onCleanup: (fn) => cleanups.push(fn),
 });
 isolationRows({ group, label, CFG, PG, MY, DB, PREFIX, ROOT, NODE, SY, sy, run, quantile, fmtMs, sleep, log, n, daemons, newStore });
+
+label('13a', 'API lease create latency, 1 client (SQLite store)', 'reported');
+label('13b', 'API lease create latency, 10 concurrent clients (SQLite store)', 'reported');
+label('13c', 'API lease creates/s, 10 concurrent clients, vs the same users over 10 warm pg connections', '>= 0.7x');
+label('13d', '`sy dynamic lease create` in client mode (SY_SERVER, HTTPS)', '<= 1.3x');
+group(13, ['13a', '13b', '13c', '13d'], () => apiRows({
+  CFG, PG, DB, PREFIX, ROOT, NODE, SY, QUICK, sy, run, interleave, measureOpts, ratioRow, median, quantile, fmtMs, sleep, log, n, pgQuery, daemons, newStore, homes,
+}));
 
 // ------------------------------------------------------------------ main
 

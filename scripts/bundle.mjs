@@ -20,7 +20,7 @@ const program = buildProgram({}, pkg.version);
 let rootHelp = '';
 program.configureOutput({ writeOut: (text) => (rootHelp += text), getOutHelpWidth: () => 80 });
 program.outputHelp();
-const vendored = { pg: 'pg', mysql2: 'mysql2' };
+const vendored = { pg: 'pg', mysql2: 'mysql2', jose: 'jose' };
 const external = [...Object.keys(pkg.dependencies), ...Object.keys(pkg.optionalDependencies ?? {})].filter(
   (name) => name !== 'commander' && !Object.values(vendored).includes(name),
 );
@@ -39,12 +39,19 @@ for (const [specifier, name] of Object.entries(vendored)) {
     logLevel: 'warning',
   });
 }
-/** Points sy.cjs's imports of the drivers at the vendored files, required at run time. */
+/**
+ * Points sy.cjs's imports of the drivers at the vendored files, required at run time. A
+ * dynamic import() (jose's) goes through a one-line shim that require()s the file: import()
+ * of a CommonJS file would go through Node's ESM loader, slower than jose's own ESM files.
+ */
 const vendorPlugin = {
   name: 'vendor',
   setup(build) {
     const filter = new RegExp(`^(${Object.keys(vendored).map((s) => s.replace('/', '\\/')).join('|')})$`);
-    build.onResolve({ filter }, (args) => ({ path: `./vendor/${vendored[args.path]}.cjs`, external: true }));
+    const file = (specifier) => `./vendor/${vendored[specifier]}.cjs`;
+    build.onResolve({ filter }, (args) => (args.kind === 'dynamic-import' ? { path: args.path, namespace: 'vendor-shim' } : { path: file(args.path), external: true }));
+    build.onLoad({ filter: /.*/, namespace: 'vendor-shim' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(file(args.path))});`, loader: 'js' }));
+    build.onResolve({ filter: /^\.\/vendor\//, namespace: 'vendor-shim' }, (args) => ({ path: args.path, external: true }));
   },
 };
 

@@ -79,7 +79,7 @@ export async function verifyToken(
   publicKeyOf: (client: string) => Promise<string | undefined>,
   now = Date.now(),
 ): Promise<VerifiedToken> {
-  const { decodeJwt, decodeProtectedHeader, importSPKI, jwtVerify } = await import('jose');
+  const { decodeJwt, decodeProtectedHeader, importSPKI, jwtVerify } = await loadJose();
   const refuse = (reason: string) => unauthorized('bad_token', `The token was refused: ${reason}.`);
   let issuer: unknown;
   try {
@@ -117,4 +117,16 @@ export async function verifyToken(
   if (iat * 1000 > now + CLOCK_TOLERANCE_SECONDS * 1000) throw refuse('it was issued in the future');
   if (typeof jti !== 'string' || jti === '') throw refuse('it has no jti');
   return { client: issuer, jti, expiresAt: exp * 1000 };
+}
+
+type Jose = typeof import('jose');
+
+/**
+ * jose, lazily. The bundle carries a CommonJS copy of it (dist/vendor/jose.cjs, see
+ * scripts/bundle.mjs: resolving jose's ESM files cost a client-mode command ~70 ms), which
+ * import() hands over as `default`; from tsc's output it is the package's ESM namespace.
+ */
+async function loadJose(): Promise<Jose> {
+  const loaded = (await import('jose')) as Jose & { default?: Jose };
+  return loaded.default ?? loaded;
 }

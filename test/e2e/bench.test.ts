@@ -36,6 +36,10 @@ const ROWS: [string, string][] = [
   ['10d', 'duplicate revocations'],
   ['11', 'active leases in the shared store'],
   ['12', 'revocation while 3 other targets hang'],
+  ['13a', 'API lease create latency, 1 client'],
+  ['13b', 'API lease create latency, 10 concurrent clients'],
+  ['13c', 'API lease creates/s, 10 concurrent clients'],
+  ['13d', '`sy dynamic lease create` in client mode'],
 ];
 
 describe('npm run bench -- --quick', () => {
