@@ -48,6 +48,11 @@ const MIN_CHECK_MS = 1_000;
 const MAX_CHECK_MS = 30_000;
 const MAX_BACKOFF_MS = 60_000;
 const DRAIN_POLL_MS = 1_000;
+/**
+ * An application that read the file just before the new lease replaced it may still be
+ * connecting with the old one: the old user's sessions are first counted after this.
+ */
+const DRAIN_GRACE_MS = 1_000;
 
 interface Held {
   lease: IssuedLease;
@@ -122,6 +127,7 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps, signal: A
       const deadline = Math.min(deps.now() + options.drainMs, old.expiresAt);
       let reason = 'drain deadline';
       let announced = false;
+      await wait(Math.min(DRAIN_GRACE_MS, deadline - deps.now()));
       while (!signal.aborted && deps.now() < deadline) {
         let count: SessionCount | null;
         try {
