@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
+import { agentRows } from './agent.mjs';
 import { FLEET_CFG, fleetRows } from './fleet.mjs';
 import {
   NODE, ROOT, SY, childEnv, fmtMs, fmtRatio, interleave, markdownTable, median, pairedRatio, quantile, run, runAsync, sleep, sy,
@@ -34,6 +35,7 @@ const CFG = QUICK
   ? { runs: 3, startupRuns: 3, timedRuns: 3, warmup: 1, secrets: 20, sweepLeases: 20, sweepRuns: 1, ledger: 200, ledgerSmall: 10, daemonLeases: 200, daemonRuns: 1, daemonSeconds: 3, concurrent: 16, concurrentRounds: 1 }
   : { runs: 11, startupRuns: 31, timedRuns: 21, warmup: 2, secrets: 1000, sweepLeases: 1000, sweepRuns: 10, ledger: 100_000, ledgerSmall: 10, daemonLeases: 10_000, daemonRuns: 10, daemonSeconds: 5, concurrent: 16, concurrentRounds: 10 };
 Object.assign(CFG, QUICK ? FLEET_CFG.quick : FLEET_CFG.full);
+CFG.agentSeconds = QUICK ? 15 : 600;
 if (opts.runs) CFG.runs = CFG.startupRuns = CFG.timedRuns = Number(opts.runs);
 const ONLY = opts.only ? new Set(opts.only.split(',').map((s) => s.trim())) : undefined;
 const OUT = opts.out ?? (QUICK ? undefined : join(ROOT, 'BENCHMARKS.md'));
@@ -571,6 +573,10 @@ fleetRows({
   group, label, CFG, PG, DB, PREFIX, MASTER_KEY, ROOT, NODE, SY, childEnv, sy, run, interleave, measureOpts, ratioRow, median, quantile, fmtMs, sleep, log, n,
   pgQuery, daemons, daemonPeak, newStore, onCleanup: (fn) => cleanups.push(fn),
 });
+
+label('14a', '`sy agent` RSS through rotations of 2 s leases, 4 s max TTL (PostgreSQL)', '<= 80 MiB, flat');
+label('14b', '`sy agent`: new lease to the file written, p99', '<= 100 ms');
+group(14, ['14a', '14b'], async () => agentRows(newStore('agent', { pgTarget: true }), { seconds: CFG.agentSeconds, prefix: PREFIX, log }));
 
 // ------------------------------------------------------------------ main
 

@@ -35,6 +35,8 @@ const ROWS: [string, string][] = [
   ['10c', 'revocations/s of the pool of 3 vs one daemon alone'],
   ['10d', 'duplicate revocations'],
   ['11', 'active leases in the shared store'],
+  ['14a', '`sy agent` RSS through rotations'],
+  ['14b', '`sy agent`: new lease to the file written'],
 ];
 
 describe('npm run bench -- --quick', () => {
