@@ -73,7 +73,8 @@ export async function agentCommand(ctx: Context, options: AgentCommandOptions): 
     }
   };
 
-  const service = localLeaseService(ctx, { quiet: true });
+  // A long-running process logs its own events: no spinner on its stderr.
+  const service = localLeaseService(async () => Object.assign(await ctx.leaseDeps(), { progress: undefined }));
   try {
     const summary = await runAgent(
       { ref, ttlSeconds, drainMs },

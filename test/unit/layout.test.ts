@@ -56,8 +56,10 @@ describe('source layout', () => {
     leases: ['errors', 'util', 'model', 'store', 'targets', 'audit', 'secrets'],
     io: ['errors', 'util', 'model', 'keys', 'leases'],
     config: ['errors', 'util', 'io'],
-    commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'cli'],
-    cli: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'commands'],
+    client: ['errors', 'util', 'model', 'store', 'leases', 'io'],
+    agent: ['errors', 'util', 'model', 'io', 'client'],
+    commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'client', 'agent', 'cli'],
+    cli: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'client', 'agent', 'commands'],
     index: ['errors', 'io', 'cli'],
     types: [],
   };
