@@ -9,7 +9,7 @@ _sy_spec() {
   _sy_subcommands= _sy_flags= _sy_valued= _sy_args=
   case "$1" in
     'sy')
-      _sy_subcommands='init key secret dynamic daemon pool run agent audit store config completion'
+      _sy_subcommands='init key secret dynamic daemon auth pool run agent audit store config completion'
       _sy_flags='-V --version --debug -q --quiet --no-color --no-sweep -h --help'
       _sy_valued=''
       _sy_args=''
@@ -136,8 +136,20 @@ _sy_spec() {
       ;;
     'sy daemon')
       _sy_subcommands=''
-      _sy_flags='--interval --pool --once --log-format --reap-interval --ready-file --debug -q --quiet --no-color --no-sweep -h --help'
-      _sy_valued='--interval --pool --log-format --reap-interval --ready-file'
+      _sy_flags='--interval --pool --once --log-format --reap-interval --ready-file --listen --tls-cert --tls-key --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='--interval --pool --log-format --reap-interval --ready-file --listen --tls-cert --tls-key'
+      _sy_args=''
+      ;;
+    'sy auth')
+      _sy_subcommands='token'
+      _sy_flags='-h --help'
+      _sy_valued=''
+      _sy_args=''
+      ;;
+    'sy auth token')
+      _sy_subcommands=''
+      _sy_flags='--ttl --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='--ttl'
       _sy_args=''
       ;;
     'sy pool')
@@ -323,6 +335,10 @@ _sy_value_source() {
     'sy daemon --log-format') _sy_source=choices; _sy_words='json text' ;;
     'sy daemon --reap-interval') _sy_source=text ;;
     'sy daemon --ready-file') _sy_source=text ;;
+    'sy daemon --listen') _sy_source=text ;;
+    'sy daemon --tls-cert') _sy_source=file ;;
+    'sy daemon --tls-key') _sy_source=file ;;
+    'sy auth token --ttl') _sy_source=text ;;
     'sy pool list -f'|'sy pool list --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy pool list --filter') _sy_source=text ;;
     'sy pool list -o'|'sy pool list --output') _sy_source=file ;;

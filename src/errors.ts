@@ -8,6 +8,8 @@ export type ErrorKind =
   | 'usage' // bad flags or invalid input
   | 'not_found' // secret, lease or version does not exist
   | 'store' // the store could not be opened: no key, wrong key, tampered, locked
+  | 'unauthorized' // as a client: the server refused its key or token, or its certificate failed
+  | 'forbidden' // as a client: its patterns or caps do not allow it
   | 'interrupted'; // Ctrl-C or a cancelled prompt
 
 const EXIT_STATUS: Record<ErrorKind, number> = {
@@ -15,6 +17,8 @@ const EXIT_STATUS: Record<ErrorKind, number> = {
   usage: 2,
   not_found: 3,
   store: 4,
+  unauthorized: 4,
+  forbidden: 5,
   interrupted: 130,
 };
 
@@ -27,12 +31,19 @@ const EXIT_MEANING: Record<ErrorKind, string> = {
   usage: 'Bad usage or invalid input (flags, JSON, TTL, validation, a recipe its server cannot fulfil).',
   not_found: 'Not found (secret, lease, version).',
   store: 'The store could not be opened (no key, wrong key, tampered or locked).',
+  unauthorized: 'As a client (SY_SERVER): the server refused the client\'s key or token, or its certificate failed.',
+  forbidden: 'As a client (SY_SERVER): not allowed, the client\'s patterns or caps do not allow it.',
   interrupted: 'Interrupted, or a prompt was cancelled or answered no.',
 };
 
 /** Every exit status of sy with its meaning, success first, in increasing order. */
 export function exitStatuses(): { code: number; meaning: string }[] {
-  const failures = (Object.keys(EXIT_STATUS) as ErrorKind[]).map((kind) => ({ code: EXIT_STATUS[kind], meaning: EXIT_MEANING[kind] }));
+  const byCode = new Map<number, string>();
+  for (const kind of Object.keys(EXIT_STATUS) as ErrorKind[]) {
+    const code = EXIT_STATUS[kind];
+    byCode.set(code, byCode.has(code) ? `${byCode.get(code)} ${EXIT_MEANING[kind]}` : EXIT_MEANING[kind]);
+  }
+  const failures = [...byCode].map(([code, meaning]) => ({ code, meaning }));
   return [{ code: 0, meaning: 'Success.' }, ...failures.sort((a, b) => a.code - b.code)];
 }
 
@@ -66,6 +77,10 @@ export const storeError = (code: string, message: string, hint?: string, cause?:
 
 export const failed = (code: string, message: string, hint?: string, cause?: unknown): SyError =>
   new SyError('failed', code, message, { hint, cause });
+
+export const unauthorized = (code: string, message: string, hint?: string): SyError => new SyError('unauthorized', code, message, { hint });
+
+export const forbidden = (code: string, message: string): SyError => new SyError('forbidden', code, message);
 
 export const interrupted = (): SyError => new SyError('interrupted', 'interrupted', 'Interrupted.');
 

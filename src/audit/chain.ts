@@ -11,6 +11,11 @@ export const GENESIS_HASH = '0'.repeat(64);
 
 export interface AuditEvent {
   action: string;
+  /**
+   * Who acted, when not the one the store was opened for: a daemon that works for an API
+   * client names it (`client:<name>`, see clientActor). Written where the actor always is.
+   */
+  actor?: string;
   path?: string;
   lease_id?: string;
   db_user?: string;

@@ -5,6 +5,7 @@ import { withPassphraseTries } from '../io/prompt.js';
 import type { IOStreams } from '../io/streams.js';
 import type { Store } from '../store/store.js';
 import type { LeaseDeps } from '../leases/deps.js';
+import type { LeaseService } from '../client/lease-service.js';
 import { createSpinner, type Spinner } from '../io/spinner.js';
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
@@ -31,6 +32,11 @@ export interface Context {
   store(): Promise<Store>;
   /** The store, target connector and spinner that lease operations use. */
   leaseDeps(): Promise<LeaseDeps>;
+  /**
+   * Leases and secret reads, chosen once here: through the lease API when SY_SERVER is set
+   * (the client's own key; the HTTP client loads only then), else on the store.
+   */
+  leases(): Promise<LeaseService>;
   print(printable: Printable, flags: OutputFlags): Promise<void>;
   /** Stops the spinner before a child process takes over the terminal. */
   stopSpinner(): void;
@@ -102,6 +108,7 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     autoSweep: env.SY_NO_SWEEP !== '1',
     home: () => checkedHome(resolveHome(env), env.SY_HOME ? 'SY_HOME' : 'The store directory'),
     store() {
+      if (env.SY_SERVER) return Promise.reject(needsStore());
       if (store) return store;
       const opening = Promise.all([import('../store/open.js'), import('../audit/actor.js')])
         .then(([{ openStore }, { defaultActor }]) =>
@@ -122,6 +129,14 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
       const s = await ctx.store();
       deps ??= buildDeps(s);
       return deps;
+    },
+    async leases() {
+      if (env.SY_SERVER) {
+        const [{ httpLeaseService }, { clientCredentials }] = await Promise.all([import('../client/http.js'), import('../client/credentials.js')]);
+        return httpLeaseService(clientCredentials(env));
+      }
+      const { localLeaseService } = await import('../client/local.js');
+      return localLeaseService(ctx);
     },
     async print(printable, flags) {
       spinner?.stop();
@@ -150,6 +165,15 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     },
   };
   return ctx;
+}
+
+/** With SY_SERVER set, sy is a client of a pool's daemons and never opens a store. */
+function needsStore(): SyError {
+  return usageError(
+    'needs_store',
+    'This command needs the store, and SY_SERVER is set: as a client of the lease API, sy runs only `dynamic lease create|list|lookup|renew|revoke`, `secret read`, `agent` and `auth token`.',
+    'Unset SY_SERVER to work on a store of your own.',
+  );
 }
 
 /**

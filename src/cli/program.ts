@@ -189,7 +189,19 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
       .addOption(new Option('--log-format <format>', 'one JSON line per event, or text for people').choices(['json', 'text']).default('json'))
       .option('--reap-interval <duration>', 'how often to look for orphaned users (default 10m)')
       .option('--ready-file <path>', 'touch this file after each pass and heartbeat that succeeded, remove it at exit (a readiness probe checks its age)')
-      .action(lazy(() => import('../commands/daemon.js'), (m, opts) => m.daemonCommand(ctx, opts)));
+      .option('--listen <host:port>', 'also serve the lease API there (plain HTTP on loopback only; otherwise with --tls-cert and --tls-key)')
+      .option('--tls-cert <file>', 'the PEM certificate (chain) the API serves')
+      .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+      .action(lazy(() => import('../daemon/command.js'), (m, opts) => m.daemonCommand(ctx, opts)));
+  }
+
+  if (want('auth')) {
+    const auth = program.command('auth').description('tokens for the lease API (client side: SY_SERVER, SY_CLIENT_ID, SY_PRIVATE_KEY)');
+    auth
+      .command('token')
+      .description('print a signed token for `Authorization: Bearer` (as for curl in the seed)')
+      .option('--ttl <duration>', 'how long the token lives (default 5m; at most 15m)')
+      .action(lazy(() => import('../commands/auth/token.js'), (m, opts) => m.tokenCommand(ctx, opts)));
   }
 
   if (want('pool')) {
@@ -285,7 +297,7 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
 }
 
 /** The top-level commands: buildProgram can build one of them alone. */
-const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'run', 'agent', 'audit', 'store', 'config', 'completion', '__complete'];
+const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'run', 'agent', 'audit', 'store', 'config', 'auth', 'completion', '__complete'];
 
 /**
  * The flags every command takes. They are added to each command (not only to the root)

@@ -8,7 +8,6 @@ import type { IssuedLease } from '../io/lease-view.js';
 import { type AgentEvent, jsonLine, textLine } from '../agent/events.js';
 import { runAgent } from '../agent/loop.js';
 import { leaseSessions } from '../agent/sessions.js';
-import { localLeaseService } from '../client/local.js';
 import { issuedLeasePrintable } from './dynamic/shared.js';
 import { STORE_VARIABLES } from './run.js';
 
@@ -73,8 +72,9 @@ export async function agentCommand(ctx: Context, options: AgentCommandOptions): 
     }
   };
 
-  // A long-running process logs its own events: no spinner on its stderr.
-  const service = localLeaseService(async () => Object.assign(await ctx.leaseDeps(), { progress: undefined }));
+  // A long-running process logs its own events: no spinner or notice on its stderr.
+  ctx.io.quiet = true;
+  const service = await ctx.leases();
   try {
     const summary = await runAgent(
       { ref, ttlSeconds, drainMs },

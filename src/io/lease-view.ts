@@ -49,6 +49,8 @@ export interface LeaseDetails extends LeaseSummary {
   attempts: number;
   last_error: string | null;
   ended_at: string | null;
+  /** The API client the lease was issued for; null when issued on the store. */
+  client: string | null;
 }
 
 export function issuedLease(issued: IssuedCredentials): IssuedLease {
@@ -120,5 +122,6 @@ export function leaseDetails(lease: LeaseRecord, now: number): LeaseDetails {
     attempts: lease.attempts,
     last_error: lease.lastError ?? null,
     ended_at: lease.endedAt === undefined ? null : isoSeconds(lease.endedAt),
+    client: lease.client ?? null,
   };
 }

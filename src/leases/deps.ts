@@ -12,6 +12,12 @@ export interface LeaseDeps {
   progress?(text: string): void;
   /** Notices for the user (capped TTL, forgotten lease); printed by the CLI layer. */
   warn?(text: string): void;
+  /**
+   * Who the audit log names for these operations when not the store handle's actor: the
+   * API client a daemon works for (`clientActor(name)`). Set per request on a copy of the
+   * deps; the store handle is shared.
+   */
+  actor?: string;
   /** Identifies this process's claims on leases. */
   claimant: string;
 }

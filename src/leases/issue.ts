@@ -29,6 +29,8 @@ export interface IssueRequest {
   ttlSeconds?: number;
   /** Issue from this version of the dynamic secret (`secret read --version`); the current one when not given. */
   version?: number;
+  /** The API client the lease is issued for: recorded on the lease (and its caps are the caller's to check). */
+  client?: string;
 }
 
 /**
@@ -79,7 +81,7 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
   const password = newPassword();
   const leaseId = randomUUID();
   const target = targetLabel(connection);
-  const audit = { path: secret.path, lease_id: leaseId, db_user: username, target, ttl };
+  const audit = { actor: deps.actor, path: secret.path, lease_id: leaseId, db_user: username, target, ttl };
 
   await store.leases.recordIntent({
     id: leaseId,
@@ -95,6 +97,7 @@ export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: Issue
     maxExpiresAt,
     ownerPid: process.pid,
     ownerHost: hostname(),
+    client: request.client,
     revocation: { connection: { ...connection }, username, revocationStatements: recipe.revocationStatements, reassignTo: recipe.reassignTo },
   });
 

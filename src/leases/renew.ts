@@ -39,7 +39,7 @@ export async function renewLease(deps: LeaseDeps, leaseId: string, incrementSeco
   }
   const wanted = now + seconds * 1000;
   const expiresAt = Math.min(wanted, lease.maxExpiresAt);
-  const audit = { action: 'lease.renew', path: lease.path, lease_id: lease.id, db_user: lease.username, target: lease.target, ttl: Math.round((expiresAt - now) / 1000) };
+  const audit = { action: 'lease.renew', actor: deps.actor, path: lease.path, lease_id: lease.id, db_user: lease.username, target: lease.target, ttl: Math.round((expiresAt - now) / 1000) };
   if (expiresAt <= lease.expiresAt) {
     await deps.store.audit.append([{ ...audit, ttl: Math.round((lease.expiresAt - now) / 1000), outcome: 'success', detail: { unchanged: true } }]);
     return { lease, capped: expiresAt < wanted, unchanged: true };

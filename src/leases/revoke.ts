@@ -123,6 +123,7 @@ async function settleGroup(deps: LeaseDeps, leases: LeaseRecord[], errors: Map<s
   await deps.store.audit.append(
     plans.filter((_p, i) => settled[i] !== undefined).map((p) => ({
       action: options.action ?? 'lease.revoke',
+      actor: deps.actor,
       path: p.lease.path,
       lease_id: p.lease.id,
       db_user: sealedUsername(p.lease),

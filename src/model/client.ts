@@ -19,3 +19,9 @@ export interface ClientRecord {
 
 export const CLIENT_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
 export const DEFAULT_MAX_LEASES = 100;
+
+/**
+ * The audit log's actor for what a daemon does for a client: marked, so that it cannot be
+ * read as a user@host or an SY_CLIENT_ID of someone working on the store.
+ */
+export const clientActor = (name: string): string => `client:${name}`;

@@ -35,6 +35,12 @@ export interface LeaseRecord {
   nextAttemptAt?: number;
   lastError?: string;
   endedAt?: number;
+  /**
+   * The API client the lease was issued for (its name), none when issued on the store
+   * itself. Fixed at issue and covered by the row's MAC: no one without the key can move a
+   * lease to another client.
+   */
+  client?: string;
   /** Sealed in the store: what revocation needs even if the secrets change or go. */
   revocation: LeaseRevocation;
 }

@@ -40,12 +40,13 @@ export async function copyStore(
         secretVersions: info.secretVersions,
         leases: info.leases,
         auditLines: info.auditLines,
+        clients: info.clients,
       };
       await source.audit.append([{
         action: 'store.copy',
         target: destination.location,
         outcome: 'success',
-        detail: { kind: destination.kind, secrets: info.secrets, secret_versions: info.secretVersions, leases: info.leases, audit_lines: info.auditLines },
+        detail: { kind: destination.kind, secrets: info.secrets, secret_versions: info.secretVersions, leases: info.leases, audit_lines: info.auditLines, clients: info.clients },
       }]);
       return report;
     } finally {

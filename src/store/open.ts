@@ -19,7 +19,8 @@ import { secureHome } from './permissions.js';
 import { Census, RecordMac, recordKey, tampered } from './records.js';
 import { AuthenticatedMeta, openDatabase, readMeta, runSnapshot, writeMeta } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
-import { AUDIT_HEAD, RECORDS_SCHEMA, SCHEMA_VERSION, createSchema, migrateToPools, migrateToRecordMacs } from './sqlite-schema.js';
+import { AUDIT_HEAD, RECORDS_SCHEMA, SCHEMA_VERSION, createSchema, migrateToClients, migrateToPools, migrateToRecordMacs } from './sqlite-schema.js';
+import { CLIENT_CENSUS } from './rows.js';
 import { SECRET_CENSUS } from './sqlite-secrets.js';
 import { SqliteStore } from './sqlite.js';
 import { type StoreUrl, isStoreUrl, parseStoreUrl } from './postgres/url.js';
@@ -99,6 +100,7 @@ export async function initStore(
   const records = {
     [SECRET_CENSUS]: AuthenticatedMeta.encode(macs, SECRET_CENSUS, new Census().encode()),
     [LEASE_CENSUS]: AuthenticatedMeta.encode(macs, LEASE_CENSUS, new Census().encode()),
+    [CLIENT_CENSUS]: AuthenticatedMeta.encode(macs, CLIENT_CENSUS, new Census().encode()),
     [AUDIT_HEAD]: AuthenticatedMeta.encode(macs, AUDIT_HEAD, encodeAuditPosition(EMPTY_LOG)),
   };
   if (!writeMeta(db, { keyslot: JSON.stringify(slot), ...records }, 'keyslot')) {
@@ -170,8 +172,9 @@ export async function unlockSqlite(home: string, env: KeyEnvironment, ask?: Pass
     const kek: KeyEncryptionKey = await keyForOpening(slot.wrap, slot.storeId, env, ask);
     let dataKey = openSlot(kek.key, slot, 2);
     if (dataKey) {
-      if (schema === RECORDS_SCHEMA) migrateToPools(db);
-      else if (schema !== SCHEMA_VERSION) throw tampered('its schema version');
+      if (schema < RECORDS_SCHEMA || schema > SCHEMA_VERSION) throw tampered('its schema version');
+      if (schema < 3) migrateToPools(db);
+      if (schema < 4) migrateToClients(db, new RecordMac(recordKey(dataKey), slot.storeId));
     } else {
       dataKey = openSlot(kek.key, slot, 1);
       if (dataKey && schema !== 1) throw tampered('its key slot');

@@ -4,6 +4,7 @@
  * row's `mac` (nullable in SQLite, where schema-1 rows had none until migrated).
  */
 import { open, seal } from '../keys/crypto.js';
+import type { ClientRecord } from '../model/client.js';
 import type { LeaseChanges, LeaseRecord, LeaseRevocation, LeaseState, NewLease } from '../model/lease.js';
 import type { RecordMac } from './records.js';
 import type { SecretKind } from '../model/secret.js';
@@ -46,6 +47,8 @@ export interface LeaseColumns {
   owner_host: string | null;
   claimant: string | null;
   claimed_until: number | null;
+  /** The API client the lease was issued for (store schema 4 on); absent in older rows. */
+  client?: string | null;
   sealed: Buffer;
 }
 
@@ -72,6 +75,7 @@ export function leaseRecord(row: LeaseColumns, dataKey: Buffer): LeaseRecord {
     nextAttemptAt: row.next_attempt_at ?? undefined,
     lastError: row.last_error ?? undefined,
     endedAt: row.ended_at ?? undefined,
+    ...(row.client != null ? { client: row.client } : {}),
     revocation,
   };
 }
@@ -82,8 +86,25 @@ export const LEASE_COLUMNS = [
   'max_expires_at', 'attempts', 'next_attempt_at', 'last_error', 'ended_at', 'owner_pid', 'owner_host', 'claimant', 'claimed_until',
 ] as const;
 
+/**
+ * The values a lease's MAC covers: LEASE_COLUMNS, then the client when there is one. A lease
+ * without a client keeps the MAC it had before the column existed (no store needs re-MACing
+ * to upgrade), while a client added to, removed from or changed on a row breaks its MAC: the
+ * array's length and last value are both covered.
+ */
+export function leaseMacValues(row: LeaseColumns): unknown[] {
+  const values: unknown[] = LEASE_COLUMNS.map((c) => row[c]);
+  if (row.client != null) values.push({ client: row.client });
+  return values;
+}
+
 export function leaseMac(macs: RecordMac, row: LeaseColumns): Buffer {
-  return macs.of('lease', LEASE_COLUMNS.map((c) => row[c]), row.sealed);
+  return macs.of('lease', leaseMacValues(row), row.sealed);
+}
+
+/** Checks a lease row's MAC (as read, possibly absent). */
+export function leaseMacHolds(macs: RecordMac, row: LeaseColumns & { mac: Buffer | null }): boolean {
+  return macs.check(row.mac, 'lease', leaseMacValues(row), row.sealed) !== undefined;
 }
 
 /** The row after a state change, MACed again: the same for every store. */
@@ -115,6 +136,54 @@ export function intentRow(lease: NewLease, dataKey: Buffer): LeaseColumns {
     id: lease.id, secret_id: lease.secretId, base_id: lease.baseId, path: lease.path, pool: lease.pool, engine: lease.engine,
     target: lease.target, username: lease.username, state: 'intent', created_at: lease.createdAt, expires_at: lease.expiresAt,
     max_expires_at: lease.maxExpiresAt, attempts: 0, next_attempt_at: null, last_error: null, ended_at: null,
-    owner_pid: lease.ownerPid, owner_host: lease.ownerHost, claimant: null, claimed_until: null, sealed,
+    owner_pid: lease.ownerPid, owner_host: lease.ownerHost, claimant: null, claimed_until: null, client: lease.client ?? null, sealed,
+  };
+}
+
+/**
+ * A client of the lease API: plain columns (nothing in it is secret; its key is the public
+ * half), every one covered by the row's MAC, so patterns, caps and key change only with the
+ * store key. `allow` is the patterns as a JSON array.
+ */
+export interface ClientColumns {
+  name: string;
+  public_key: string;
+  allow: string;
+  max_ttl: number | null;
+  max_leases: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export const CLIENT_COLUMNS = ['name', 'public_key', 'allow', 'max_ttl', 'max_leases', 'created_at', 'updated_at'] as const;
+
+/** The meta row of the census of clients (every row: a client deleted or brought back behind sy's back is found by any read). */
+export const CLIENT_CENSUS = 'client_census';
+export const CLIENT_CENSUS_WHAT = 'its clients';
+
+export const clientMac = (macs: RecordMac, row: ClientColumns): Buffer => macs.of('client', CLIENT_COLUMNS.map((c) => row[c]));
+
+export function clientRow(record: ClientRecord): ClientColumns {
+  return {
+    name: record.name,
+    public_key: record.publicKey,
+    allow: JSON.stringify(record.allow),
+    max_ttl: record.maxTtl ?? null,
+    max_leases: record.maxLeases,
+    created_at: record.createdAt,
+    updated_at: record.updatedAt,
+  };
+}
+
+/** A client's row, already checked against its MAC, as the record. */
+export function clientRecord(row: ClientColumns): ClientRecord {
+  return {
+    name: row.name,
+    publicKey: row.public_key,
+    allow: JSON.parse(row.allow) as string[],
+    ...(row.max_ttl === null ? {} : { maxTtl: row.max_ttl }),
+    maxLeases: row.max_leases,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
   };
 }

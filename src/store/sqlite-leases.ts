@@ -1,4 +1,4 @@
-import { type LeaseColumns, LEASE_COLUMNS, intentRow, leaseMac, leaseRecord, nextLeaseRow } from './rows.js';
+import { type LeaseColumns, intentRow, leaseMac, leaseMacHolds, leaseRecord, nextLeaseRow } from './rows.js';
 import type BetterSqlite3 from 'better-sqlite3';
 import { hostname } from 'node:os';
 import { Census, type RecordMac, shown, tampered } from './records.js';
@@ -63,11 +63,11 @@ export class SqliteLeaseLedger implements LeaseLedger {
     this.withCensus((census) => {
       this.sql(
           `INSERT INTO leases (id, secret_id, base_id, path, pool, engine, target, username, state, created_at, expires_at,
-             max_expires_at, attempts, owner_pid, owner_host, sealed, mac)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?, 0, ?, ?, ?, ?)`,
+             max_expires_at, attempts, owner_pid, owner_host, client, sealed, mac)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?, 0, ?, ?, ?, ?, ?)`,
         )
         .run(row.id, row.secret_id, row.base_id, row.path, row.pool, row.engine, row.target, row.username,
-          row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, row.sealed, mac);
+          row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, row.client ?? null, row.sealed, mac);
       census.add(mac);
     });
   }
@@ -96,6 +96,10 @@ export class SqliteLeaseLedger implements LeaseLedger {
     if (query.pool !== undefined) {
       where.push('pool = ?');
       params.push(query.pool);
+    }
+    if (query.client !== undefined) {
+      where.push('client = ?');
+      params.push(query.client);
     }
     const sql = `SELECT * FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT ? OFFSET ?`;
     // Unfiltered and on one page, the listing holds every live lease: the census is checked for free.
@@ -218,7 +222,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
   }
 
   private verified(row: LeaseRow): LeaseRow {
-    if (!this.macs.check(row.mac, 'lease', LEASE_COLUMNS.map((c) => row[c]), row.sealed)) throw tampered(`lease ${shown(row.id)}`);
+    if (!leaseMacHolds(this.macs, row)) throw tampered(`lease ${shown(row.id)}`);
     return row;
   }
 

@@ -7,7 +7,8 @@ import { LIVE_LEASE_STATES } from '../model/lease.js';
 import { Census, RecordMac, recordKey, shown, tampered } from './records.js';
 import { AuthenticatedMeta, type Database, readMeta, runWrite } from './sqlite-db.js';
 import { LEASE_CENSUS } from './sqlite-leases.js';
-import { leaseMac } from './rows.js';
+import { CLIENT_CENSUS, leaseMac } from './rows.js';
+import { CLIENTS_SCHEMA } from './sqlite-clients.js';
 import { DAEMONS_SCHEMA } from './sqlite-pools.js';
 import { SECRET_CENSUS, secretMac, versionMac } from './sqlite-secrets.js';
 
@@ -17,13 +18,17 @@ import { SECRET_CENSUS, secretMac, versionMac } from './sqlite-secrets.js';
  * 1: sealed payloads, plain index columns. 2: every row carries a MAC of its values
  * (`mac`), the census of live leases and of secrets and the audit log's head are kept in
  * meta, authenticated too. 3: the pool registry's `daemons` table (plain rows, see
- * pools.ts). Stores of older versions are migrated when opened with the key.
+ * pools.ts). 4: the clients of the lease API (`clients`, their census in meta) and the
+ * client of each lease (`leases.client`, in its MAC when set). Stores of older versions are
+ * migrated when opened with the key.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 /** The schema whose records (MACs, censuses, key slot) the current one keeps: 3 added a table only. */
 export const RECORDS_SCHEMA = 2;
 
-const SCHEMA = `${DAEMONS_SCHEMA}
+const LEASES_CLIENT_INDEX = 'CREATE INDEX IF NOT EXISTS leases_client ON leases (client, state) WHERE client IS NOT NULL;';
+
+const SCHEMA = `${DAEMONS_SCHEMA}${CLIENTS_SCHEMA}
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -69,6 +74,7 @@ CREATE TABLE IF NOT EXISTS leases (
   claimant       TEXT,
   claimed_until  INTEGER,
   sealed         BLOB NOT NULL,
+  client         TEXT,
   mac            BLOB
 );
 CREATE INDEX IF NOT EXISTS leases_due ON leases (state, expires_at);
@@ -76,6 +82,7 @@ CREATE INDEX IF NOT EXISTS leases_retry ON leases (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS leases_secret ON leases (secret_id, state);
 CREATE INDEX IF NOT EXISTS leases_base ON leases (base_id, state);
 CREATE INDEX IF NOT EXISTS leases_path ON leases (path);
+${LEASES_CLIENT_INDEX}
 `;
 
 export function createSchema(db: Database): void {
@@ -95,8 +102,32 @@ export function migrateToPools(db: Database): void {
   runWrite(db, () => {
     if (Number(readMeta(db, 'schema_version')) >= 3) return; // another process got there first
     db.exec(DAEMONS_SCHEMA);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run('3');
+  });
+}
+
+/**
+ * Schema 3 to 4, by the first process that opens the store with its key: the clients' table
+ * and its (empty) census, and the leases' client column. No row changes: a lease without a
+ * client keeps its MAC (rows.ts, leaseMacValues). A census already there is kept, so a schema
+ * set back to 3 by someone without the key cannot have the clients counted afresh; what such
+ * a set-back can still do is drop every client, and with it every client's access.
+ */
+export function migrateToClients(db: Database, macs: RecordMac): void {
+  runWrite(db, () => {
+    if (Number(readMeta(db, 'schema_version')) >= 4) return; // another process got there first
+    addClients(db, new AuthenticatedMeta(db, macs));
     db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
   });
+}
+
+/** What schema 4 adds, within the caller's write transaction. */
+function addClients(db: Database, meta: AuthenticatedMeta): void {
+  const columns = db.prepare('PRAGMA table_info(leases)').all() as { name: string }[];
+  if (!columns.some((c) => c.name === 'client')) db.exec('ALTER TABLE leases ADD COLUMN client TEXT');
+  db.exec(CLIENTS_SCHEMA);
+  db.exec(LEASES_CLIENT_INDEX);
+  if (readMeta(db, CLIENT_CENSUS) === undefined) meta.writeCensus(CLIENT_CENSUS, new Census());
 }
 
 /** The meta row that records where the audit log ends (a FilePosition, authenticated). */
@@ -147,6 +178,7 @@ export function migrateToRecordMacs(db: Database, options: { dataKey: Buffer; st
     }
 
     db.exec(DAEMONS_SCHEMA);
+    addClients(db, meta);
     meta.writeCensus(SECRET_CENSUS, secrets);
     meta.writeCensus(LEASE_CENSUS, live);
     meta.write(AUDIT_HEAD, encodeAuditPosition(legacyAuditHead(db, options.dataKey, options.home)));

@@ -22,7 +22,7 @@ import { SECRET_CENSUS } from './sqlite-secrets.js';
 import { SqliteStore } from './sqlite.js';
 import type { StoreOptions } from './store.js';
 import { type StoreDump, checkedDump, sealedRows, storeNotEmpty } from './transfer.js';
-import type { LeaseColumns, SecretColumns, VersionColumns } from './rows.js';
+import { CLIENT_CENSUS, type ClientColumns, type LeaseColumns, type SecretColumns, type VersionColumns } from './rows.js';
 
 type WithMac<T> = T & { mac: Buffer | null };
 
@@ -46,8 +46,10 @@ export async function dumpSqlite(home: string, env: KeyEnvironment, options: Sto
         secrets: db.prepare('SELECT * FROM secrets ORDER BY path').all() as WithMac<SecretColumns>[],
         versions: db.prepare('SELECT * FROM secret_versions ORDER BY secret_id, version').all() as WithMac<VersionColumns>[],
         leases: db.prepare('SELECT * FROM leases ORDER BY created_at, id').all() as WithMac<LeaseColumns>[],
+        clients: db.prepare('SELECT * FROM clients ORDER BY name').all() as WithMac<ClientColumns>[],
         secretCensus: meta.readCensus(SECRET_CENSUS, 'its secrets'),
         leaseCensus: meta.readCensus(LEASE_CENSUS, 'its live leases'),
+        clientCensus: meta.readCensus(CLIENT_CENSUS, 'its clients'),
         audit: { lines, head: { lines: lines.length, hash } },
       });
       return { dump, store };
@@ -113,9 +115,11 @@ export async function loadSqlite(dir: string, dump: StoreDump, options: StoreOpt
       insertAll(db, 'secrets', rows.secrets);
       insertAll(db, 'secret_versions', rows.versions);
       insertAll(db, 'leases', rows.leases);
+      insertAll(db, 'clients', rows.clients);
       db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('keyslot', JSON.stringify(dump.slot));
       meta.writeCensus(SECRET_CENSUS, rows.secretCensus);
       meta.writeCensus(LEASE_CENSUS, rows.leaseCensus);
+      meta.writeCensus(CLIENT_CENSUS, rows.clientCensus);
       meta.write(AUDIT_HEAD, encodeAuditPosition({ lines: dump.audit.head.lines, bytes: text.length, hash: dump.audit.head.hash, place: homeIdentity(home) }));
     }).immediate();
   } catch (error) {

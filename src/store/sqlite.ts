@@ -2,6 +2,7 @@ import { auditMac } from '../audit/chain.js';
 import { type AuditHead, FileAuditLog, decodeAuditPosition, encodeAuditPosition } from '../audit/file-log.js';
 import { RecordMac, recordKey, tampered } from './records.js';
 import { AuthenticatedMeta, type Database, readMeta, runSnapshot, runWrite } from './sqlite-db.js';
+import { SqliteClientRegistry } from './sqlite-clients.js';
 import { SqliteLeaseLedger } from './sqlite-leases.js';
 import { AUDIT_HEAD } from './sqlite-schema.js';
 import { SqliteSecretRepository } from './sqlite-secrets.js';
@@ -17,6 +18,7 @@ export class SqliteStore implements Store {
   readonly location: string;
   readonly secrets: SqliteSecretRepository;
   readonly leases: SqliteLeaseLedger;
+  readonly clients: SqliteClientRegistry;
   readonly audit: FileAuditLog;
   readonly pools: PoolRegistry;
 
@@ -32,6 +34,7 @@ export class SqliteStore implements Store {
     const meta = new AuthenticatedMeta(db, macs);
     const ledger = new SqliteLeaseLedger(db, dataKey, macs, meta);
     this.leases = ledger;
+    this.clients = new SqliteClientRegistry(db, macs, meta);
     this.secrets = new SqliteSecretRepository(db, dataKey, macs, meta, (id) => ledger.liveLeasesOf(id));
     /**
      * Where the audit log ends (line count, byte length, last hash), kept in the store and
@@ -64,7 +67,8 @@ export class SqliteStore implements Store {
       secrets: (this.db.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n,
       secretVersions: (this.db.prepare('SELECT count(*) AS n FROM secret_versions').get() as { n: number }).n,
     }));
-    return { ...counts, leases: await this.leases.countByState(), auditLines: (await this.audit.head()).lines };
+    const clients = (await this.clients.list()).length;
+    return { ...counts, leases: await this.leases.countByState(), auditLines: (await this.audit.head()).lines, clients };
   }
 
   watch(watcher: StoreWatcher): Promise<StoreWatch> {

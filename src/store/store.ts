@@ -8,6 +8,7 @@
 import type { AuditTrail } from '../audit/trail.js';
 
 export type { AuditTrail, AuditVerifyResult } from '../audit/trail.js';
+import type { ClientRecord } from '../model/client.js';
 import type { LeaseChanges, LeaseRecord, LeaseState, NewLease } from '../model/lease.js';
 import type { NewSecret, Secret, SecretContent, SecretMetadata, SecretRef } from '../model/secret.js';
 import type { PoolRegistry, StoreWatch, StoreWatcher } from './pools.js';
@@ -47,6 +48,8 @@ export interface Store {
   readonly location: string;
   readonly secrets: SecretRepository;
   readonly leases: LeaseLedger;
+  /** The clients of the lease API (PRODUCT.md, "Clients and the lease API"). */
+  readonly clients: ClientRegistry;
   /** The daemons that run, by pool (pools.ts). */
   readonly pools: PoolRegistry;
   /** Optional: tells a long-lived process about changes to the ledger made by others (pools.ts). */
@@ -74,6 +77,26 @@ export interface StoreInfo {
   /** Leases per state; states with none are left out. */
   leases: Record<string, number>;
   auditLines: number;
+  /** Clients of the lease API. */
+  clients: number;
+}
+
+/**
+ * The clients of the lease API, with the same integrity as every other record: each row is
+ * checked against its MAC, and every read compares the whole set with its census, so a
+ * client removed, brought back or set back to an older copy of itself behind sy's back is
+ * refused (exit 4) rather than trusted.
+ */
+export interface ClientRegistry {
+  /** Throws a usage error (exit 2) when the name is taken. */
+  create(record: ClientRecord): Promise<void>;
+  get(name: string): Promise<ClientRecord | undefined>;
+  /** Every client, by name. */
+  list(): Promise<ClientRecord[]>;
+  /** Replaces the client's patterns, caps, key and updatedAt (createdAt stays); notFound (exit 3) when there is none. */
+  update(record: ClientRecord): Promise<void>;
+  /** False when there was no such client. */
+  delete(name: string): Promise<boolean>;
 }
 
 export interface LeaseQuery {
@@ -84,6 +107,8 @@ export interface LeaseQuery {
   /** Also ended leases. */
   all?: boolean;
   pool?: string;
+  /** Only the leases of this API client. */
+  client?: string;
   limit: number;
   offset?: number;
 }

@@ -7,11 +7,11 @@
  */
 import type { AuditPosition } from '../audit/chain.js';
 import { LIVE_LEASE_STATES } from '../model/lease.js';
-import type { LeaseColumns, SecretColumns, VersionColumns } from './rows.js';
+import type { ClientColumns, LeaseColumns, SecretColumns, VersionColumns } from './rows.js';
 import type { KeySlot } from './key-slot.js';
 import { usageError } from '../errors.js';
 import { Census, RecordMac, recordKey, shown, tampered as recordTampered } from './records.js';
-import { LEASE_COLUMNS, leaseMac } from './rows.js';
+import { CLIENT_CENSUS_WHAT, CLIENT_COLUMNS, LEASE_COLUMNS, clientMac, leaseMac, leaseMacHolds } from './rows.js';
 import { SECRET_COLUMNS, VERSION_COLUMNS, secretMac, versionMac } from './sqlite-secrets.js';
 
 export interface StoreDump {
@@ -21,6 +21,8 @@ export interface StoreDump {
   secrets: { row: SecretColumns; versions: VersionColumns[] }[];
   /** In creation order. */
   leases: LeaseColumns[];
+  /** By name. */
+  clients: ClientColumns[];
   audit: { lines: string[]; head: AuditPosition };
 }
 
@@ -33,6 +35,7 @@ export interface CopyReport {
   secretVersions: number;
   leases: Record<string, number>;
   auditLines: number;
+  clients: number;
 }
 
 type WithMac<T> = T & { mac: Buffer | null };
@@ -44,8 +47,10 @@ export interface RawStore {
   secrets: WithMac<SecretColumns>[];
   versions: WithMac<VersionColumns>[];
   leases: WithMac<LeaseColumns>[];
+  clients: WithMac<ClientColumns>[];
   secretCensus: Census;
   leaseCensus: Census;
+  clientCensus: Census;
   audit: StoreDump['audit'];
 }
 
@@ -80,12 +85,19 @@ export function checkedDump(raw: RawStore, restore = 'SY_HOME'): StoreDump {
   }
   const leaseCensus = new Census();
   const leases = raw.leases.map((row) => {
-    if (!macs.check(row.mac, 'lease', LEASE_COLUMNS.map((c) => row[c]), row.sealed)) throw tampered(`lease ${shown(row.id)}`);
+    if (!leaseMacHolds(macs, row)) throw tampered(`lease ${shown(row.id)}`);
     if (isLive(row.state)) leaseCensus.add(row.mac!);
-    return { ...pick(row, LEASE_COLUMNS), sealed: row.sealed };
+    return { ...pick(row, LEASE_COLUMNS), client: row.client ?? null, sealed: row.sealed };
   });
   if (!leaseCensus.equals(raw.leaseCensus)) throw tampered('its live leases');
-  return { slot: raw.slot, dataKey: raw.dataKey, secrets: [...secrets.values()], leases, audit: raw.audit };
+  const clientCensus = new Census();
+  const clients = raw.clients.map((row) => {
+    if (!macs.check(row.mac, 'client', CLIENT_COLUMNS.map((c) => row[c]))) throw tampered(`client ${shown(row.name)}`);
+    clientCensus.add(row.mac!);
+    return pick(row, CLIENT_COLUMNS);
+  });
+  if (!clientCensus.equals(raw.clientCensus)) throw tampered(CLIENT_CENSUS_WHAT);
+  return { slot: raw.slot, dataKey: raw.dataKey, secrets: [...secrets.values()], leases, clients, audit: raw.audit };
 }
 
 /** The dump's rows with their MACs for the destination, and its censuses (the same store id and key: the same values). */
@@ -104,7 +116,13 @@ export function sealedRows(dump: StoreDump) {
     if (isLive(lease.state)) leaseCensus.add(mac);
     return { ...lease, mac };
   });
-  return { secrets, versions, leases, secretCensus, leaseCensus };
+  const clientCensus = new Census();
+  const clients = dump.clients.map((client) => {
+    const mac = clientMac(macs, client);
+    clientCensus.add(mac);
+    return { ...client, mac };
+  });
+  return { secrets, versions, leases, clients, secretCensus, leaseCensus, clientCensus };
 }
 
 export const storeNotEmpty = (location: string, what: string) =>

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditEntry } from '../../src/audit/chain.js';
 import { SyError } from '../../src/errors.js';
+import type { ClientRecord } from '../../src/model/client.js';
 import type { LeaseState, NewLease } from '../../src/model/lease.js';
 import type { NewSecret, Secret } from '../../src/model/secret.js';
 import type { Store } from '../../src/store/store.js';
@@ -30,6 +31,17 @@ export interface TamperHooks {
    * copy back over the row (a rollback to an older, validly MACed state of it).
    */
   keepLeaseRow(id: string): Promise<() => Promise<void>>;
+  /** Sets plain columns of a lease's row: its client (null: none). */
+  setLeaseClient(id: string, client: string | null): Promise<void>;
+  /** Sets plain columns of a client's row (`allow` as stored: a JSON array). */
+  editClient(name: string, change: { allow?: string; maxLeases?: number }): Promise<void>;
+  /** Deletes a client's row. */
+  deleteClientRow(name: string): Promise<void>;
+  /**
+   * Keeps a copy of a client's whole row; the returned function writes it back (over the row,
+   * or anew when the row is gone): a client set back, or brought back after its deletion.
+   */
+  keepClientRow(name: string): Promise<() => Promise<void>>;
   /** Removes the last `count` lines of the audit log. */
   cutAuditLog(count: number): Promise<void>;
   /** Replaces the whole audit log by these entries, each kept as the store keeps a line. */
@@ -142,6 +154,19 @@ export class Fixture {
         revocationStatements: ['DROP ROLE IF EXISTS "{{name}}"'],
         reassignTo: 'owner',
       },
+      ...overrides,
+    };
+  }
+
+  /** A client record named `name` (fresh unless told), with made-up but well-formed values. */
+  client(name = this.unique('client-'), overrides: Partial<ClientRecord> = {}): ClientRecord {
+    return {
+      name,
+      publicKey: `-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA${name.padEnd(43, 'A').slice(0, 43)}=\n-----END PUBLIC KEY-----\n`,
+      allow: ['db:postgresql:*'],
+      maxLeases: 100,
+      createdAt: T0,
+      updatedAt: T0,
       ...overrides,
     };
   }

@@ -51,6 +51,24 @@ async function openPostgres(options: Options) {
             );
           };
         },
+        async setLeaseClient(id: string, client: string | null) {
+          await database.query('UPDATE sy.leases SET client = $1 WHERE id = $2', [client, id]);
+        },
+        async editClient(name: string, change: { allow?: string; maxLeases?: number }) {
+          if (change.allow !== undefined) await database.query('UPDATE sy.clients SET allow = $1 WHERE name = $2', [change.allow, name]);
+          if (change.maxLeases !== undefined) await database.query('UPDATE sy.clients SET max_leases = $1 WHERE name = $2', [change.maxLeases, name]);
+        },
+        async deleteClientRow(name: string) {
+          await database.query('DELETE FROM sy.clients WHERE name = $1', [name]);
+        },
+        async keepClientRow(name: string) {
+          const [row] = await database.query<Record<string, unknown>>('SELECT * FROM sy.clients WHERE name = $1', [name]);
+          return async () => {
+            const columns = Object.keys(row);
+            await database.query('DELETE FROM sy.clients WHERE name = $1', [name]);
+            await database.query(`INSERT INTO sy.clients (${columns.join(', ')}) VALUES (${columns.map((_c, i) => `$${i + 1}`).join(', ')})`, columns.map((c) => row[c]));
+          };
+        },
         async cutAuditLog(count: number) {
           await database.query('DELETE FROM sy.audit_lines WHERE seq > (SELECT max(seq) FROM sy.audit_lines) - $1', [count]);
         },
@@ -95,7 +113,7 @@ describe('the PostgreSQL store', () => {
     expect({ kind: opened.store.kind, location: opened.store.location }).toEqual({ kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}` });
     expect((await opened.store.audit.verify()).location).toBe(`postgresql://postgres@127.0.0.1/${database.name} (table sy.audit_lines)`);
     const tables = await database.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_schema = 'sy' ORDER BY 1");
-    expect(tables.map((t) => t.table_name)).toEqual(['audit_lines', 'daemons', 'leases', 'meta', 'schema_migrations', 'secret_versions', 'secrets']);
+    expect(tables.map((t) => t.table_name)).toEqual(['audit_lines', 'clients', 'daemons', 'leases', 'meta', 'schema_migrations', 'secret_versions', 'secrets']);
     expect(await database.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public'")).toEqual([{ n: 0 }]);
   });
 
@@ -112,12 +130,36 @@ describe('the PostgreSQL store', () => {
     const again = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });
     try {
       expect({ created: again.created, storeId: again.storeId, migrated: again.migrated }).toEqual({
-        created: false, storeId: (await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).map((r) => JSON.parse(r.value).storeId)[0], migrated: { from: 2, to: 2 },
+        created: false, storeId: (await database.query("SELECT value FROM sy.meta WHERE key = 'keyslot'")).map((r) => JSON.parse(r.value).storeId)[0], migrated: { from: 3, to: 3 },
       });
     } finally {
       await again.store.close();
     }
-    expect(await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }]);
+    expect(await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+  });
+
+  test('a schema-2 store (before clients): init adds them with an empty census; leases keep their MACs', async () => {
+    const base = await opened.store.secrets.create({ path: 'db:b', kind: 'base', description: '', attributes: {}, data: {} });
+    const dyn = await opened.store.secrets.create({ path: 'db:d', kind: 'dynamic', linkedPath: 'db:b', description: '', attributes: {}, data: {} });
+    const lease = {
+      id: '00000000-0000-4000-8000-00000000000b', secretId: dyn.id, baseId: base.id, path: 'db:d', pool: 'default', engine: 'postgresql', target: 'h:1/d',
+      username: 'sy_old', createdAt: 1000, expiresAt: 2000, maxExpiresAt: 3000, ownerPid: 1, ownerHost: 'elsewhere.invalid', revocation: { connection: {}, username: 'sy_old' },
+    };
+    await opened.store.leases.recordIntent(lease);
+    await database.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'; DELETE FROM sy.schema_migrations WHERE version = 3");
+    await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_old', exitCode: 4 });
+    const again = await initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options });
+    try {
+      expect(again.migrated).toEqual({ from: 2, to: 3 });
+      expect(await again.store.leases.liveUsernames()).toEqual(new Set(['sy_old']));
+      expect(await again.store.clients.list()).toEqual([]);
+      await again.store.clients.create({ name: 'new', publicKey: 'k', allow: ['*'], maxLeases: 1, createdAt: 1, updatedAt: 1 });
+    } finally {
+      await again.store.close();
+    }
+    // Set back to 2 by someone without the key: init finds the migration's tables there and refuses.
+    await database.query('DELETE FROM sy.schema_migrations WHERE version = 3');
+    await expect(initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options })).rejects.toMatchObject({ code: 'store_tampered', exitCode: 4 });
   });
 
   test('init again with another key: refused with exit 4, nothing changed', async () => {
@@ -131,7 +173,7 @@ describe('the PostgreSQL store', () => {
     await database.query("INSERT INTO sy.schema_migrations (version, sy_version) VALUES (99, '9.9.9')");
     await expect(initPostgresStore(opened.url, opened.env, { source: 'master-key', ...options })).rejects.toMatchObject({ code: 'store_too_new', exitCode: 4 });
     await expect(openPostgresStore(opened.url, opened.env, options)).rejects.toMatchObject({ code: 'store_too_new', exitCode: 4 });
-    expect((await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual([1, 2, 99]);
+    expect((await database.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual([1, 2, 3, 99]);
   });
 
   test('two inits at once on an empty database: one creates the store, the other finds it; one schema', async () => {
@@ -142,7 +184,7 @@ describe('the PostgreSQL store', () => {
       for (const result of results) await result.store.close();
       expect(results.map((r) => r.created).sort()).toEqual([false, false, true]);
       expect(new Set(results.map((r) => r.storeId)).size).toBe(1);
-      expect(await fresh.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(await fresh.query('SELECT version FROM sy.schema_migrations ORDER BY 1')).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
     } finally {
       await fresh.drop();
     }

@@ -58,6 +58,25 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
           sql(`UPDATE leases SET ${columns.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`, ...columns.map((c) => row[c]), id);
         };
       },
+      async setLeaseClient(id: string, client: string | null) {
+        sql('UPDATE leases SET client = ? WHERE id = ?', client, id);
+      },
+      async editClient(name: string, change: { allow?: string; maxLeases?: number }) {
+        if (change.allow !== undefined) sql('UPDATE clients SET allow = ? WHERE name = ?', change.allow, name);
+        if (change.maxLeases !== undefined) sql('UPDATE clients SET max_leases = ? WHERE name = ?', change.maxLeases, name);
+      },
+      async deleteClientRow(name: string) {
+        sql('DELETE FROM clients WHERE name = ?', name);
+      },
+      async keepClientRow(name: string) {
+        const db = new Sqlite(join(home, 'sy.db'));
+        const row = db.prepare('SELECT * FROM clients WHERE name = ?').get(name) as Record<string, unknown>;
+        db.close();
+        return async () => {
+          const columns = Object.keys(row);
+          sql(`INSERT OR REPLACE INTO clients (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, ...columns.map((c) => row[c]));
+        };
+      },
       async cutAuditLog(count: number) {
         writeFileSync(log, lines().slice(0, -count).map((line) => `${line}\n`).join(''));
       },
@@ -73,6 +92,10 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
 }
 
 const harness: StoreHarness = { open: openSqlite };
+
+/** A schema-4 store taken back to what schema 3 had: no clients, no lease client column. */
+const SCHEMA_3_DOWN = `DROP TABLE clients; DELETE FROM meta WHERE key = 'client_census'; DROP INDEX leases_client;
+  ALTER TABLE leases DROP COLUMN client; UPDATE meta SET value = '3' WHERE key = 'schema_version' AND value = '4'`;
 
 describeStoreContract('SQLite', harness);
 
@@ -112,12 +135,36 @@ describe('the SQLite store', () => {
     await opened.store.close();
     const db = new Sqlite(join(opened.home, 'sy.db'));
     db.exec("DROP TABLE daemons; UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+    db.exec(SCHEMA_3_DOWN);
     db.close();
     const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
     expect(await again.secrets.get({ id: secret.id })).toEqual(secret);
     const id = await again.pools.join({ pool: 'p', host: 'h', pid: 1, version: 'v' });
     expect((await again.pools.list()).map((m) => m.id)).toEqual([id]);
-    expect((await again.info()).schemaVersion).toBe(3);
+    expect((await again.info()).schemaVersion).toBe(4);
+  });
+
+  test('a schema-3 store (before clients) gets its clients at open: leases keep their MACs, the census starts empty', async () => {
+    const base = await opened.store.secrets.create({ path: 'db:b', kind: 'base', description: '', attributes: {}, data: {} });
+    const dyn = await opened.store.secrets.create({ path: 'db:d', kind: 'dynamic', linkedPath: 'db:b', description: '', attributes: {}, data: {} });
+    const lease = {
+      id: '00000000-0000-4000-8000-00000000000a', secretId: dyn.id, baseId: base.id, path: 'db:d', pool: 'default', engine: 'postgresql', target: 'h:1/d',
+      username: 'sy_old', createdAt: 1000, expiresAt: 2000, maxExpiresAt: 3000, ownerPid: 1, ownerHost: 'elsewhere.invalid', revocation: { connection: {}, username: 'sy_old' },
+    };
+    await opened.store.leases.recordIntent(lease);
+    await opened.store.close();
+    const db = new Sqlite(join(opened.home, 'sy.db'));
+    db.exec(SCHEMA_3_DOWN);
+    db.close();
+    const again = await opened.another({ actor: 'x', warn: (text) => warnings.push(text) });
+    expect(await again.leases.get(lease.id)).toMatchObject({ username: 'sy_old', state: 'intent' });
+    expect(await again.leases.liveUsernames()).toEqual(new Set(['sy_old']));
+    expect(await again.clients.list()).toEqual([]);
+    await again.clients.create({ name: 'new', publicKey: 'k', allow: ['*'], maxLeases: 1, createdAt: 1, updatedAt: 1 });
+    expect((await again.info()).schemaVersion).toBe(4);
+    // Opened again: the migration is not repeated, the census is kept.
+    const third = await opened.another({ actor: 'y', warn: (text) => warnings.push(text) });
+    expect((await third.clients.list()).map((c) => c.name)).toEqual(['new']);
   });
 
   test('a store copied into another directory without its log starts a new one there, saying which came before', async () => {

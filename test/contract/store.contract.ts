@@ -7,6 +7,7 @@
  * engine: what is specific to one is the harness's.
  */
 import { describeAudit } from './audit.contract.js';
+import { describeClients } from './clients.contract.js';
 import { Fixture, type StoreHarness, newSecret } from './fixture.js';
 import { describeLeases } from './leases.contract.js';
 import { describePools } from './pools.contract.js';
@@ -33,7 +34,7 @@ export function describeStoreContract(name: string, harness: StoreHarness): void
         expect(typeof fx.store.location).toBe('string');
         expect(fx.store.location.length).toBeGreaterThan(0);
         const info = await fx.store.info();
-        expect(info).toEqual({ schemaVersion: expect.any(Number), secrets: 0, secretVersions: 0, leases: {}, auditLines: 0 });
+        expect(info).toEqual({ schemaVersion: expect.any(Number), secrets: 0, secretVersions: 0, leases: {}, auditLines: 0, clients: 0 });
         expect(Number.isSafeInteger(info.schemaVersion) && info.schemaVersion > 0).toBe(true);
       });
 
@@ -46,7 +47,8 @@ export function describeStoreContract(name: string, harness: StoreHarness): void
         await fx.leaseIn(pair, 'active');
         await fx.leaseIn(pair, 'revoked');
         await fx.store.audit.append([{ action: 'one', outcome: 'success' }, { action: 'two', outcome: 'failure' }]);
-        const expected = { schemaVersion: (await fx.store.info()).schemaVersion, secrets: 3, secretVersions: 4, leases: { intent: 1, active: 2, revoked: 1 }, auditLines: 2 };
+        await fx.store.clients.create(fx.client());
+        const expected = { schemaVersion: (await fx.store.info()).schemaVersion, secrets: 3, secretVersions: 4, leases: { intent: 1, active: 2, revoked: 1 }, auditLines: 2, clients: 1 };
         expect(await fx.store.info()).toEqual(expected);
         expect(await (await fx.other()).info()).toEqual(expected);
       });
@@ -67,5 +69,6 @@ export function describeStoreContract(name: string, harness: StoreHarness): void
     describeRaces(fx);
     describeTamper(fx);
     describePools(fx);
+    describeClients(fx);
   });
 }

@@ -20,7 +20,7 @@ import { localPgQuery, myAdminQuery, tag } from '../helpers/db.js';
 import { auditLog, cleanupMachines, machine, revocationsByLease } from '../helpers/fleet.js';
 import { type PgCluster, restartCluster, startCluster, stopCluster } from '../helpers/pg-cluster.js';
 import { type Daemon, createSecrets, dropMyPrefix, dropPgPrefix, myUsers, pgUsers, sleep, startDaemon, waitFor } from '../helpers/revocation.js';
-import { DAEMON_CLAIM_MS } from '../../src/leases/daemon.js';
+import { DAEMON_CLAIM_MS } from '../../src/daemon/loop.js';
 
 const T = tag(4);
 const PREFIX = `fl${T}_`;

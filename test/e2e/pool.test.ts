@@ -195,12 +195,14 @@ test('a store made before pools (schema 1): commands ask for sy init, which adds
     const sy = machine(old.url, KEY, 'upgrader', { SY_NO_SWEEP: '1' });
     await sy.json(['secret', 'create', 'app:kept', '--data', '{"v": 1}']);
     await old.query('DROP TABLE sy.daemons');
-    await old.query('DELETE FROM sy.schema_migrations WHERE version = 2');
+    // And what schema 3 added (the clients), so that the store is as schema 1 left it.
+    await old.query("DROP TABLE sy.clients; ALTER TABLE sy.leases DROP COLUMN client; DELETE FROM sy.meta WHERE key = 'client_census'");
+    await old.query('DELETE FROM sy.schema_migrations WHERE version >= 2');
     const refused = await sy.run(['pool', 'list']);
     expect({ exitCode: refused.exitCode, stdout: refused.stdout }).toEqual({ exitCode: 4, stdout: '' });
-    expect(refused.stderr).toMatch(/schema 1; this sy needs schema 2[\s\S]*sy init/);
+    expect(refused.stderr).toMatch(/schema 1; this sy needs schema 3[\s\S]*sy init/);
     const init = await sy.json(['init']);
-    expect(init).toMatchObject({ created: false, schema_version: 2 });
+    expect(init).toMatchObject({ created: false, schema_version: 3 });
     expect(await sy.json(['secret', 'read', 'app:kept'])).toMatchObject({ data: { v: 1 } });
     expect((await sy.json<{ data: unknown[] }>(['pool', 'list'])).data).toEqual([]);
   } finally {

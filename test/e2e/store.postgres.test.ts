@@ -92,7 +92,7 @@ describe('sy init against a PostgreSQL store', () => {
   test('creates the schema, then says the store is there; SY_HOME is never touched', async () => {
     const sy = client(database.url);
     const first = await sy.ok(['init']);
-    expect(first).toEqual({ store: `postgresql://postgres@127.0.0.1/${database.name}`, kind: 'postgresql', store_id: expect.any(String), key_source: 'SY_MASTER_KEY', schema_version: 2, created: true });
+    expect(first).toEqual({ store: `postgresql://postgres@127.0.0.1/${database.name}`, kind: 'postgresql', store_id: expect.any(String), key_source: 'SY_MASTER_KEY', schema_version: 3, created: true });
     const again = await sy.run(['init']);
     expect(again.exitCode).toBe(0);
     expect(JSON.parse(again.stdout)).toEqual({ ...first, created: false });
@@ -201,8 +201,8 @@ describe('sy store info', () => {
     const info = await sy.run(['store', 'info']);
     expect(info.exitCode).toBe(0);
     expect(JSON.parse(info.stdout)).toEqual({
-      kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}`, schema_version: 2,
-      secrets: 2, secret_versions: 3, leases: { active: 1 }, audit_lines: 4,
+      kind: 'postgresql', location: `postgresql://postgres@127.0.0.1/${database.name}`, schema_version: 3,
+      secrets: 2, secret_versions: 3, leases: { active: 1 }, audit_lines: 4, clients: 0,
     });
     expect(info.stdout + info.stderr).not.toContain('never-shown');
     await sy.ok(['dynamic', 'lease', 'revoke', lease.lease_id]);

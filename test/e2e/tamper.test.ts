@@ -467,7 +467,7 @@ describe('a store written by the previous version', () => {
 
     // Migrated: the version is recorded and every row now carries a MAC that catches an edit.
     const sy = { env } as unknown as SyHome;
-    expect((await row<{ value: string }>(sy, "SELECT value FROM meta WHERE key = 'schema_version'")).value).toBe('3');
+    expect((await row<{ value: string }>(sy, "SELECT value FROM meta WHERE key = 'schema_version'")).value).toBe('4');
     await edit(sy, 'UPDATE leases SET username = ? WHERE id = ?', VICTIM, old.leaseIds[0]);
     expectTampered(await run(env, ['dynamic', 'lease', 'lookup', old.leaseIds[0]]), new RegExp(`lease ${old.leaseIds[0]}`));
   });

@@ -20,7 +20,7 @@ import { LOCAL_PG, pgConnect, pgMatrix, psql, tag, type PgAdmin } from '../helpe
  * version of the matrix. The real `sy init` as sy_owner, then sy as sy_app, runs in
  * test/e2e/store.postgres.test.ts on the machine's server.
  */
-const STORE_TABLES = ['meta', 'secrets', 'secret_versions', 'leases', 'audit_lines', 'schema_migrations', 'daemons'];
+const STORE_TABLES = ['meta', 'secrets', 'secret_versions', 'leases', 'audit_lines', 'schema_migrations', 'daemons', 'clients'];
 /** A bigserial column, so the grants on sequences are tried too. */
 const tableDdl = (table: string) => `CREATE TABLE sy.${table} (id bigserial PRIMARY KEY, k text NOT NULL DEFAULT '', v text)`;
 

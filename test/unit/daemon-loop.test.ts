@@ -4,7 +4,7 @@
  * leave; the ready callback runs only while passes and heartbeats succeed; a watch wakes it.
  */
 import { failed, storeError } from '../../src/errors.js';
-import { type DaemonEvent, runDaemon } from '../../src/leases/daemon.js';
+import { type DaemonEvent, runDaemon } from '../../src/daemon/loop.js';
 import type { LeaseDeps } from '../../src/leases/deps.js';
 import type { StoreWatcher } from '../../src/store/pools.js';
 import type { Store } from '../../src/store/store.js';

@@ -92,13 +92,13 @@ describe('generated documentation', () => {
     }
     const section = (name: string, next: string) => text.slice(text.indexOf(`\n${name}\n`), text.indexOf(`\n${next}\n`));
     const environment = section('ENVIRONMENT', 'FILES');
-    for (const variable of ['SY_HOME', 'SY_MASTER_KEY', 'SY_MASTER_KEY_FILE', 'SY_PASSPHRASE', 'SY_NEW_MASTER_KEY', 'SY_NEW_MASTER_KEY_FILE', 'SY_NEW_PASSPHRASE', 'SY_NO_SWEEP', 'SY_CLIENT_ID', 'NO_COLOR']) {
+    for (const variable of ['SY_HOME', 'SY_MASTER_KEY', 'SY_MASTER_KEY_FILE', 'SY_PASSPHRASE', 'SY_NEW_MASTER_KEY', 'SY_NEW_MASTER_KEY_FILE', 'SY_NEW_PASSPHRASE', 'SY_NO_SWEEP', 'SY_CLIENT_ID', 'SY_SERVER', 'SY_PRIVATE_KEY', 'SY_PRIVATE_KEY_FILE', 'SY_CA_CERT', 'NO_COLOR']) {
       expect(environment).toMatch(new RegExp(`(^|[ ,])${variable}(,|$)`, 'm'));
     }
     const exit = section('EXIT STATUS', 'SECURITY');
-    for (const code of ['0', '1', '2', '3', '4', '130']) expect(exit).toMatch(new RegExp(`^ {7}${code} +[A-Z]`, 'm'));
+    for (const code of ['0', '1', '2', '3', '4', '5', '130']) expect(exit).toMatch(new RegExp(`^ {7}${code} +[A-Z]`, 'm'));
     // The section is errors.ts's table, whose codes are the ones errors exit with.
-    const kinds: ErrorKind[] = ['failed', 'usage', 'not_found', 'store', 'interrupted'];
+    const kinds: ErrorKind[] = ['failed', 'usage', 'not_found', 'store', 'forbidden', 'interrupted'];
     expect(exitStatuses().map((status) => status.code)).toEqual([0, ...kinds.map((kind) => new SyError(kind, 'test', 'test').exitCode)]);
     for (const { code, meaning } of exitStatuses()) {
       const firstWord = meaning.split(' ')[0].replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -54,13 +54,18 @@ describe('source layout', () => {
     store: ['errors', 'util', 'model', 'keys', 'audit'],
     secrets: ['errors', 'util', 'model', 'store', 'targets', 'audit'],
     leases: ['errors', 'util', 'model', 'store', 'targets', 'audit', 'secrets'],
+    clients: ['errors', 'util', 'model', 'secrets'],
     io: ['errors', 'util', 'model', 'keys', 'leases'],
     config: ['errors', 'util', 'io'],
-    client: ['errors', 'util', 'model', 'store', 'leases', 'io'],
-    agent: ['errors', 'util', 'model', 'io', 'client'],
-    commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'client', 'agent', 'cli'],
-    cli: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'client', 'agent', 'commands'],
+    commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'clients', 'client', 'agent', 'io', 'config', 'cli'],
+    cli: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'commands', 'client', 'agent', 'daemon'],
     index: ['errors', 'io', 'cli'],
+    // The seam of issue 17: the LeaseService a command takes, local or over the API.
+    client: ['errors', 'util', 'model', 'io', 'store', 'secrets', 'leases', 'clients'],
+    // `sy daemon`: the revocation loop, its observers and the API server beside it; a command's peer.
+    daemon: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'clients', 'io', 'cli'],
+    // `sy agent`'s loop, its events and the session probe, on a LeaseService.
+    agent: ['errors', 'util', 'model', 'io', 'client'],
     types: [],
   };
 

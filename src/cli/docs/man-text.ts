@@ -104,6 +104,17 @@ one line, retries with backoff and logs another when it is back; it exits 4 only
 tampered with or the key does not open it.`,
   ],
   [
+    'Lease API',
+    `\`sy daemon --listen\` {host}:{port} also serves the lease API to the clients that \`sy client create\`
+registered: \`POST /api/sm/v1/dynamic/lease\`, \`GET /api/sm/v1/dynamic/leases\`, \`GET\`, \`DELETE\` and
+\`POST .../renew\` of \`/api/sm/v1/dynamic/leases/\`{id}, \`GET /api/sm/v1/secrets/\`{path}, and \`/livez\`,
+\`/readyz\`, \`/metrics\`. Plain HTTP only on a loopback address; elsewhere \`--tls-cert\` and \`--tls-key\`
+are required (exit 2 otherwise). A request carries \`Authorization: Bearer\` {token}: an EdDSA JWT that the
+client signs with its own key (\`sy auth token\`), for at most 15 minutes, checked against the key the
+store holds now. The daemon decrypts admin credentials in memory only; a client never reads a base
+secret. Errors are \`{"error": {"code", "message"}}\`: 400, 401, 403, 404, 413, 429, 502, 503.`,
+  ],
+  [
     'Reaper',
     `Every user \`sy\` creates carries a marker in its name and, on its server, a bound after which it may
 be reaped (its maximum TTL). The orphan reaper of \`sy dynamic sweep\` and of the daemon (every
@@ -181,7 +192,13 @@ export const ENVIRONMENT: [string, string][] = [
     'The new key of `sy key change --to` {source}, in the same forms.',
   ],
   ['`SY_NO_SWEEP`', '`1` turns off the revocation sweep that runs on each invocation.'],
-  ['`SY_CLIENT_ID`', 'Who is acting, as written in the audit log (default: {user}@{host}).'],
+  ['`SY_CLIENT_ID`', 'Who is acting, as written in the audit log (default: {user}@{host}); as a client of the lease API, the client\'s name.'],
+  [
+    '`SY_SERVER`',
+    '`https://`{host}:{port} of a pool\'s lease API: `sy` acts as its client. `dynamic lease create|list|lookup|renew|revoke`, `secret read`, `agent` and `auth token` go to the server with the same flags, output and exit codes; every other command needs the store and exits 2.',
+  ],
+  ['`SY_PRIVATE_KEY`, `SY_PRIVATE_KEY_FILE`', 'The client\'s Ed25519 private key (PKCS#8 PEM), or a file holding it.'],
+  ['`SY_CA_CERT`', 'A CA certificate file that the server\'s certificate must chain to.'],
   ['`NO_COLOR`', 'Set and not empty: no colour, as with `--no-color`.'],
 ];
 

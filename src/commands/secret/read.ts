@@ -1,7 +1,6 @@
 import type { Context, OutputFlags } from '../../cli/context.js';
 import { seconds, secretArgument, secretVersion } from '../../cli/flags.js';
-import { getSecret } from '../../secrets/service.js';
-import { kindOf } from '../../secrets/validate.js';
+import { checkOutputPath } from '../../io/output.js';
 import { secretPrintable } from './shared.js';
 
 export interface ReadOptions extends OutputFlags {
@@ -14,14 +13,15 @@ export interface ReadOptions extends OutputFlags {
 export async function readCommand(ctx: Context, positional: string | undefined, options: ReadOptions): Promise<unknown> {
   const ref = secretArgument(positional, options.path);
   const version = secretVersion(options.version);
-  const secret = await getSecret(await ctx.store(), ref, version);
-  if (kindOf(secret.attributes) === 'dynamic') {
-    // --ttl means something only here: reading any other secret ignores it.
-    const ttlSeconds = seconds(options.ttl, '--ttl');
-    const { issueLeaseCommand } = await import('../dynamic/lease/create.js');
-    // Pinned to what was read, so the lease comes from that very version.
-    return issueLeaseCommand(ctx, { id: secret.id }, { ttlSeconds, version: secret.version }, options);
+  // --ttl means something only for a dynamic secret: reading any other secret ignores it.
+  const ttlSeconds = seconds(options.ttl, '--ttl');
+  if (options.output !== undefined) checkOutputPath(options.output);
+  const service = await ctx.leases();
+  const read = await service.read(ref, { ttlSeconds, version });
+  if ('lease' in read) {
+    const { printIssued } = await import('../dynamic/lease/create.js');
+    return printIssued(ctx, service, read.lease, options);
   }
-  await ctx.print(secretPrintable(secret), options);
-  return secret;
+  await ctx.print(secretPrintable(read.secret), options);
+  return read.secret;
 }

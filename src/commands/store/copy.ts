@@ -26,11 +26,12 @@ export async function storeCopyCommand(ctx: Context, options: StoreCopyOptions) 
     secret_versions: report.secretVersions,
     leases: report.leases,
     audit_lines: report.auditLines,
+    clients: report.clients,
   };
   const leases = Object.values(summary.leases).reduce((a, b) => a + b, 0);
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
   ctx.io.notice(`Copied ${plural(summary.secrets, 'secret')} (${plural(summary.secret_versions, 'version')}), ${plural(leases, 'lease')}` +
-    `${leases ? ` (${leaseCounts(summary.leases)})` : ''} and ${plural(summary.audit_lines, 'audit line')} to ${summary.to}.`);
+    `${leases ? ` (${leaseCounts(summary.leases)})` : ''} ${summary.clients ? `, ${plural(summary.clients, 'client')}` : ''} and ${plural(summary.audit_lines, 'audit line')} to ${summary.to}.`);
   await ctx.print({ value: summary, table: () => keyValueTable({ ...summary, leases: leaseCounts(summary.leases) }) }, options);
   return summary;
 }

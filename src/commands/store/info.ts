@@ -19,6 +19,7 @@ export async function storeInfoCommand(ctx: Context, options: OutputFlags) {
     secret_versions: info.secretVersions,
     leases: info.leases,
     audit_lines: info.auditLines,
+    clients: info.clients,
   };
   await ctx.print({ value: summary, table: () => keyValueTable({ ...summary, leases: leaseCounts(summary.leases) }) }, options);
   return summary;

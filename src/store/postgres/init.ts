@@ -7,8 +7,8 @@ import { type KeySlot, openSlot, parseSlot, wrapDataKey } from '../key-slot.js';
 import { Census, RecordMac, recordKey } from '../records.js';
 import { EMPTY_CHAIN, encodeChainHead } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
-import { AUDIT_HEAD, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS, tampered } from './meta.js';
-import { type Migrated, SCHEMA_VERSION, migrate, tooNew } from './schema.js';
+import { AUDIT_HEAD, CLIENT_CENSUS, KEYSLOT, LEASE_CENSUS, PgMeta, SECRET_CENSUS, tampered } from './meta.js';
+import { CLIENTS_VERSION, type Migrated, SCHEMA_VERSION, migrate, tooNew } from './schema.js';
 import { HAS_RECORDS, PostgresStore, type PostgresStoreOptions, SLOT_HINT, checkState, noStore, readState, unlockSlot } from './store.js';
 import type { StoreUrl } from './url.js';
 
@@ -65,6 +65,10 @@ export async function initPostgresStore(
           ? storeError('wrong_key', `The key from ${kek.source} does not open the store at ${url.location}.`, 'Check the key; nothing was changed.')
           : usageError('store_exists', `Another sy init created the store at ${url.location} first, with another key.`, 'Use that store, or run `sy init` against another database.');
       }
+      // The migration that made the clients' table made it empty: its census starts now, with the key.
+      if (migrated.from > 0 && migrated.from < CLIENTS_VERSION) {
+        await sql('INSERT INTO sy.meta (key, value) VALUES ($1, $2)', [CLIENT_CENSUS, new PgMeta(new RecordMac(recordKey(dataKey), slotNow.storeId)).encode(CLIENT_CENSUS, new Census().encode())]);
+      }
       return { migrated, created: false, dataKey, storeId: slotNow.storeId, source: kek.source };
     });
     if (!outcome.created && fresh?.kek.wrap.type === 'key' && fresh.kek.wrap.keychain) await deleteKeychainKey(fresh.storeId);
@@ -86,12 +90,18 @@ function reopen(opened: { slot: KeySlot; dataKey: Buffer; kek: KeyEncryptionKey 
  * The slot, the empty censuses and the empty log's head in one transaction: no process ever
  * sees a store with a key but without the records that the schema says it has.
  */
-export async function writeNewStore(sql: Sql, slot: KeySlot, dataKey: Buffer, records?: { secrets: Census; leases: Census; audit: typeof EMPTY_CHAIN }): Promise<void> {
+export async function writeNewStore(
+  sql: Sql,
+  slot: KeySlot,
+  dataKey: Buffer,
+  records?: { secrets: Census; leases: Census; clients: Census; audit: typeof EMPTY_CHAIN },
+): Promise<void> {
   const meta = new PgMeta(new RecordMac(recordKey(dataKey), slot.storeId));
   const rows: [string, string][] = [
     [KEYSLOT, JSON.stringify(slot)],
     [SECRET_CENSUS, meta.encode(SECRET_CENSUS, (records?.secrets ?? new Census()).encode())],
     [LEASE_CENSUS, meta.encode(LEASE_CENSUS, (records?.leases ?? new Census()).encode())],
+    [CLIENT_CENSUS, meta.encode(CLIENT_CENSUS, (records?.clients ?? new Census()).encode())],
     [AUDIT_HEAD, meta.encode(AUDIT_HEAD, encodeChainHead(records?.audit ?? EMPTY_CHAIN))],
   ];
   await sql('INSERT INTO sy.meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])', [rows.map((r) => r[0]), rows.map((r) => r[1])]);

@@ -1,4 +1,4 @@
-import { type LeaseColumns, LEASE_COLUMNS, intentRow, leaseMac, leaseRecord, nextLeaseRow } from '../rows.js';
+import { type LeaseColumns, intentRow, leaseMac, leaseMacHolds, leaseRecord, nextLeaseRow } from '../rows.js';
 import { hostname } from 'node:os';
 import {
   ENDED_LEASE_STATES,
@@ -59,10 +59,10 @@ export class PostgresLeaseLedger implements LeaseLedger {
     await this.db.tx(async (sql) => {
       await sql(
         `INSERT INTO sy.leases (id, secret_id, base_id, path, pool, engine, target, username, state, created_at, expires_at,
-           max_expires_at, attempts, owner_pid, owner_host, sealed, mac)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'intent', $9, $10, $11, 0, $12, $13, $14, $15)`,
+           max_expires_at, attempts, owner_pid, owner_host, client, sealed, mac)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'intent', $9, $10, $11, 0, $12, $13, $14, $15, $16)`,
         [row.id, row.secret_id, row.base_id, row.path, row.pool, row.engine, row.target, row.username,
-          row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, row.sealed, mac],
+          row.created_at, row.expires_at, row.max_expires_at, row.owner_pid, row.owner_host, row.client ?? null, row.sealed, mac],
       );
       await this.meta.updateCensus(sql, LEASE_CENSUS, CENSUS_WHAT, (census) => census.add(mac));
       await sql(NOTIFY_SQL, [row.pool]);
@@ -83,6 +83,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
     if (query.path !== undefined) where.push(`path = ${param(query.path)}`);
     if (query.pathPrefix !== undefined) where.push(`path LIKE ${param(`${query.pathPrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`)} ESCAPE '\\'`);
     if (query.pool !== undefined) where.push(`pool = ${param(query.pool)}`);
+    if (query.client !== undefined) where.push(`client = ${param(query.client)}`);
     const text = `SELECT * FROM sy.leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                    ORDER BY created_at, id COLLATE "C" LIMIT ${param(query.limit)} OFFSET ${param(query.offset ?? 0)}`;
     // Unfiltered and on one page, the listing holds every live lease: the census is checked for free.
@@ -260,7 +261,7 @@ export class PostgresLeaseLedger implements LeaseLedger {
   }
 
   private verified(row: LeaseRow): LeaseRow {
-    if (!this.macs.check(row.mac, 'lease', LEASE_COLUMNS.map((c) => row[c]), row.sealed)) throw tampered(`lease ${shown(row.id)}`);
+    if (!leaseMacHolds(this.macs, row)) throw tampered(`lease ${shown(row.id)}`);
     return row;
   }
 

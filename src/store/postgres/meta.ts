@@ -10,6 +10,7 @@ export const KEYSLOT = 'keyslot';
 export const SECRET_CENSUS = 'secret_census';
 export const LEASE_CENSUS = 'lease_census';
 export const AUDIT_HEAD = 'audit_head';
+export { CLIENT_CENSUS } from '../rows.js';
 
 /**
  * Meta rows whose value is authenticated like a record: `<mac hex>:<value>`, the MAC bound to

@@ -12,10 +12,13 @@
 import { storeError } from '../../errors.js';
 import type { Sql } from './connection.js';
 import { tampered } from './meta.js';
+import { CLIENTS_TABLE } from './clients.js';
 import { DAEMONS_TABLE } from './pools.js';
 
 /** The newest migration this sy knows. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+/** The migration that added the clients of the lease API: init writes their census when it applies it. */
+export const CLIENTS_VERSION = 3;
 
 /**
  * Taken for the length of `sy init`'s transaction (pg_advisory_xact_lock): two inits at once,
@@ -96,6 +99,16 @@ const MIGRATIONS: Migration[] = [
   },
   // The pool registry of `sy daemon --pool` (pools.ts): plain rows, read for listings and warnings only.
   { version: 2, statements: [DAEMONS_TABLE] },
+  // The clients of the lease API, and each lease's client (in its MAC when set: rows.ts).
+  // Their census is an authenticated meta row: init writes it with the key (init.ts).
+  {
+    version: 3,
+    statements: [
+      CLIENTS_TABLE,
+      'ALTER TABLE sy.leases ADD COLUMN client text',
+      'CREATE INDEX leases_client ON sy.leases (client, state) WHERE client IS NOT NULL',
+    ],
+  },
 ];
 
 /** What `sy init` found and did. */
@@ -140,8 +153,8 @@ export async function migrate(sql: Sql, location: string): Promise<Migrated> {
   return { from, to: Math.max(from, SCHEMA_VERSION) };
 }
 
-/** duplicate_table, duplicate_object */
-const DUPLICATE_OBJECT = new Set(['42P07', '42710']);
+/** duplicate_table, duplicate_object, duplicate_column */
+const DUPLICATE_OBJECT = new Set(['42P07', '42710', '42701']);
 
 /**
  * What default privileges (ALTER DEFAULT PRIVILEGES ... TO PUBLIC) gave every role of the

@@ -13,6 +13,7 @@ import { RecordMac, recordKey } from '../records.js';
 import type { Store, StoreInfo, StoreOptions } from '../store.js';
 import { PostgresAuditTrail } from './audit.js';
 import { type Sql, StoreConnection } from './connection.js';
+import { PostgresClientRegistry } from './clients.js';
 import { PostgresLeaseLedger } from './leases.js';
 import { KEYSLOT, PgMeta, tampered } from './meta.js';
 import { SCHEMA_VERSION, tooNew, tooOld } from './schema.js';
@@ -32,6 +33,7 @@ export class PostgresStore implements Store {
   readonly location: string;
   readonly secrets: PostgresSecretRepository;
   readonly leases: PostgresLeaseLedger;
+  readonly clients: PostgresClientRegistry;
   readonly audit: PostgresAuditTrail;
   readonly pools: PostgresPoolRegistry;
   /** For `sy store copy` and the tests: the pieces the repositories share. */
@@ -49,6 +51,7 @@ export class PostgresStore implements Store {
     this.meta = new PgMeta(this.macs);
     const ledger = new PostgresLeaseLedger(db, dataKey, this.macs, this.meta);
     this.leases = ledger;
+    this.clients = new PostgresClientRegistry(db, this.macs, this.meta);
     this.secrets = new PostgresSecretRepository(db, dataKey, this.macs, this.meta, (sql, id) => ledger.liveLeasesOf(sql, id));
     this.audit = new PostgresAuditTrail(db, this.meta, auditMac(dataKey), options, `${this.location} (table sy.audit_lines)`);
     this.pools = new PostgresPoolRegistry(db);
@@ -71,6 +74,7 @@ export class PostgresStore implements Store {
       secretVersions: counts.versions,
       leases: await this.leases.countByState(),
       auditLines: (await this.audit.head()).lines,
+      clients: (await this.clients.list()).length,
     };
   }
 

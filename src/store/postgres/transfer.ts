@@ -12,7 +12,8 @@ import { type StoreDump, checkedDump, sealedRows, storeNotEmpty } from '../trans
 import { type Sql, StoreConnection } from './connection.js';
 import { writeNewStore } from './init.js';
 import type { LeaseRow } from './leases.js';
-import { KEYSLOT, LEASE_CENSUS, SECRET_CENSUS } from './meta.js';
+import type { ClientRow } from './clients.js';
+import { CLIENT_CENSUS, KEYSLOT, LEASE_CENSUS, SECRET_CENSUS } from './meta.js';
 import { migrate } from './schema.js';
 import type { SecretRow, VersionRow } from './secrets.js';
 import { HAS_RECORDS, PostgresStore, SLOT_HINT } from './store.js';
@@ -29,8 +30,10 @@ export async function dumpPostgres(store: PostgresStore): Promise<StoreDump> {
       secrets: await sql<SecretRow>('SELECT * FROM sy.secrets ORDER BY path COLLATE "C"'),
       versions: await sql<VersionRow>('SELECT * FROM sy.secret_versions ORDER BY secret_id, version'),
       leases: await sql<LeaseRow>('SELECT * FROM sy.leases ORDER BY created_at, id COLLATE "C"'),
+      clients: await sql<ClientRow>('SELECT * FROM sy.clients ORDER BY name COLLATE "C"'),
       secretCensus: await store.meta.readCensus(sql, SECRET_CENSUS, 'its secrets'),
       leaseCensus: await store.meta.readCensus(sql, LEASE_CENSUS, 'its live leases'),
+      clientCensus: await store.meta.readCensus(sql, CLIENT_CENSUS, 'its clients'),
       audit: { lines, head },
     };
   }, 'snapshot');
@@ -58,11 +61,12 @@ export async function loadPostgres(url: StoreUrl, dump: StoreDump, options: Stor
       await insertRows(sql, 'sy.secrets', SECRET_TYPES, rows.secrets);
       await insertRows(sql, 'sy.secret_versions', VERSION_TYPES, rows.versions);
       await insertRows(sql, 'sy.leases', LEASE_TYPES, rows.leases);
+      await insertRows(sql, 'sy.clients', CLIENT_TYPES, rows.clients);
       for (let start = 0; start < dump.audit.lines.length; start += BATCH) {
         await sql('INSERT INTO sy.audit_lines (seq, line) SELECT $1::bigint + n, line FROM unnest($2::text[]) WITH ORDINALITY AS t(line, n)',
           [start, dump.audit.lines.slice(start, start + BATCH)]);
       }
-      await writeNewStore(sql, dump.slot, dump.dataKey, { secrets: rows.secretCensus, leases: rows.leaseCensus, audit: dump.audit.head });
+      await writeNewStore(sql, dump.slot, dump.dataKey, { secrets: rows.secretCensus, leases: rows.leaseCensus, clients: rows.clientCensus, audit: dump.audit.head });
     });
     return new PostgresStore(db, dump.dataKey, dump.slot.storeId, options);
   } catch (error) {
@@ -80,7 +84,10 @@ const VERSION_TYPES: Record<string, string> = { secret_id: 'text', version: 'int
 const LEASE_TYPES: Record<string, string> = {
   id: 'text', secret_id: 'text', base_id: 'text', path: 'text', pool: 'text', engine: 'text', target: 'text', username: 'text', state: 'text',
   created_at: 'bigint', expires_at: 'bigint', max_expires_at: 'bigint', attempts: 'integer', next_attempt_at: 'bigint', last_error: 'text',
-  ended_at: 'bigint', owner_pid: 'integer', owner_host: 'text', claimant: 'text', claimed_until: 'bigint', sealed: 'bytea', mac: 'bytea',
+  ended_at: 'bigint', owner_pid: 'integer', owner_host: 'text', claimant: 'text', claimed_until: 'bigint', client: 'text', sealed: 'bytea', mac: 'bytea',
+};
+const CLIENT_TYPES: Record<string, string> = {
+  name: 'text', public_key: 'text', allow: 'text', max_ttl: 'bigint', max_leases: 'integer', created_at: 'bigint', updated_at: 'bigint', mac: 'bytea',
 };
 
 /** Inserts rows a thousand at a time, one array parameter per column. */

@@ -1,9 +1,7 @@
 import type { Context, OutputFlags } from '../../../cli/context.js';
 import { seconds } from '../../../cli/flags.js';
-import { leaseDetails, type LeaseDetails } from '../../../io/lease-view.js';
-import { renewLease } from '../../../leases/renew.js';
+import type { LeaseDetails } from '../../../io/lease-view.js';
 import { leaseDetailsPrintable } from '../shared.js';
-import { isoSeconds } from '../../../util/time.js';
 
 /**
  * `sy dynamic lease renew <lease_id> [--increment T]`: extend from now, capped at the max TTL.
@@ -12,15 +10,14 @@ import { isoSeconds } from '../../../util/time.js';
  */
 export async function renewLeaseCommand(ctx: Context, leaseId: string, options: OutputFlags & { increment?: string }): Promise<LeaseDetails> {
   const increment = seconds(options.increment, '--increment');
-  const deps = await ctx.leaseDeps();
-  const { lease, capped, unchanged } = await renewLease(deps, leaseId, increment);
+  const { lease, capped, unchanged } = await (await ctx.leases()).renew(leaseId, increment);
+  ctx.stopSpinner();
   if (unchanged) {
-    const why = lease.expiresAt >= lease.maxExpiresAt ? 'its max TTL' : 'later than the increment asked for';
-    ctx.io.notice(`Lease ${lease.id} already runs until ${isoSeconds(lease.expiresAt)}, ${why}; its expiry is unchanged.`);
+    const why = lease.expires_at >= lease.max_expires_at ? 'its max TTL' : 'later than the increment asked for';
+    ctx.io.notice(`Lease ${lease.lease_id} already runs until ${lease.expires_at}, ${why}; its expiry is unchanged.`);
   } else if (capped) {
-    deps.warn?.(`The lease was extended only to its max TTL (${new Date(lease.maxExpiresAt).toISOString()}).`);
+    ctx.io.warn(`warning: The lease was extended only to its max TTL (${lease.max_expires_at}).`);
   }
-  const details = leaseDetails(lease, Date.now());
-  await ctx.print(leaseDetailsPrintable(details), options);
-  return details;
+  await ctx.print(leaseDetailsPrintable(lease), options);
+  return lease;
 }

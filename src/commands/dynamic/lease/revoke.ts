@@ -28,9 +28,15 @@ export async function revokeLeaseCommand(ctx: Context, leaseId: string | undefin
       const confirmed = await confirmDestructive(ctx.io, `Revoke lease ${leaseId}, and forget it if its user cannot be dropped?`, options.yes);
       if (!confirmed) throw cancelled('No lease was revoked.');
     }
-    const deps = await ctx.leaseDeps();
-    const lease = await revokeLease(deps, leaseId, { force: options.force });
-    const details = leaseDetails(lease, Date.now());
+    let details;
+    if (options.force) {
+      const lease = await revokeLease(await ctx.leaseDeps(), leaseId, { force: true });
+      details = leaseDetails(lease, Date.now());
+    } else {
+      const service = await ctx.leases();
+      await service.revoke(leaseId);
+      details = await service.lookup(leaseId);
+    }
     await ctx.print(leaseDetailsPrintable(details), options);
     return details;
   }

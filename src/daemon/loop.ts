@@ -1,9 +1,9 @@
 import type { NewPoolMember } from '../store/pools.js';
-import type { LeaseDeps } from './deps.js';
-import { HEARTBEAT_MS } from './pool.js';
-import { PoolMembership, StoreHealth, Waker, isFatalStoreError } from './pool-daemon.js';
-import { reapOrphans } from './reap.js';
-import { sweep } from './sweep.js';
+import type { LeaseDeps } from '../leases/deps.js';
+import { HEARTBEAT_MS } from '../leases/pool.js';
+import { PoolMembership, StoreHealth, Waker, isFatalStoreError } from './membership.js';
+import { reapOrphans } from '../leases/reap.js';
+import { sweep } from '../leases/sweep.js';
 
 export interface DaemonOptions {
   /** The longest the daemon sleeps between passes. */
@@ -22,8 +22,12 @@ export interface DaemonOptions {
   claimMs?: number;
 }
 
+/**
+ * What the loop reports, one typed event at a time; the log, the ready file, the readiness
+ * probe and the metrics are observers of them (daemon/observers.ts, daemon/metrics.ts).
+ */
 export interface DaemonEvent {
-  event: 'start' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'store_unreachable' | 'store_reconnected' | 'stop';
+  event: 'start' | 'pass' | 'revoked' | 'revoke_failed' | 'reaped' | 'reap_failed' | 'store_unreachable' | 'store_reconnected' | 'stop';
   unreachable?: boolean;
   lease_id?: string;
   path?: string;
@@ -37,6 +41,12 @@ export interface DaemonEvent {
   after_ms?: number;
   /** When the next attempt to reach the store is made. */
   retry_ms?: number;
+  /** `pass`: how long the pass took; `revoked`: how long after its expiry the lease was revoked. */
+  duration_ms?: number;
+  delay_ms?: number;
+  /** `pass`: leases it ended or could not end. */
+  revoked?: number;
+  failed?: number;
 }
 
 /**
@@ -103,6 +113,7 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
   };
 
   const pass = async (): Promise<number> => {
+    const began = performance.now();
     await waker.watch(store);
     if (membership && !membership.joined) await membership.beat();
     waker.throwIfFailed();
@@ -122,9 +133,13 @@ export async function runDaemon(deps: LeaseDeps, options: DaemonOptions, log: (e
             target: o.lease.target,
             state: o.lease.state,
             error: o.error,
+            delay_ms: o.revoked ? Math.max(0, deps.now() - o.lease.expiresAt) : undefined,
           }),
       });
       revoked = report.revoked + report.failed;
+      log({ event: 'pass', duration_ms: Math.round(performance.now() - began), revoked: report.revoked, failed: report.failed });
+    } else {
+      log({ event: 'pass', duration_ms: Math.round(performance.now() - began), revoked: 0, failed: 0 });
     }
     if (!options.signal.aborted && !reaping && deps.now() >= nextReap) {
       nextReap = Infinity; // until this pass ends
