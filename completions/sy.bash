@@ -9,7 +9,7 @@ _sy_spec() {
   _sy_subcommands= _sy_flags= _sy_valued= _sy_args=
   case "$1" in
     'sy')
-      _sy_subcommands='init key secret dynamic daemon auth pool run agent audit store config completion'
+      _sy_subcommands='init key secret dynamic daemon auth pool client run agent audit store config completion'
       _sy_flags='-V --version --debug -q --quiet --no-color --no-sweep -h --help'
       _sy_valued=''
       _sy_args=''
@@ -163,6 +163,42 @@ _sy_spec() {
       _sy_flags='-f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
       _sy_valued='-f --format --filter -o --output'
       _sy_args=''
+      ;;
+    'sy client')
+      _sy_subcommands='create list describe update delete'
+      _sy_flags='-h --help'
+      _sy_valued=''
+      _sy_args=''
+      ;;
+    'sy client create')
+      _sy_subcommands=''
+      _sy_flags='--allow --max-ttl --max-leases --public-key -f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='--allow --max-ttl --max-leases --public-key -f --format --filter -o --output'
+      _sy_args='text'
+      ;;
+    'sy client list')
+      _sy_subcommands=''
+      _sy_flags='-f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='-f --format --filter -o --output'
+      _sy_args=''
+      ;;
+    'sy client describe')
+      _sy_subcommands=''
+      _sy_flags='-f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='-f --format --filter -o --output'
+      _sy_args='text'
+      ;;
+    'sy client update')
+      _sy_subcommands=''
+      _sy_flags='--allow --max-ttl --max-leases --public-key -f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='--allow --max-ttl --max-leases --public-key -f --format --filter -o --output'
+      _sy_args='text'
+      ;;
+    'sy client delete')
+      _sy_subcommands=''
+      _sy_flags='--revoke-leases -y --yes -f --format --filter -o --output --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='-f --format --filter -o --output'
+      _sy_args='text'
       ;;
     'sy run')
       _sy_subcommands=''
@@ -342,6 +378,29 @@ _sy_value_source() {
     'sy pool list -f'|'sy pool list --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
     'sy pool list --filter') _sy_source=text ;;
     'sy pool list -o'|'sy pool list --output') _sy_source=file ;;
+    'sy client create --allow') _sy_source=text ;;
+    'sy client create --max-ttl') _sy_source=text ;;
+    'sy client create --max-leases') _sy_source=text ;;
+    'sy client create --public-key') _sy_source=text ;;
+    'sy client create -f'|'sy client create --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
+    'sy client create --filter') _sy_source=text ;;
+    'sy client create -o'|'sy client create --output') _sy_source=file ;;
+    'sy client list -f'|'sy client list --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
+    'sy client list --filter') _sy_source=text ;;
+    'sy client list -o'|'sy client list --output') _sy_source=file ;;
+    'sy client describe -f'|'sy client describe --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
+    'sy client describe --filter') _sy_source=text ;;
+    'sy client describe -o'|'sy client describe --output') _sy_source=file ;;
+    'sy client update --allow') _sy_source=text ;;
+    'sy client update --max-ttl') _sy_source=text ;;
+    'sy client update --max-leases') _sy_source=text ;;
+    'sy client update --public-key') _sy_source=text ;;
+    'sy client update -f'|'sy client update --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
+    'sy client update --filter') _sy_source=text ;;
+    'sy client update -o'|'sy client update --output') _sy_source=file ;;
+    'sy client delete -f'|'sy client delete --format') _sy_source=choices; _sy_words='json yaml table env dotenv' ;;
+    'sy client delete --filter') _sy_source=text ;;
+    'sy client delete -o'|'sy client delete --output') _sy_source=file ;;
     'sy run --path') _sy_source=paths ;;
     'sy run --record-uid') _sy_source=text ;;
     'sy run --ttl') _sy_source=text ;;

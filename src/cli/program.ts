@@ -211,6 +211,46 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
     ).action(lazy(() => import('../commands/pool/list.js'), (m, opts) => m.listPoolsCommand(ctx, opts)));
   }
 
+  if (want('client')) {
+    const client = program.command('client').description('the clients of the lease API: who may ask the daemons for leases without the master key');
+    const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+    const allow = (required: boolean) =>
+      new Option('--allow <pattern>', `a secret path, a path ending in ":*" for every path below it, or "*" (repeat for more${required ? '' : '; replaces them all'})`).argParser(collect);
+    const caps = (command: Command) =>
+      command
+        .option('--max-ttl <duration>', "cap on its leases' TTL: seconds or 15m, 1h (at most 86400; the recipe's own cap still holds)")
+        .option('--max-leases <n>', 'how many of its leases may be active at once (default 100)')
+        .option('--public-key <pem>', 'its Ed25519 public key (PEM): inline, @file, or - for stdin');
+    caps(
+      client
+        .command('create')
+        .description('register a client; without --public-key, make its key pair and print the private key once')
+        .argument('<name>', 'client name: 1-64 of letters, digits, . _ @ -')
+        .addOption(allow(true).makeOptionMandatory()),
+    )
+      .addOption(formatOption())
+      .option('--filter <field>', 'print one raw value, e.g. private_key')
+      .option('-o, --output <file>', 'write the private key there (mode 0600, atomic) instead of printing it')
+      .action(lazy(() => import('../commands/client/create.js'), (m, opts, name) => m.createClientCommand(ctx, name, opts)));
+    withOutput(client.command('list').description('list the clients, their patterns, caps and active leases (never a key)')).action(
+      lazy(() => import('../commands/client/list.js'), (m, opts) => m.listClientsCommand(ctx, opts)),
+    );
+    withOutput(client.command('describe').description('show one client: patterns, caps, active leases, key fingerprint').argument('<name>', 'client name')).action(
+      lazy(() => import('../commands/client/describe.js'), (m, opts, name) => m.describeClientCommand(ctx, name, opts)),
+    );
+    withOutput(
+      caps(client.command('update').description('change what is given; the rest stays').argument('<name>', 'client name').addOption(allow(false))),
+    ).action(lazy(() => import('../commands/client/update.js'), (m, opts, name) => m.updateClientCommand(ctx, name, opts)));
+    withOutput(
+      client
+        .command('delete')
+        .description("delete a client: every daemon refuses its tokens from the next request on")
+        .argument('<name>', 'client name')
+        .option('--revoke-leases', 'also revoke every lease it holds')
+        .option('-y, --yes', 'do not ask for confirmation (needed without a terminal)'),
+    ).action(lazy(() => import('../commands/client/delete.js'), (m, opts, name) => m.deleteClientCommand(ctx, name, opts)));
+  }
+
   if (want('run')) {
     program
       .command('run')
@@ -297,7 +337,7 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
 }
 
 /** The top-level commands: buildProgram can build one of them alone. */
-const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'run', 'agent', 'audit', 'store', 'config', 'auth', 'completion', '__complete'];
+const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'client', 'run', 'agent', 'audit', 'store', 'config', 'auth', 'completion', '__complete'];
 
 /**
  * The flags every command takes. They are added to each command (not only to the root)

@@ -10,7 +10,7 @@ export const MAX_JSON_BYTES = 1024 * 1024;
 /** Deeper JSON is refused before parsing: no secret needs it, and recursion on it overflows the stack. */
 export const MAX_JSON_DEPTH = 64;
 
-const tooLarge = (flag: string) => usageError('json_too_large', `The JSON given to ${flag} is larger than 1 MiB.`);
+const tooLarge = (flag: string, what = 'JSON') => usageError(`${what.toLowerCase()}_too_large`, `The ${what} given to ${flag} is larger than 1 MiB.`);
 
 /**
  * Reads a JSON flag value: inline JSON, `@file`, or `-` for stdin. `@file` and stdin exist
@@ -33,8 +33,19 @@ export async function readJsonObject(value: string, flag: string, stdin: NodeJS.
   return parsed;
 }
 
+/**
+ * Reads a text flag value (a PEM key): inline, `@file`, or `-` for stdin, as JSON values
+ * are, to the same cap. The text is not echoed in any error.
+ */
+export async function readTextValue(value: string, flag: string, stdin: NodeJS.ReadableStream): Promise<string> {
+  if (value === '-') return readCapped(stdin, flag, 'text');
+  if (value.startsWith('@')) return readFileCapped(value.slice(1), flag, 'text');
+  if (Buffer.byteLength(value, 'utf8') > MAX_JSON_BYTES) throw tooLarge(flag, 'text');
+  return value;
+}
+
 /** Stops reading one byte past the cap, so an endless stream costs at most that much. */
-async function readCapped(stream: NodeJS.ReadableStream, flag: string): Promise<string> {
+async function readCapped(stream: NodeJS.ReadableStream, flag: string, what?: string): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream) {
@@ -42,7 +53,7 @@ async function readCapped(stream: NodeJS.ReadableStream, flag: string): Promise<
     size += buffer.length;
     if (size > MAX_JSON_BYTES) {
       // Leaving the loop destroys the stream: the writer gets EPIPE instead of filling our memory.
-      throw tooLarge(flag);
+      throw tooLarge(flag, what);
     }
     chunks.push(buffer);
   }
@@ -50,7 +61,7 @@ async function readCapped(stream: NodeJS.ReadableStream, flag: string): Promise<
 }
 
 /** Reads by hand rather than with readFileSync: a FIFO or a device has no size to trust. */
-function readFileCapped(file: string, flag: string): string {
+function readFileCapped(file: string, flag: string, what?: string): string {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -69,7 +80,7 @@ function readFileCapped(file: string, flag: string): string {
       }
       if (read === 0) break;
       size += read;
-      if (size > MAX_JSON_BYTES) throw tooLarge(flag);
+      if (size > MAX_JSON_BYTES) throw tooLarge(flag, what);
     }
     return buffer.subarray(0, size).toString('utf8');
   } finally {

@@ -54,7 +54,7 @@ describe('source layout', () => {
     store: ['errors', 'util', 'model', 'keys', 'audit'],
     secrets: ['errors', 'util', 'model', 'store', 'targets', 'audit'],
     leases: ['errors', 'util', 'model', 'store', 'targets', 'audit', 'secrets'],
-    clients: ['errors', 'util', 'model', 'secrets'],
+    clients: ['errors', 'util', 'model', 'keys', 'audit', 'store', 'secrets', 'leases'],
     io: ['errors', 'util', 'model', 'keys', 'leases'],
     config: ['errors', 'util', 'io'],
     commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'clients', 'client', 'agent', 'io', 'config', 'cli'],
