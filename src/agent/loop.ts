@@ -125,7 +125,7 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps, signal: A
     const id = old.lease.lease_id;
     const done = (async () => {
       const deadline = Math.min(deps.now() + options.drainMs, old.expiresAt);
-      let reason = 'drain deadline';
+      let reason = deadline === old.expiresAt ? 'it expires' : 'drain deadline';
       let announced = false;
       await wait(Math.min(DRAIN_GRACE_MS, deadline - deps.now()));
       while (!signal.aborted && deps.now() < deadline) {

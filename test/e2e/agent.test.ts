@@ -7,6 +7,7 @@
  * deadline passes; SIGTERM leaves nothing; SIGKILL leaves leases the sweep revokes on time.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import pg from 'pg';
@@ -250,3 +251,54 @@ test('bad flags are one sentence and exit 2, and nothing is issued', async () =>
   expect(drain.stderr).toMatch(/--drain/);
   expect((await leases(PG)).length).toBe(before);
 });
+
+/** A port nobody listens on now, on loopback. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+test('as a client of a pool: the same command with only SY_SERVER, SY_CLIENT_ID and SY_PRIVATE_KEY keeps an application working through rotations, and SIGTERM leaves nothing', async () => {
+  const client = await sy.json<{ private_key: string }>(['client', 'create', `agent-${T}`, '--allow', 'db:postgresql:*', '--format', 'json']);
+  const port = await freePort();
+  const daemon = execa(SY_BIN, ['daemon', '--listen', `127.0.0.1:${port}`], { env: { PATH: process.env.PATH, ...sy.env }, extendEnv: false, reject: false, stdin: 'ignore' });
+  running.add(daemon);
+  try {
+    const server = `http://127.0.0.1:${port}`;
+    await until('the daemon to listen', async () => (await fetch(`${server}/livez`).catch(() => undefined))?.ok, 20_000);
+    const file = join(sy.home, 'client-app.json');
+    // Nothing that opens the store: only the client's three variables.
+    const agent = execa(SY_BIN, ['agent', '--path', PG, '--output', file, '--log-format', 'json'], {
+      env: { PATH: process.env.PATH, SY_SERVER: server, SY_CLIENT_ID: `agent-${T}`, SY_PRIVATE_KEY: client.private_key },
+      extendEnv: false,
+      reject: false,
+      stdin: 'ignore',
+      timeout: 90_000,
+    });
+    running.add(agent);
+    await until('the first lease in the file', () => readLease(file));
+    const started = Date.now();
+    const app = await application(file, 'postgresql', () => Date.now() - started > 10_000);
+    expect(app.failures).toEqual([]);
+    expect(app.seen.size).toBeGreaterThanOrEqual(2);
+    agent.kill('SIGTERM');
+    const result = await agent;
+    expect(result.exitCode).toBe(0);
+    for (const name of app.seen) expect(await pgRoleExists(name)).toBe(false);
+    // The daemon's ledger names the client as the holder of each lease it issued.
+    const mine = (await leases(PG)).filter((l) => app.seen.has(l.username));
+    expect(mine.map((l) => l.state)).toEqual(mine.map(() => 'revoked'));
+    const lookup = await sy.json<{ client: string | null }>(['dynamic', 'lease', 'lookup', mine[0].lease_id]);
+    expect(lookup.client).toBe(`agent-${T}`);
+    expect(String(result.stderr)).not.toContain(readLease(file)!.password);
+  } finally {
+    daemon.kill('SIGTERM');
+    await daemon;
+  }
+}, 90_000);
