@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { apiRows } from './lease-api.mjs';
+import { agentRows } from './agent.mjs';
 import { FLEET_CFG, fleetRows } from './fleet.mjs';
 import { ISOLATION_CFG, isolationRows } from './isolation.mjs';
 import {
@@ -36,6 +37,7 @@ const CFG = QUICK
   ? { runs: 3, startupRuns: 3, timedRuns: 3, warmup: 1, secrets: 20, sweepLeases: 20, sweepRuns: 1, ledger: 200, ledgerSmall: 10, daemonLeases: 200, daemonRuns: 1, daemonSeconds: 3, concurrent: 16, concurrentRounds: 1 }
   : { runs: 11, startupRuns: 31, timedRuns: 21, warmup: 2, secrets: 1000, sweepLeases: 1000, sweepRuns: 10, ledger: 100_000, ledgerSmall: 10, daemonLeases: 10_000, daemonRuns: 10, daemonSeconds: 5, concurrent: 16, concurrentRounds: 10 };
 Object.assign(CFG, QUICK ? FLEET_CFG.quick : FLEET_CFG.full, QUICK ? ISOLATION_CFG.quick : ISOLATION_CFG.full);
+CFG.agentSeconds = QUICK ? 15 : 600;
 if (opts.runs) CFG.runs = CFG.startupRuns = CFG.timedRuns = Number(opts.runs);
 const ONLY = opts.only ? new Set(opts.only.split(',').map((s) => s.trim())) : undefined;
 const OUT = opts.out ?? (QUICK ? undefined : join(ROOT, 'BENCHMARKS.md'));
@@ -582,6 +584,10 @@ label('13d', '`sy dynamic lease create` in client mode (SY_SERVER, HTTPS)', '<= 
 group(13, ['13a', '13b', '13c', '13d'], () => apiRows({
   CFG, PG, DB, PREFIX, ROOT, NODE, SY, QUICK, sy, run, interleave, measureOpts, ratioRow, median, quantile, fmtMs, sleep, log, n, pgQuery, daemons, newStore, homes,
 }));
+
+label('14a', '`sy agent` RSS through rotations of 2 s leases, 4 s max TTL (PostgreSQL)', '<= 80 MiB, flat');
+label('14b', '`sy agent`: new lease to the file written, p99', '<= 100 ms');
+group(14, ['14a', '14b'], async () => agentRows(newStore('agent', { pgTarget: true }), { seconds: CFG.agentSeconds, prefix: PREFIX, log }));
 
 // ------------------------------------------------------------------ main
 

@@ -9,7 +9,7 @@ _sy_spec() {
   _sy_subcommands= _sy_flags= _sy_valued= _sy_args=
   case "$1" in
     'sy')
-      _sy_subcommands='init key secret dynamic daemon auth pool client run audit store config completion'
+      _sy_subcommands='init key secret dynamic daemon auth pool client run agent audit store config completion'
       _sy_flags='-V --version --debug -q --quiet --no-color --no-sweep -h --help'
       _sy_valued=''
       _sy_args=''
@@ -206,6 +206,12 @@ _sy_spec() {
       _sy_valued='--path --record-uid --ttl'
       _sy_args='text...'
       ;;
+    'sy agent')
+      _sy_subcommands=''
+      _sy_flags='--path --record-uid -o --output -f --format --ttl --exec --drain --log-format --debug -q --quiet --no-color --no-sweep -h --help'
+      _sy_valued='--path --record-uid -o --output -f --format --ttl --exec --drain --log-format'
+      _sy_args=''
+      ;;
     'sy audit')
       _sy_subcommands='list verify'
       _sy_flags='-h --help'
@@ -398,6 +404,14 @@ _sy_value_source() {
     'sy run --path') _sy_source=paths ;;
     'sy run --record-uid') _sy_source=text ;;
     'sy run --ttl') _sy_source=text ;;
+    'sy agent --path') _sy_source=paths ;;
+    'sy agent --record-uid') _sy_source=text ;;
+    'sy agent -o'|'sy agent --output') _sy_source=file ;;
+    'sy agent -f'|'sy agent --format') _sy_source=choices; _sy_words='json yaml env dotenv' ;;
+    'sy agent --ttl') _sy_source=text ;;
+    'sy agent --exec') _sy_source=text ;;
+    'sy agent --drain') _sy_source=text ;;
+    'sy agent --log-format') _sy_source=choices; _sy_words='text json' ;;
     'sy audit list --since') _sy_source=text ;;
     'sy audit list --lease') _sy_source=text ;;
     'sy audit list --path') _sy_source=paths ;;

@@ -182,7 +182,7 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
 function needsStore(): SyError {
   return usageError(
     'needs_store',
-    'This command needs the store, and SY_SERVER is set: as a client of the lease API, sy runs only `dynamic lease create|list|lookup|renew|revoke`, `secret read` and `auth token`.',
+    'This command needs the store, and SY_SERVER is set: as a client of the lease API, sy runs only `dynamic lease create|list|lookup|renew|revoke`, `secret read`, `agent` and `auth token`.',
     'Unset SY_SERVER to work on a store of your own.',
   );
 }

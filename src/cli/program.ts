@@ -263,6 +263,21 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
       .action(lazy(() => import('../commands/run.js'), (m, opts, argv) => m.runCommand(ctx, argv, opts)));
   }
 
+  if (want('agent')) {
+    program
+      .command('agent')
+      .description('keep one lease fresh in a file for a long-running application: renew it, rotate it before its max TTL, revoke it on SIGTERM')
+      .option('--path <path>', 'path of the dynamic secret')
+      .option('--record-uid <id>', 'id of the dynamic secret')
+      .requiredOption('-o, --output <file>', 'the file the current lease is written to (mode 0600, atomic rename)')
+      .addOption(new Option('-f, --format <format>', 'the file\'s format (default json)').choices(['json', 'yaml', 'env', 'dotenv']))
+      .option('--ttl <duration>', 'length of each lease (default: the secret\'s ttl)')
+      .option('--exec <command>', 'shell command run after each new lease is written, e.g. "kill -HUP $(cat /run/app.pid)"')
+      .option('--drain <duration>', 'how long an old lease may stay while its user still has sessions (default 5m)')
+      .addOption(new Option('--log-format <format>', 'one line per event on stderr: text for people, json for collectors').choices(['text', 'json']).default('text'))
+      .action(lazy(() => import('../commands/agent.js'), (m, opts) => m.agentCommand(ctx, opts)));
+  }
+
   if (want('audit')) {
     const audit = program.command('audit').description('the hash-chained audit log of every change and lease event');
     withOutput(
@@ -322,7 +337,7 @@ export function buildProgram(ctx: Context, version: string, argv?: readonly stri
 }
 
 /** The top-level commands: buildProgram can build one of them alone. */
-const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'client', 'auth', 'run', 'audit', 'store', 'config', 'completion', '__complete'];
+const GROUPS = ['init', 'key', 'secret', 'dynamic', 'daemon', 'pool', 'client', 'run', 'agent', 'audit', 'store', 'config', 'auth', 'completion', '__complete'];
 
 /**
  * The flags every command takes. They are added to each command (not only to the root)

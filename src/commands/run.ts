@@ -20,13 +20,15 @@ export interface RunOptions {
 const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
 /**
- * What opens the store or says where it is. The command runs with a lease, not with sy's
- * powers: with these it could read every admin password in the store.
+ * What opens the store or says where it is, and a client's key for a pool's server. The
+ * command runs with a lease, not with sy's powers: with these it could read every admin
+ * password in the store, or issue leases of its own.
  */
-const STORE_VARIABLES = [
+export const STORE_VARIABLES = [
   'SY_HOME', 'SY_STORE',
   'SY_MASTER_KEY', 'SY_MASTER_KEY_FILE', 'SY_PASSPHRASE',
   'SY_NEW_MASTER_KEY', 'SY_NEW_MASTER_KEY_FILE', 'SY_NEW_PASSPHRASE',
+  'SY_PRIVATE_KEY', 'SY_PRIVATE_KEY_FILE',
 ];
 
 /** The private directory of a MySQL option file, removed once, however sy run ends. */

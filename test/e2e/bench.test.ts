@@ -40,6 +40,8 @@ const ROWS: [string, string][] = [
   ['13b', 'API lease create latency, 10 concurrent clients'],
   ['13c', 'API lease creates/s, 10 concurrent clients'],
   ['13d', '`sy dynamic lease create` in client mode'],
+  ['14a', '`sy agent` RSS through rotations'],
+  ['14b', '`sy agent`: new lease to the file written'],
 ];
 
 describe('npm run bench -- --quick', () => {

@@ -140,7 +140,7 @@ describe.each(stores)('a daemon on %s, while two targets hang', (_name, open) =>
     }
 
     // The dead targets' leases: failed, with the reason, their users still there (nothing reached them).
-    for (const row of deadRows) expect(row.last_error).toMatch(/127\.0\.0\.1:\d+.*(no answer|did not finish)/i);
+    for (const row of deadRows!) expect(row.last_error).toMatch(/127\.0\.0\.1:\d+.*(no answer|did not finish)/i);
     expect(await pgExists(deadLeases[0].username)).toBe(true);
     expect(await myExists(deadLeases[1].username)).toBe(true);
     expect(d.events.filter((e) => e.event === 'revoke_failed').map((e) => e.lease_id)).toEqual(expect.arrayContaining(deadIds));

@@ -32,12 +32,10 @@ const SY_IMAGE = `ghcr.io/<REPLACE_ORG>/sy:${VERSION}`;
 const NAMESPACE = 'myapp';
 
 /**
- * Commands and flags the examples use that sy does not have on this branch yet: `sy agent`
- * comes with branch h19. When sy gets one, this test fails: remove it from here.
+ * Commands and flags the examples use that sy does not have yet, proposed in the same change.
+ * When sy gets one, this test fails: remove it from here. (None now: `sy agent` exists.)
  */
-const PROPOSED_FLAGS: Record<string, string[]> = {
-  agent: ['--path', '--output', '--drain', '--log-format'],
-};
+const PROPOSED_FLAGS: Record<string, string[]> = {};
 
 type Obj = Record<string, any>;
 interface Container {

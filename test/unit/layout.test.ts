@@ -57,13 +57,15 @@ describe('source layout', () => {
     clients: ['errors', 'util', 'model', 'keys', 'audit', 'store', 'secrets', 'leases'],
     io: ['errors', 'util', 'model', 'keys', 'leases'],
     config: ['errors', 'util', 'io'],
-    commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'clients', 'client', 'io', 'config', 'cli'],
-    cli: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'commands', 'client', 'daemon'],
+    commands: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'clients', 'client', 'agent', 'io', 'config', 'cli'],
+    cli: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'io', 'config', 'commands', 'client', 'agent', 'daemon'],
     index: ['errors', 'io', 'cli'],
     // The seam of issue 17: the LeaseService a command takes, local or over the API.
     client: ['errors', 'util', 'model', 'io', 'store', 'secrets', 'leases', 'clients'],
     // `sy daemon`: the revocation loop, its observers and the API server beside it; a command's peer.
     daemon: ['errors', 'util', 'model', 'keys', 'audit', 'targets', 'store', 'secrets', 'leases', 'clients', 'io', 'cli'],
+    // `sy agent`'s loop, its events and the session probe, on a LeaseService.
+    agent: ['errors', 'util', 'model', 'io', 'client'],
     types: [],
   };
 

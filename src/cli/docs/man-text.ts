@@ -207,7 +207,7 @@ export const ENVIRONMENT: [string, string][] = [
   ['`SY_CLIENT_ID`', 'Who is acting, as written in the audit log (default: {user}@{host}); as a client of the lease API, the client\'s name.'],
   [
     '`SY_SERVER`',
-    '`https://`{host}:{port} of a pool\'s lease API: `sy` acts as its client. `dynamic lease create|list|lookup|renew|revoke`, `secret read` and `auth token` go to the server with the same flags, output and exit codes; every other command needs the store and exits 2.',
+    '`https://`{host}:{port} of a pool\'s lease API: `sy` acts as its client. `dynamic lease create|list|lookup|renew|revoke`, `secret read`, `agent` and `auth token` go to the server with the same flags, output and exit codes; every other command needs the store and exits 2.',
   ],
   ['`SY_PRIVATE_KEY`, `SY_PRIVATE_KEY_FILE`', 'The client\'s Ed25519 private key (PKCS#8 PEM), or a file holding it.'],
   ['`SY_CA_CERT`', 'A CA certificate file that the server\'s certificate must chain to.'],

@@ -5,7 +5,7 @@
  * leases of the hanging target due meanwhile wait for its attempt and share its failure;
  * nothing is claimed twice, and attempts in flight are bounded.
  */
-import { type DaemonEvent, runDaemon } from '../../../src/leases/daemon.js';
+import { type DaemonEvent, runDaemon } from '../../../src/daemon/loop.js';
 import type { LeaseDeps } from '../../../src/leases/deps.js';
 import type { RevokeOutcome } from '../../../src/leases/revoke.js';
 import { sweep } from '../../../src/leases/sweep.js';
