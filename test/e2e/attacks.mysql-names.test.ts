@@ -76,3 +76,22 @@ test('stored functions named like the built-ins sy calls never run as the admin'
   // The lease's own call wrote its row: the plant works, and only the lease ever ran it.
   expect(marks.map((m) => `${m.who} ${m.via}`)).toEqual([`${attacker.username}@% version`]);
 });
+
+test('a package a lease defined in Oracle mode (MariaDB) does not keep it from being revoked, and goes with it', async () => {
+  const lease = await create('db:my:routines');
+  const session = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: lease.username, password: lease.password, database: DB });
+  const PKG = `pkg_${T}`;
+  try {
+    // Any session may switch to sql_mode ORACLE, where CREATE ROUTINE allows packages.
+    await session.query("SET sql_mode = 'ORACLE'");
+    await session.query(`CREATE PACKAGE \`${DB}\`.${PKG} AS FUNCTION f RETURN INT; END`);
+    await session.query(`CREATE PACKAGE BODY \`${DB}\`.${PKG} AS FUNCTION f RETURN INT AS BEGIN RETURN 1; END; END`);
+  } finally {
+    await session.end();
+  }
+  const routines = async () => (await myAdminQuery('SELECT routine_type AS kind FROM information_schema.routines WHERE routine_schema = ? AND routine_name = ? ORDER BY 1', [DB, PKG])).map((r) => String(r.kind));
+  expect(await routines()).toEqual(['PACKAGE', 'PACKAGE BODY']);
+  await ok(['dynamic', 'lease', 'revoke', lease.lease_id]);
+  expect(await myUserExists(lease.username)).toBe(false);
+  expect(await routines()).toEqual([]);
+});

@@ -171,8 +171,19 @@ async function dropStoredObjects(session: MysqlSession, names: string[], holding
   objects.sort((a, b) => DROP_ORDER.indexOf(a.kind) - DROP_ORDER.indexOf(b.kind));
   for (const object of objects) {
     const what = `${object.kind.toLowerCase()} ${object.database}.${object.name}`;
+    const drop = `DROP ${object.kind} IF EXISTS ${ident(object.database)}.${ident(object.name)}`;
     try {
-      await session.run(`DROP ${object.kind} IF EXISTS ${ident(object.database)}.${ident(object.name)}`, [], `drop the ${what} of user ${object.owner}`, 'revoke_failed');
+      if (object.kind.startsWith('PACKAGE')) {
+        // MariaDB parses DROP PACKAGE only in sql_mode ORACLE, where any session may make one.
+        await session.run("SET @sy_sql_mode = @@sql_mode, sql_mode = 'ORACLE'", [], `drop the ${what} of user ${object.owner}`, 'revoke_failed');
+        try {
+          await session.run(drop, [], `drop the ${what} of user ${object.owner}`, 'revoke_failed');
+        } finally {
+          await session.run('SET sql_mode = @sy_sql_mode', [], 'restore the sql_mode', 'revoke_failed');
+        }
+      } else {
+        await session.run(drop, [], `drop the ${what} of user ${object.owner}`, 'revoke_failed');
+      }
     } catch (error) {
       rethrowIfLost(error);
       // The user stays (locked) so that the next attempt still finds what it defined.
@@ -228,14 +239,14 @@ export interface Holding {
 }
 
 interface StoredObject {
-  kind: 'TRIGGER' | 'EVENT' | 'VIEW' | 'PROCEDURE' | 'FUNCTION';
+  kind: 'TRIGGER' | 'EVENT' | 'VIEW' | 'PROCEDURE' | 'FUNCTION' | 'PACKAGE BODY' | 'PACKAGE';
   database: string;
   name: string;
   owner: string;
 }
 
-/** Triggers and events run by themselves, so they go first. */
-const DROP_ORDER: StoredObject['kind'][] = ['TRIGGER', 'EVENT', 'VIEW', 'PROCEDURE', 'FUNCTION'];
+/** Triggers and events run by themselves, so they go first; a package's body before the package (MariaDB). */
+const DROP_ORDER: StoredObject['kind'][] = ['TRIGGER', 'EVENT', 'VIEW', 'PROCEDURE', 'FUNCTION', 'PACKAGE BODY', 'PACKAGE'];
 
 /** The database a mysql.db pattern names, or undefined when it has an unescaped wildcard. */
 function literalDatabase(pattern: string): string | undefined {
