@@ -95,3 +95,32 @@ test('a package a lease defined in Oracle mode (MariaDB) does not keep it from b
   expect(await myUserExists(lease.username)).toBe(false);
   expect(await routines()).toEqual([]);
 });
+
+test('another lease that keeps a transaction open on a table where this lease defined a trigger is ended, and stays a lease', async () => {
+  const path = `db:my:triggers${tag(3)}`;
+  await ok(['secret', 'create', path, '--attributes', recipe('SELECT, INSERT, TRIGGER')]);
+  const owner = await create(path);
+  const other = await create(path);
+  const TRIGGER = `trg_${T}`;
+  const mine = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: owner.username, password: owner.password, database: DB });
+  try {
+    await mine.query(`CREATE TRIGGER \`${DB}\`.${TRIGGER} BEFORE INSERT ON \`${DB}\`.items FOR EACH ROW SET NEW.id = NEW.id`);
+  } finally {
+    await mine.end();
+  }
+  // The open transaction holds the table's metadata lock, which DROP TRIGGER must wait for.
+  const blocker = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
+  try {
+    await blocker.query('BEGIN');
+    await blocker.query(`SELECT * FROM \`${DB}\`.items`);
+    await ok(['dynamic', 'lease', 'revoke', owner.lease_id]);
+    expect(await myUserExists(owner.username)).toBe(false);
+    expect(await myAdminQuery('SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = ? AND trigger_name = ?', [DB, TRIGGER])).toEqual([]);
+    await expect(blocker.query('SELECT 1')).rejects.toThrow();
+  } finally {
+    await blocker.end().catch(() => undefined);
+  }
+  // Only its session ended: the other lease still logs in.
+  const again = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
+  await again.end();
+});

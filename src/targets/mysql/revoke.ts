@@ -3,11 +3,13 @@
  * variants of each name, and where each could have defined routines, events, triggers or views.
  */
 import { failed, type SyError } from '../../errors.js';
+import { parseManagedName } from '../names.js';
 import { describeUsers, type DriverError, revocationStatement } from '../shared.js';
 import type { RevokeOptions, RevokeResult } from '../target.js';
 import { account, checkedName, ident, type MysqlSession, rethrowIfLost, type Row, text, userName } from './session.js';
 
 const ER_NO_SUCH_THREAD = 1094;
+const ER_LOCK_WAIT_TIMEOUT = 1205;
 /** How long a killed session may take to end before revoking goes on without waiting. */
 const SESSION_END_WAIT_MS = 5000;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -172,17 +174,18 @@ async function dropStoredObjects(session: MysqlSession, names: string[], holding
   for (const object of objects) {
     const what = `${object.kind.toLowerCase()} ${object.database}.${object.name}`;
     const drop = `DROP ${object.kind} IF EXISTS ${ident(object.database)}.${ident(object.name)}`;
+    const action = `drop the ${what} of user ${object.owner}`;
     try {
       if (object.kind.startsWith('PACKAGE')) {
         // MariaDB parses DROP PACKAGE only in sql_mode ORACLE, where any session may make one.
-        await session.run("SET @sy_sql_mode = @@sql_mode, sql_mode = 'ORACLE'", [], `drop the ${what} of user ${object.owner}`, 'revoke_failed');
+        await session.run("SET @sy_sql_mode = @@sql_mode, sql_mode = 'ORACLE'", [], action, 'revoke_failed');
         try {
-          await session.run(drop, [], `drop the ${what} of user ${object.owner}`, 'revoke_failed');
+          await dropUnblocked(session, drop, action, names);
         } finally {
           await session.run('SET sql_mode = @sy_sql_mode', [], 'restore the sql_mode', 'revoke_failed');
         }
       } else {
-        await session.run(drop, [], `drop the ${what} of user ${object.owner}`, 'revoke_failed');
+        await dropUnblocked(session, drop, action, names);
       }
     } catch (error) {
       rethrowIfLost(error);
@@ -190,6 +193,37 @@ async function dropStoredObjects(session: MysqlSession, names: string[], holding
       if (!failures.has(object.owner)) failures.set(object.owner, error as SyError);
     }
   }
+}
+
+/**
+ * Runs `drop`; when it times out on a lock (an open transaction on the table of a trigger or
+ * view, a routine in use), the sessions of other sy leases that hold a transaction open are
+ * ended and it runs once more, so that two leases of one holder cannot shield each other
+ * (MariaDB does not say who holds a metadata lock). Another application's session is left
+ * alone: the drop then fails on its lock timeout, naming the lock.
+ */
+async function dropUnblocked(session: MysqlSession, drop: string, action: string, revoking: string[]): Promise<void> {
+  try {
+    await session.send(drop);
+    return;
+  } catch (error) {
+    if ((error as DriverError).errno !== ER_LOCK_WAIT_TIMEOUT) throw session.queryFailure('revoke_failed', action, error);
+  }
+  const rows = await session.run<Row[]>(
+    `SELECT DISTINCT p.id AS id, p.user AS name FROM information_schema.innodb_trx t
+       JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.id <> CONNECTION_ID()`,
+    [],
+    'look up the sessions that block the revocation',
+    'revoke_failed',
+  );
+  for (const row of rows) {
+    const name = text(row.name);
+    if (revoking.includes(name) || parseManagedName(name) === undefined) continue;
+    await session.send(`KILL CONNECTION ${Number(row.id)}`).catch((error: unknown) => {
+      if ((error as DriverError).errno !== ER_NO_SUCH_THREAD) throw session.queryFailure('revoke_failed', `end a session of user ${name}`, error);
+    });
+  }
+  await session.run(drop, [], action, 'revoke_failed');
 }
 
 /** One DROP USER for all; only if that fails, one per user to find whose cannot be dropped. */
