@@ -124,3 +124,31 @@ test('another lease that keeps a transaction open on a table where this lease de
   const again = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
   await again.end();
 });
+
+test('another lease in a transaction that called this lease\'s function (no InnoDB transaction) is ended, and stays a lease', async () => {
+  const path = `db:my:execute${tag(3)}`;
+  await ok(['secret', 'create', path, '--attributes', recipe('SELECT, CREATE ROUTINE, EXECUTE')]);
+  const owner = await create(path);
+  const other = await create(path);
+  const FN = `fn_${T}`;
+  const mine = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: owner.username, password: owner.password, database: DB });
+  try {
+    await mine.query(`CREATE FUNCTION \`${DB}\`.${FN}() RETURNS INT DETERMINISTIC SQL SECURITY DEFINER RETURN 1`);
+  } finally {
+    await mine.end();
+  }
+  // The function's metadata lock lasts until the transaction ends: DROP FUNCTION must wait for it.
+  const blocker = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
+  try {
+    await blocker.query('BEGIN');
+    await blocker.query(`SELECT \`${DB}\`.${FN}() AS one`);
+    await ok(['dynamic', 'lease', 'revoke', owner.lease_id]);
+    expect(await myUserExists(owner.username)).toBe(false);
+    expect(await myAdminQuery('SELECT routine_name FROM information_schema.routines WHERE routine_schema = ? AND routine_name = ?', [DB, FN])).toEqual([]);
+    await expect(blocker.query('SELECT 1')).rejects.toThrow();
+  } finally {
+    await blocker.end().catch(() => undefined);
+  }
+  const again = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
+  await again.end();
+});

@@ -180,12 +180,12 @@ async function dropStoredObjects(session: MysqlSession, names: string[], holding
         // MariaDB parses DROP PACKAGE only in sql_mode ORACLE, where any session may make one.
         await session.run("SET @sy_sql_mode = @@sql_mode, sql_mode = 'ORACLE'", [], action, 'revoke_failed');
         try {
-          await dropUnblocked(session, drop, action, names);
+          await dropUnblocked(session, drop, object.database, action, names);
         } finally {
           await session.run('SET sql_mode = @sy_sql_mode', [], 'restore the sql_mode', 'revoke_failed');
         }
       } else {
-        await dropUnblocked(session, drop, action, names);
+        await dropUnblocked(session, drop, object.database, action, names);
       }
     } catch (error) {
       rethrowIfLost(error);
@@ -197,22 +197,28 @@ async function dropStoredObjects(session: MysqlSession, names: string[], holding
 
 /**
  * Runs `drop`; when it times out on a lock (an open transaction on the table of a trigger or
- * view, a routine in use), the sessions of other sy leases that hold a transaction open are
+ * view, a routine in use), the sessions of other sy leases that may hold it (see below) are
  * ended and it runs once more, so that two leases of one holder cannot shield each other
  * (MariaDB does not say who holds a metadata lock). Another application's session is left
  * alone: the drop then fails on its lock timeout, naming the lock.
  */
-async function dropUnblocked(session: MysqlSession, drop: string, action: string, revoking: string[]): Promise<void> {
+async function dropUnblocked(session: MysqlSession, drop: string, database: string, action: string, revoking: string[]): Promise<void> {
   try {
     await session.send(drop);
     return;
   } catch (error) {
     if ((error as DriverError).errno !== ER_LOCK_WAIT_TIMEOUT) throw session.queryFailure('revoke_failed', action, error);
   }
+  // Who may hold the lock: a session with an InnoDB transaction open, or one of a user with
+  // privileges in the object's database (a routine called in a transaction holds its lock
+  // to the end of it, with no InnoDB transaction).
   const rows = await session.run<Row[]>(
-    `SELECT DISTINCT p.id AS id, p.user AS name FROM information_schema.innodb_trx t
-       JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.id <> CONNECTION_ID()`,
-    [],
+    `SELECT p.id AS id, p.user AS name FROM information_schema.processlist p
+      WHERE p.id <> CONNECTION_ID()
+        AND (p.id IN (SELECT trx_mysql_thread_id FROM information_schema.innodb_trx)
+             OR p.user IN (SELECT user FROM mysql.db WHERE CONVERT(? USING utf8mb4) LIKE CONVERT(db USING utf8mb4)
+                           UNION SELECT user FROM mysql.tables_priv WHERE CONVERT(db USING utf8mb4) = CONVERT(? USING utf8mb4)))`,
+    [database, database],
     'look up the sessions that block the revocation',
     'revoke_failed',
   );
