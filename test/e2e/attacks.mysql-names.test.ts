@@ -76,3 +76,79 @@ test('stored functions named like the built-ins sy calls never run as the admin'
   // The lease's own call wrote its row: the plant works, and only the lease ever ran it.
   expect(marks.map((m) => `${m.who} ${m.via}`)).toEqual([`${attacker.username}@% version`]);
 });
+
+test('a package a lease defined in Oracle mode (MariaDB) does not keep it from being revoked, and goes with it', async () => {
+  const lease = await create('db:my:routines');
+  const session = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: lease.username, password: lease.password, database: DB });
+  const PKG = `pkg_${T}`;
+  try {
+    // Any session may switch to sql_mode ORACLE, where CREATE ROUTINE allows packages.
+    await session.query("SET sql_mode = 'ORACLE'");
+    await session.query(`CREATE PACKAGE \`${DB}\`.${PKG} AS FUNCTION f RETURN INT; END`);
+    await session.query(`CREATE PACKAGE BODY \`${DB}\`.${PKG} AS FUNCTION f RETURN INT AS BEGIN RETURN 1; END; END`);
+  } finally {
+    await session.end();
+  }
+  const routines = async () => (await myAdminQuery('SELECT routine_type AS kind FROM information_schema.routines WHERE routine_schema = ? AND routine_name = ? ORDER BY 1', [DB, PKG])).map((r) => String(r.kind));
+  expect(await routines()).toEqual(['PACKAGE', 'PACKAGE BODY']);
+  await ok(['dynamic', 'lease', 'revoke', lease.lease_id]);
+  expect(await myUserExists(lease.username)).toBe(false);
+  expect(await routines()).toEqual([]);
+});
+
+test('another lease that keeps a transaction open on a table where this lease defined a trigger is ended, and stays a lease', async () => {
+  const path = `db:my:triggers${tag(3)}`;
+  await ok(['secret', 'create', path, '--attributes', recipe('SELECT, INSERT, TRIGGER')]);
+  const owner = await create(path);
+  const other = await create(path);
+  const TRIGGER = `trg_${T}`;
+  const mine = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: owner.username, password: owner.password, database: DB });
+  try {
+    await mine.query(`CREATE TRIGGER \`${DB}\`.${TRIGGER} BEFORE INSERT ON \`${DB}\`.items FOR EACH ROW SET NEW.id = NEW.id`);
+  } finally {
+    await mine.end();
+  }
+  // The open transaction holds the table's metadata lock, which DROP TRIGGER must wait for.
+  const blocker = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
+  try {
+    await blocker.query('BEGIN');
+    await blocker.query(`SELECT * FROM \`${DB}\`.items`);
+    await ok(['dynamic', 'lease', 'revoke', owner.lease_id]);
+    expect(await myUserExists(owner.username)).toBe(false);
+    expect(await myAdminQuery('SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = ? AND trigger_name = ?', [DB, TRIGGER])).toEqual([]);
+    await expect(blocker.query('SELECT 1')).rejects.toThrow();
+  } finally {
+    await blocker.end().catch(() => undefined);
+  }
+  // Only its session ended: the other lease still logs in.
+  const again = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
+  await again.end();
+});
+
+test('another lease in a transaction that called this lease\'s function (no InnoDB transaction) is ended, and stays a lease', async () => {
+  const path = `db:my:execute${tag(3)}`;
+  await ok(['secret', 'create', path, '--attributes', recipe('SELECT, CREATE ROUTINE, EXECUTE')]);
+  const owner = await create(path);
+  const other = await create(path);
+  const FN = `fn_${T}`;
+  const mine = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: owner.username, password: owner.password, database: DB });
+  try {
+    await mine.query(`CREATE FUNCTION \`${DB}\`.${FN}() RETURNS INT DETERMINISTIC SQL SECURITY DEFINER RETURN 1`);
+  } finally {
+    await mine.end();
+  }
+  // The function's metadata lock lasts until the transaction ends: DROP FUNCTION must wait for it.
+  const blocker = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
+  try {
+    await blocker.query('BEGIN');
+    await blocker.query(`SELECT \`${DB}\`.${FN}() AS one`);
+    await ok(['dynamic', 'lease', 'revoke', owner.lease_id]);
+    expect(await myUserExists(owner.username)).toBe(false);
+    expect(await myAdminQuery('SELECT routine_name FROM information_schema.routines WHERE routine_schema = ? AND routine_name = ?', [DB, FN])).toEqual([]);
+    await expect(blocker.query('SELECT 1')).rejects.toThrow();
+  } finally {
+    await blocker.end().catch(() => undefined);
+  }
+  const again = await myConnect({ host: MARIADB.host, port: MARIADB.port, user: other.username, password: other.password, database: DB });
+  await again.end();
+});

@@ -168,4 +168,35 @@ describe.each(pgMatrix())('PostgreSQL $version', (cluster) => {
     const again = await asLease(other);
     expect((await again.query('SELECT current_user AS u')).rows).toEqual([{ u: other.username }]);
   });
+
+  test('the lease\'s own role settings (read-only, 1 ms timeouts) never reach the admin, not even its SET ROLE to roll back a prepared transaction', async () => {
+    const lease = await create('db:postgresql:orders');
+    const session = await asLease(lease);
+    await session.query(`ALTER ROLE ${ident(lease.username)} SET default_transaction_read_only = on`);
+    await session.query(`ALTER ROLE ${ident(lease.username)} SET statement_timeout = 1`);
+    await session.query(`ALTER ROLE ${ident(lease.username)} SET lock_timeout = 1`);
+    await session.query(`BEGIN; UPDATE app.orders SET id = id`);
+    await session.query(`PREPARE TRANSACTION ${literal(`${GID}_d`)}`);
+    await session.end();
+    await revoke(lease);
+    expect(await preparedLeft()).toEqual([]);
+  });
+
+  test('another lease\'s prepared transaction that holds a lock on a table this lease owns is rolled back, and that lease stays', async () => {
+    const owner = await create('db:postgresql:orders');
+    const other = await create('db:postgresql:orders');
+    const TABLE = `prep_${cluster.major}_${T}`;
+    const mine = await asLease(owner);
+    await mine.query(`CREATE TABLE scratch.${ident(TABLE)} (id int); GRANT SELECT ON scratch.${ident(TABLE)} TO PUBLIC`);
+    // No session at all holds the lock: pg_blocking_pids names a prepared transaction as pid 0.
+    const blocker = await asLease(other);
+    await blocker.query(`BEGIN; SELECT * FROM scratch.${ident(TABLE)}`);
+    await blocker.query(`PREPARE TRANSACTION ${literal(`${GID}_c`)}`);
+    await blocker.end();
+    await revoke(owner);
+    expect(await asSuperuser('SELECT 1 FROM pg_class WHERE relname = $1', [TABLE])).toEqual([]);
+    expect(await preparedLeft()).toEqual([]);
+    const again = await asLease(other);
+    expect((await again.query('SELECT current_user AS u')).rows).toEqual([{ u: other.username }]);
+  });
 });

@@ -3,11 +3,13 @@
  * variants of each name, and where each could have defined routines, events, triggers or views.
  */
 import { failed, type SyError } from '../../errors.js';
+import { parseManagedName } from '../names.js';
 import { describeUsers, type DriverError, revocationStatement } from '../shared.js';
 import type { RevokeOptions, RevokeResult } from '../target.js';
 import { account, checkedName, ident, type MysqlSession, rethrowIfLost, type Row, text, userName } from './session.js';
 
 const ER_NO_SUCH_THREAD = 1094;
+const ER_LOCK_WAIT_TIMEOUT = 1205;
 /** How long a killed session may take to end before revoking goes on without waiting. */
 const SESSION_END_WAIT_MS = 5000;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -171,14 +173,63 @@ async function dropStoredObjects(session: MysqlSession, names: string[], holding
   objects.sort((a, b) => DROP_ORDER.indexOf(a.kind) - DROP_ORDER.indexOf(b.kind));
   for (const object of objects) {
     const what = `${object.kind.toLowerCase()} ${object.database}.${object.name}`;
+    const drop = `DROP ${object.kind} IF EXISTS ${ident(object.database)}.${ident(object.name)}`;
+    const action = `drop the ${what} of user ${object.owner}`;
     try {
-      await session.run(`DROP ${object.kind} IF EXISTS ${ident(object.database)}.${ident(object.name)}`, [], `drop the ${what} of user ${object.owner}`, 'revoke_failed');
+      if (object.kind.startsWith('PACKAGE')) {
+        // MariaDB parses DROP PACKAGE only in sql_mode ORACLE, where any session may make one.
+        await session.run("SET @sy_sql_mode = @@sql_mode, sql_mode = 'ORACLE'", [], action, 'revoke_failed');
+        try {
+          await dropUnblocked(session, drop, object.database, action, names);
+        } finally {
+          await session.run('SET sql_mode = @sy_sql_mode', [], 'restore the sql_mode', 'revoke_failed');
+        }
+      } else {
+        await dropUnblocked(session, drop, object.database, action, names);
+      }
     } catch (error) {
       rethrowIfLost(error);
       // The user stays (locked) so that the next attempt still finds what it defined.
       if (!failures.has(object.owner)) failures.set(object.owner, error as SyError);
     }
   }
+}
+
+/**
+ * Runs `drop`; when it times out on a lock (an open transaction on the table of a trigger or
+ * view, a routine in use), the sessions of other sy leases that may hold it (see below) are
+ * ended and it runs once more, so that two leases of one holder cannot shield each other
+ * (MariaDB does not say who holds a metadata lock). Another application's session is left
+ * alone: the drop then fails on its lock timeout, naming the lock.
+ */
+async function dropUnblocked(session: MysqlSession, drop: string, database: string, action: string, revoking: string[]): Promise<void> {
+  try {
+    await session.send(drop);
+    return;
+  } catch (error) {
+    if ((error as DriverError).errno !== ER_LOCK_WAIT_TIMEOUT) throw session.queryFailure('revoke_failed', action, error);
+  }
+  // Who may hold the lock: a session with an InnoDB transaction open, or one of a user with
+  // privileges in the object's database (a routine called in a transaction holds its lock
+  // to the end of it, with no InnoDB transaction).
+  const rows = await session.run<Row[]>(
+    `SELECT p.id AS id, p.user AS name FROM information_schema.processlist p
+      WHERE p.id <> CONNECTION_ID()
+        AND (p.id IN (SELECT trx_mysql_thread_id FROM information_schema.innodb_trx)
+             OR p.user IN (SELECT user FROM mysql.db WHERE CONVERT(? USING utf8mb4) LIKE CONVERT(db USING utf8mb4)
+                           UNION SELECT user FROM mysql.tables_priv WHERE CONVERT(db USING utf8mb4) = CONVERT(? USING utf8mb4)))`,
+    [database, database],
+    'look up the sessions that block the revocation',
+    'revoke_failed',
+  );
+  for (const row of rows) {
+    const name = text(row.name);
+    if (revoking.includes(name) || parseManagedName(name) === undefined) continue;
+    await session.send(`KILL CONNECTION ${Number(row.id)}`).catch((error: unknown) => {
+      if ((error as DriverError).errno !== ER_NO_SUCH_THREAD) throw session.queryFailure('revoke_failed', `end a session of user ${name}`, error);
+    });
+  }
+  await session.run(drop, [], action, 'revoke_failed');
 }
 
 /** One DROP USER for all; only if that fails, one per user to find whose cannot be dropped. */
@@ -228,14 +279,14 @@ export interface Holding {
 }
 
 interface StoredObject {
-  kind: 'TRIGGER' | 'EVENT' | 'VIEW' | 'PROCEDURE' | 'FUNCTION';
+  kind: 'TRIGGER' | 'EVENT' | 'VIEW' | 'PROCEDURE' | 'FUNCTION' | 'PACKAGE BODY' | 'PACKAGE';
   database: string;
   name: string;
   owner: string;
 }
 
-/** Triggers and events run by themselves, so they go first. */
-const DROP_ORDER: StoredObject['kind'][] = ['TRIGGER', 'EVENT', 'VIEW', 'PROCEDURE', 'FUNCTION'];
+/** Triggers and events run by themselves, so they go first; a package's body before the package (MariaDB). */
+const DROP_ORDER: StoredObject['kind'][] = ['TRIGGER', 'EVENT', 'VIEW', 'PROCEDURE', 'FUNCTION', 'PACKAGE BODY', 'PACKAGE'];
 
 /** The database a mysql.db pattern names, or undefined when it has an unescaped wildcard. */
 function literalDatabase(pattern: string): string | undefined {

@@ -116,6 +116,7 @@ export async function unblocked<T>(session: PgSession, roles: LeaseRole[], body:
         await endBlockers(watcher, pid).catch(() => undefined);
         const { rows } = await watcher.client.query<Prepared>(preparedStatement(roles)).catch(() => ({ rows: [] as Prepared[] }));
         if (rows.length > 0) await rollbackPrepared(watcher, rows).catch(() => undefined);
+        await endPreparedBlockers(watcher, pid).catch(() => undefined);
         await pause(WATCH_EVERY_MS);
       }
     } catch {
@@ -151,6 +152,36 @@ async function endBlockers(watcher: PgSession, pid: number): Promise<void> {
     }
     await watcher.client.query('SELECT pg_catalog.pg_terminate_backend($1::pg_catalog.int4)', [blocker.pid]).catch(() => undefined);
   }
+}
+
+/**
+ * A prepared transaction holds its locks with no session (pg_blocking_pids names it 0), so
+ * endBlockers cannot end it: the prepared transactions of other sy leases that hold a lock
+ * `pid` waits for are rolled back (as their owner, whose privileges the admin takes first,
+ * as endBlockers does), so a lease cannot shield another with a prepared transaction.
+ * Another application's prepared transaction is left alone: the statement fails on its
+ * lock timeout, naming the lock.
+ */
+async function endPreparedBlockers(watcher: PgSession, pid: number): Promise<void> {
+  const eq = 'OPERATOR(pg_catalog.=)';
+  const same = ['locktype', 'database', 'relation', 'page', 'tuple', 'virtualxid', 'transactionid', 'classid', 'objid', 'objsubid']
+    .map((c) => `h.${c} IS NOT DISTINCT FROM w.${c}`).join(' AND ');
+  const { rows } = await watcher.client.query<Prepared & { usable: boolean }>(
+    `SELECT DISTINCT p.gid, d.datname::pg_catalog.text AS database, r.rolname::pg_catalog.text AS owner,
+            pg_catalog.pg_has_role(p.ownerid, 'USAGE') AS usable
+       FROM pg_catalog.pg_prepared_xact() AS p(transaction, gid, prepared, ownerid, dbid)
+       JOIN pg_catalog.pg_database d ON d.oid ${eq} p.dbid JOIN pg_catalog.pg_roles r ON r.oid ${eq} p.ownerid
+       JOIN pg_catalog.pg_locks x ON x.locktype ${eq} 'transactionid' AND x.transactionid ${eq} p.transaction AND x.pid IS NULL
+       JOIN pg_catalog.pg_locks h ON h.virtualtransaction ${eq} x.virtualtransaction AND h.pid IS NULL AND h.granted
+       JOIN pg_catalog.pg_locks w ON w.pid ${eq} $1::pg_catalog.int4 AND NOT w.granted AND ${same}
+      WHERE 0 OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids($1::pg_catalog.int4))`,
+    [pid],
+  );
+  const leases = rows.filter((row) => parseManagedName(row.owner) !== undefined);
+  for (const row of leases) {
+    if (!row.usable) await watcher.client.query(`GRANT ${ident(row.owner)} TO CURRENT_USER`).catch(() => undefined);
+  }
+  if (leases.length > 0) await rollbackPrepared(watcher, leases.map(({ gid, database, owner }) => ({ gid, database, owner })));
 }
 
 const oidList = (roles: LeaseRole[]): string => roles.map((r) => String(Number(r.oid))).join(', ') || 'NULL';
