@@ -16,6 +16,9 @@ import {
   verifyChain,
 } from './chain.js';
 
+
+/** How often a check without the lock reads the head again when writers moved it meanwhile. */
+const END_TRIES = 20;
 /**
  * The audit log of a store in SY_HOME: the chain's lines appended to a file next to sy.db.
  * Where the log ends (lines, bytes, last hash) is kept in the store under the same lock as
@@ -113,12 +116,20 @@ export class FileAuditLog implements AuditTrail {
 
   /** Where the log really ends, checked against the store's record. */
   private end(use: 'check' | 'read'): FilePosition {
-    const head = this.options.head.read();
-    const fd = openLog(this.file, use);
-    try {
-      return findEnd(fd, head, this.options.mac, false, this.place());
-    } finally {
-      if (fd !== undefined) closeSync(fd);
+    for (let attempt = 1; ; attempt++) {
+      const head = this.options.head.read();
+      const fd = openLog(this.file, use);
+      try {
+        return findEnd(fd, head, this.options.mac, false, this.place());
+      } catch (error) {
+        // Without the lock, other processes (a daemon) may have appended and committed between
+        // the head's read and the file's: a head that has moved on since is that race, not a
+        // change by someone without the key. A head that stays put is checked as it is.
+        if (attempt < END_TRIES && error instanceof SyError && this.options.head.read().generation !== head.generation) continue;
+        throw error;
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
     }
   }
 
