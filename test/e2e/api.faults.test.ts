@@ -6,8 +6,9 @@
  * recovery without a restart).
  */
 import { rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { makeHome, type SyHome } from '../helpers/cli.js';
-import { myAdminQuery, tag } from '../helpers/db.js';
+import { LOCAL_PG, localPgQuery, myAdminQuery, pgConnect, tag } from '../helpers/db.js';
 import { createStoreDatabase, type StoreDatabase } from '../helpers/pg-store.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
 import { type ApiDaemon, type TestCa, asClient, call, clientEnv, makeTestCa, registerClient, startApiDaemon, tokenFor } from '../helpers/api.js';
@@ -16,6 +17,7 @@ import { createSecrets, dropMyPrefix, dropPgPrefix, mustJson, myExists, pgUsers,
 const T = tag(4);
 const PREFIX = `af${T}_`;
 const MY_DB = `sy_apf_${T}`;
+const PG_DB = `sy_apf_${T}`;
 const API = '/api/sm/v1';
 const homes: SyHome[] = [];
 const daemons: ApiDaemon[] = [];
@@ -33,6 +35,7 @@ afterAll(async () => {
   await dropPgPrefix(PREFIX);
   await dropMyPrefix(PREFIX);
   await myAdminQuery(`DROP DATABASE IF EXISTS \`${MY_DB}\``);
+  await localPgQuery(`DROP DATABASE IF EXISTS ${PG_DB} WITH (FORCE)`).catch(() => undefined);
   for (const h of homes) h.cleanup();
   for (const s of stores) await s.drop();
   rmSync(ca.dir, { recursive: true, force: true });
@@ -83,22 +86,42 @@ test('--listen without TLS takes only a loopback address (exit 2); TLS without -
   }
 });
 
-test('a daemon SIGKILLed in the middle of a create: the client gets an error, and the intent leaves no untracked user', async () => {
-  const target = await startProxy(5432);
-  proxies.push(target);
+test('--listen on an address already in use: one sentence, exit 1', async () => {
   const sy = await home();
-  const setup = await createSecrets(sy, { pgPrefix: PREFIX, myPrefix: PREFIX, myDatabase: MY_DB, ttl: 300, pgPort: target.port });
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = taken.address() as AddressInfo;
+    const r = await sy.run(['daemon', '--listen', `127.0.0.1:${port}`]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.trim()).toBe(`sy: Could not listen on 127.0.0.1:${port}: the address is in use.`);
+  } finally {
+    await new Promise((resolve) => taken.close(resolve));
+  }
+});
+
+test('a daemon SIGKILLed in the middle of a create: the client gets an error, and the intent leaves no untracked user', async () => {
+  // The create waits inside, its intent recorded: another session holds the database's
+  // catalog row (an open GRANT on it), so the lease's GRANT CONNECT waits (up to the admin's
+  // 5 s lock_timeout).
+  await localPgQuery(`CREATE DATABASE ${PG_DB}`);
+  const sy = await home();
+  const setup = await createSecrets(sy, { pgPrefix: PREFIX, myPrefix: PREFIX, myDatabase: MY_DB, ttl: 300, pgDatabase: PG_DB });
   const client = await registerClient(sy, `kill${T}`, ['db:postgresql:*']);
   const d = await daemon(sy);
-  // The target accepts and never answers: the create waits inside, its intent recorded.
-  await target.silent();
-  const pending = asClient(clientEnv(d.url, client), ['dynamic', 'lease', 'create', '--path', setup.pgDyn]);
-  await waitFor('the intent', async () => (await mustJson(sy, ['dynamic', 'lease', 'list', '--all', '--format', 'json'])).data.some((l: { state: string }) => l.state === 'intent'));
-  d.child.kill('SIGKILL');
-  const answer = await pending;
-  expect(answer.exitCode).toBe(1);
-  expect(answer.stdout).toBe('');
-  await target.up();
+  const locker = await pgConnect({ ...LOCAL_PG, database: PG_DB });
+  try {
+    await locker.query(`BEGIN; GRANT CONNECT ON DATABASE ${PG_DB} TO PUBLIC`);
+    const pending = asClient(clientEnv(d.url, client), ['dynamic', 'lease', 'create', '--path', setup.pgDyn]);
+    await waitFor('the intent', async () => (await mustJson(sy, ['dynamic', 'lease', 'list', '--all', '--format', 'json'])).data.some((l: { state: string }) => l.state === 'intent'), 20_000, 50);
+    d.child.kill('SIGKILL');
+    const answer = await pending;
+    expect(answer.exitCode).toBe(1);
+    expect(answer.stdout).toBe('');
+  } finally {
+    await locker.query('ROLLBACK').catch(() => undefined);
+    await locker.end().catch(() => undefined);
+  }
   // The next sweep on the store resolves the dead daemon's intent; no user is left behind.
   const swept = await sy.run(['dynamic', 'sweep', '--format', 'json']);
   expect(swept.exitCode).toBe(0);

@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { verifyToken } from '../../clients/token.js';
-import { unauthorized } from '../../errors.js';
+import { failed, unauthorized } from '../../errors.js';
 import type { LeaseDeps } from '../../leases/deps.js';
 import type { ClientRecord } from '../../model/client.js';
 import { errorBody, httpError } from './http-errors.js';
@@ -157,7 +157,14 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     issued: options.issued,
   });
 
-  await app.listen({ host: options.host, port: options.port });
+  try {
+    await app.listen({ host: options.host, port: options.port });
+  } catch (error) {
+    await app.close().catch(() => undefined);
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'the address is in use' : code === 'EADDRNOTAVAIL' ? 'no interface of this machine has that address' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw failed('listen_failed', `Could not listen on ${options.host}:${options.port}: ${why}.`);
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
