@@ -374,7 +374,7 @@ describe('SY_HOME', () => {
     chmodSync(sy.env.SY_HOME, 0o777);
     const result = await sy.run(['init']);
     expect(result.exitCode).toBe(0);
-    expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/0700/)]);
+    expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/0700/), expect.stringMatching(/^Next: /)]);
     expect((statSync(sy.env.SY_HOME).mode & 0o777).toString(8)).toBe('700');
   });
 
