@@ -154,7 +154,9 @@ describe.each(pgMatrix())('PostgreSQL $version', (cluster) => {
   test('creationStatements done right: the statements make the role, grantPermissions is granted on top (never ignored)', async () => {
     await dynamic('db:pg:templated', 'db:pg:super', {
       grantPermissions: { what: 'SELECT', where: 'app.orders' },
-      creationStatements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' CONNECTION LIMIT 3 IN ROLE ${ident(GRAVEYARD)}`],
+      // The recipe's connectionLimit is the cap, applied after the statements, whatever they say.
+      creationStatements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' CONNECTION LIMIT 50 IN ROLE ${ident(GRAVEYARD)}`],
+      connectionLimit: 3,
     });
     const lease = await create('db:pg:templated');
     expect(await asLease(lease, ['SELECT count(*)::int AS n FROM app.orders'])).toEqual([{ n: 0 }]);
