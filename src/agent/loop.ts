@@ -77,7 +77,20 @@ function message(error: unknown): string {
 
 export async function runAgent(options: AgentOptions, deps: AgentDeps, signal: AbortSignal): Promise<AgentSummary> {
   const { service, emit } = deps;
+  /** Old leases still draining or being revoked; each leaves the map once it is settled. */
   const retiring = new Map<string, Promise<boolean>>();
+  const settled = { revoked: 0, failed: 0 };
+  const track = (id: string, outcome: Promise<boolean>): void => {
+    retiring.set(
+      id,
+      outcome.then((revoked) => {
+        if (revoked) settled.revoked++;
+        else settled.failed++;
+        retiring.delete(id);
+        return revoked;
+      }),
+    );
+  };
   let failures = 0;
 
   const hold = (lease: IssuedLease): Held => ({
@@ -171,7 +184,7 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps, signal: A
         }
       }
     })();
-    retiring.set(id, done);
+    track(id, done);
   };
 
   const rotate = async (old: Held, reason: string): Promise<Held> => {
@@ -255,7 +268,7 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps, signal: A
   // Stopped: the old leases finish draining at once, and the current one goes too.
   if (current && !retiring.has(current.lease.lease_id)) {
     const id = current.lease.lease_id;
-    retiring.set(
+    track(
       id,
       service.revoke(id).then(
         () => (emit({ event: 'revoked', lease_id: id, reason: 'agent stopped' }), true),
@@ -263,7 +276,6 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps, signal: A
       ),
     );
   }
-  const results = await Promise.all(retiring.values());
-  const revoked = results.filter(Boolean).length;
-  return { revoked, failed: results.length - revoked };
+  await Promise.all(retiring.values());
+  return { ...settled };
 }
