@@ -125,7 +125,7 @@ export class FileAuditLog implements AuditTrail {
         // Without the lock, other processes (a daemon) may have appended and committed between
         // the head's read and the file's: a head that has moved on since is that race, not a
         // change by someone without the key. A head that stays put is checked as it is.
-        if (attempt < END_TRIES && error instanceof SyError && this.options.head.read().generation !== head.generation) continue;
+        if (attempt < END_TRIES && isAheadOfHead(error) && this.options.head.read().generation !== head.generation) continue;
         throw error;
       } finally {
         if (fd !== undefined) closeSync(fd);
@@ -183,6 +183,15 @@ export class FileAuditLog implements AuditTrail {
 const logChanged = (how: string): SyError =>
   storeError('audit_log_tampered', `The audit log was changed by someone without the key: ${how}.`,
     'Run `sy audit verify`, and restore audit.log from a backup; nothing was done.');
+
+/**
+ * Refusals of lines past the head that belong to later generations. Read in a snapshot (the
+ * store's read transaction) or between two reads without the lock, the head may be commits
+ * behind a file that other processes kept appending to: the caller may look again with a
+ * fresh head, and refuses only if the head stays behind.
+ */
+const aheadOfHead = new WeakSet<SyError>();
+export const isAheadOfHead = (error: unknown): boolean => error instanceof SyError && aheadOfHead.has(error);
 
 /**
  * Opens the log without following a link (O_NOFOLLOW): a link planted in SY_HOME must not
@@ -254,7 +263,11 @@ function findEnd(fd: number | undefined, head: FilePosition & { generation: numb
     const { hash, ...body } = entry;
     if (entry.prev !== end.hash || entryHash(body, mac) !== hash) throw logChanged(`lines after the end the store recorded are not sy's`);
     // An append that died before its head was saved wrote at most the next generation's lines.
-    if ((entry.gen ?? 0) > head.generation + 1) throw logChanged('lines after the end the store recorded were written after it, so its record of that end was put back');
+    if ((entry.gen ?? 0) > head.generation + 1) {
+      const error = logChanged('lines after the end the store recorded were written after it, so its record of that end was put back');
+      aheadOfHead.add(error);
+      throw error;
+    }
     end = { lines: end.lines + 1, bytes: end.bytes + Buffer.byteLength(line) + 1, hash };
   }
   if (torn !== '' && repair) ftruncateSync(fd!, end.bytes);

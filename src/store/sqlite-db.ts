@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
+import { isAheadOfHead } from '../audit/file-log.js';
 import { SyError, failed, storeError } from '../errors.js';
 import { Census, ROOTS, ROOT_KEYS, type RecordMac, RootRecords, type Roots, tampered } from './records.js';
 
@@ -71,12 +72,20 @@ export function writeMeta(db: Database, entries: Record<string, string>, guardKe
  */
 export function runSnapshot<T>(db: Database, fn: () => T): T {
   if (db.inTransaction) return runRead(fn);
-  try {
-    return db.transaction(fn).deferred();
-  } catch (error) {
-    throw translateSqliteError(error);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return db.transaction(fn).deferred();
+    } catch (error) {
+      // The snapshot's audit head was commits behind the log that other processes appended
+      // to meanwhile: a new snapshot has their head. One that stays behind is refused.
+      if (attempt < SNAPSHOT_TRIES && isAheadOfHead(error)) continue;
+      throw translateSqliteError(error);
+    }
   }
 }
+
+/** How often a read transaction is taken again when the audit log ran ahead of its snapshot. */
+const SNAPSHOT_TRIES = 20;
 
 /** Runs `fn` in a write transaction taken at once (BEGIN IMMEDIATE), so writers queue. */
 export function runWrite<T>(db: Database, fn: () => T): T {

@@ -4,12 +4,12 @@
  * read of the file. That is a race, not someone without the key putting back the head; a
  * head that stays put while the file runs ahead of it still is.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditMac } from '../../../src/audit/chain.js';
-import { type AuditHead, FileAuditLog } from '../../../src/audit/file-log.js';
+import { type AuditHead, FileAuditLog, isAheadOfHead } from '../../../src/audit/file-log.js';
 
 type Head = ReturnType<AuditHead['read']>;
 
@@ -61,4 +61,37 @@ test('a head that stays put behind lines of later generations is still refused (
   const refused = await logWith(head).check().then(() => undefined, (error: unknown) => error as { exitCode: number; message: string });
   expect(refused?.message).toMatch(/written after it/);
   expect(refused?.exitCode).toBe(4);
+});
+
+test("inside the store's read transaction (the recount), a head commits old says so in a way the store retries with a new snapshot; lines that do not chain do not", async () => {
+  const head = { current: start() } as { current: Head; reads?: () => Head };
+  const writer = logWith(head);
+  await writer.append([{ action: 'lease.create', outcome: 'success' }]);
+  const snapshot = { ...head.current };
+  for (let i = 0; i < 3; i++) {
+    head.current = { ...head.current, generation: head.current.generation + 1 };
+    await writer.append([{ action: 'lease.create', outcome: 'success' }]);
+  }
+  head.reads = () => snapshot;
+  const behind = (() => {
+    try {
+      logWith(head).checkEnd();
+    } catch (error) {
+      return error;
+    }
+  })();
+  expect(isAheadOfHead(behind)).toBe(true);
+  // With the snapshot's head current again, the same log passes.
+  head.reads = undefined;
+  expect(() => logWith(head).checkEnd()).not.toThrow();
+  appendFileSync(join(dir, 'audit.log'), '{"not":"sy"}\n');
+  const foreign = (() => {
+    try {
+      logWith(head).checkEnd();
+    } catch (error) {
+      return error;
+    }
+  })();
+  expect((foreign as Error).message).toMatch(/not sy's/);
+  expect(isAheadOfHead(foreign)).toBe(false);
 });
