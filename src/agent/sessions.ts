@@ -56,9 +56,11 @@ const PROBERS: Record<Engine, Prober> = {
   },
   mysql: {
     async count(lease) {
-      const { default: mysql } = await import('mysql2/promise');
+      // The package itself, not mysql2/promise: the bundle vendors `mysql2` into a file of its
+      // own, loaded only here and by MySQL targets (scripts/bundle.mjs).
+      const { default: mysql } = await import('mysql2');
       const mode = tlsMode(lease);
-      const connection = await mysql.createConnection({
+      const core = mysql.createConnection({
         host: lease.host,
         port: lease.port,
         user: lease.username,
@@ -67,7 +69,10 @@ const PROBERS: Record<Engine, Prober> = {
         ssl: mode === undefined ? undefined : mode === 'required' ? { rejectUnauthorized: false } : { rejectUnauthorized: true },
         connectTimeout: PROBE_TIMEOUT_MS,
       });
+      core.on('error', () => undefined);
+      const connection = core.promise();
       try {
+        await connection.connect();
         const [rows] = await connection.query(
           "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND ID <> CONNECTION_ID()",
         );
