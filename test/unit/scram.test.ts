@@ -1,5 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
-import { scramKeys, scramSha256Verifier } from '../../src/targets/scram.js';
+import { scramKeys, scramSha256Verifier, scramSha256VerifierAsync } from '../../src/targets/scram.js';
 
 // The SCRAM-SHA-256 exchange of RFC 7677, section 3 (user "user", password "pencil").
 const RFC = {
@@ -55,5 +55,11 @@ describe('scramSha256Verifier', () => {
 
   test('depends on the password', () => {
     expect(scramSha256Verifier('pencil', RFC.salt)).not.toBe(scramSha256Verifier('pencil2', RFC.salt));
+  });
+
+  test('the asynchronous form (off the event loop) gives the same verifier, and a non-ASCII password the same as the sync form', async () => {
+    expect(await scramSha256VerifierAsync(RFC.password, RFC.salt)).toBe(scramSha256Verifier(RFC.password, RFC.salt));
+    expect(await scramSha256VerifierAsync('pâss\u212b', RFC.salt)).toBe(scramSha256Verifier('pâss\u212b', RFC.salt));
+    expect(await scramSha256VerifierAsync('pencil', RFC.salt)).not.toBe(scramSha256Verifier('pencil2', RFC.salt));
   });
 });
