@@ -7,53 +7,51 @@ import { failed } from '../../errors.js';
 import { POSTGRES_DATA_PRIVILEGES, POSTGRES_SCHEMA_PRIVILEGES } from '../../model/engines.js';
 import { type GrantPermission, MAX_CONNECTION_LIMIT } from '../../model/secret.js';
 import { parseManagedName } from '../names.js';
-import { scramSha256Verifier } from '../scram.js';
+import { scramSha256VerifierAsync } from '../scram.js';
 import { type DriverError, expandPrivileges, renderTemplate } from '../shared.js';
 import type { NewUser } from '../target.js';
 import { checkReassignTarget } from './reassign.js';
 import { ORDINARY_SCHEMA, SY_STORE_SCHEMA, storeSchemaRefused } from './recipe.js';
 import { revokeUsers } from './revoke.js';
-import { checkedName, escapePasswordLiteral, ident, literal, type PgSession } from './session.js';
+import { checkedName, escapePasswordLiteral, ident, literal, PgSession } from './session.js';
 
 /**
  * Creates the role with its grants in one transaction (see PostgresTarget). Custom creation
  * statements may commit on their own, so on failure whatever they left is revoked.
+ *
+ * The schemas a grant reaches are looked up before the transaction; inside it, the role, its
+ * grants and the checks that it holds them go in one round trip, then COMMIT. Concurrent
+ * GRANTs on one catalog row (the database's, a schema's, a table's) fail all but the first
+ * to commit, so the time from the first GRANT to COMMIT is kept to those two round trips.
  */
 export async function createUser(session: PgSession, user: NewUser): Promise<void> {
   const name = checkedName(user.username);
   const expires = user.expiresAt.toISOString();
-  const verifier = scramSha256Verifier(user.password);
+  const verifier = await scramSha256VerifierAsync(user.password);
   if (user.reassignTo !== undefined) await checkReassignTarget(session, user.reassignTo, `create user ${name}`);
   const custom = user.creationStatements !== undefined && user.creationStatements.length > 0;
+  const grants = await planGrants(session, name, user.grants);
+  const action = `create user ${name}`;
   try {
-    await session.transaction(`create user ${name}`, 'create_user_failed', user.password, async () => {
+    await session.transaction(action, 'create_user_failed', user.password, async () => {
       if (custom) {
         for (const template of user.creationStatements!) {
           // {{password}} becomes the SCRAM verifier: PostgreSQL stores it as given, and
           // the statement (which the server may log) never holds the password.
           const statement = renderTemplate(template, { name, password: verifier, expiration: expires }, escapePasswordLiteral);
-          await session.query(statement, [], `create user ${name}`, 'create_user_failed', user.password);
+          await session.query(statement, [], action, 'create_user_failed', user.password);
         }
         // grantPermissions is granted on top of what the statements did: it is never ignored.
-        await grantAll(session, name, user.grants);
         // The recipe's cap holds whatever the statements said: a lease must not keep the admin out.
-        if (user.connectionLimit !== undefined) {
-          await session.query(`ALTER ROLE ${ident(name)} CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}`, [], `create user ${name}`, 'create_user_failed');
-        }
+        const cap = user.connectionLimit !== undefined ? [`ALTER ROLE ${ident(name)} CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}`] : [];
+        await grantAll(session, action, grants, [], cap);
         return;
       }
-      await session.query(
-        [
-          `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT${user.connectionLimit !== undefined ? ` CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}` : ''} PASSWORD ${literal(verifier)} VALID UNTIL ${literal(expires)}`,
-          `COMMENT ON ROLE ${ident(name)} IS ${literal(`managed by sy; reap after ${parseManagedName(name)?.reapAfter.toISOString() ?? expires}`)}`,
-          `GRANT CONNECT ON DATABASE ${ident(session.database)} TO ${ident(name)}`,
-        ].join('; '),
-        [],
-        `create user ${name}`,
-        'create_user_failed',
-        user.password,
-      );
-      await grantAll(session, name, user.grants);
+      await grantAll(session, action, grants, [
+        `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT${user.connectionLimit !== undefined ? ` CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}` : ''} PASSWORD ${literal(verifier)} VALID UNTIL ${literal(expires)}`,
+        `COMMENT ON ROLE ${ident(name)} IS ${literal(`managed by sy; reap after ${parseManagedName(name)?.reapAfter.toISOString() ?? expires}`)}`,
+        `GRANT CONNECT ON DATABASE ${ident(session.database)} TO ${ident(name)}`,
+      ], [], user.password);
     });
   } catch (error) {
     // Custom statements may have committed on their own: drop whatever is left.
@@ -81,23 +79,87 @@ export async function renewUser(session: PgSession, username: string, expiresAt:
   }
 }
 
-/**
- * Every grant of the recipe; then, when it gives CREATE on named schemas, the role's
- * search_path starts with them, so that a migration tool or `pgbench -i` creates its
- * unqualified tables there (PostgreSQL 15 and later give PUBLIC no CREATE on `public`).
- */
-async function grantAll(session: PgSession, name: string, grants: GrantPermission[]): Promise<void> {
-  const creating: string[] = [];
-  for (const grant of grants) {
-    await grantOne(session, name, grant);
-    if (grant.schema !== '*' && grant.privileges.includes('CREATE') && !creating.includes(grant.schema)) creating.push(grant.schema);
-  }
-  if (creating.length === 0) return;
-  const path = [...creating, ...(creating.includes('public') ? [] : ['public'])];
-  await session.query(`ALTER ROLE ${ident(name)} SET search_path TO ${path.map(ident).join(', ')}`, [], `set the search_path of ${name}`, 'grant_failed');
+/** What one grant of a recipe becomes: its statements, and the check that the role holds it (named schemas only). */
+interface GrantPlan {
+  description: string;
+  statements: string[];
+  /** A SELECT of one boolean `ok`; see checkSql. */
+  check?: string;
 }
 
-async function grantOne(session: PgSession, name: string, grant: GrantPermission): Promise<void> {
+/**
+ * The grants of the recipe as statements, reading the catalog first (the schemas `*`
+ * reaches; a named schema that is a sy store is refused). When the recipe gives CREATE on
+ * named schemas, the role's search_path starts with them, so that a migration tool or
+ * `pgbench -i` creates its unqualified tables there (PostgreSQL 15 and later give PUBLIC no
+ * CREATE on `public`).
+ */
+async function planGrants(session: PgSession, name: string, grants: GrantPermission[]): Promise<GrantPlan[]> {
+  const plans: GrantPlan[] = [];
+  const creating: string[] = [];
+  for (const grant of grants) {
+    plans.push(await planGrant(session, name, grant));
+    if (grant.schema !== '*' && grant.privileges.includes('CREATE') && !creating.includes(grant.schema)) creating.push(grant.schema);
+  }
+  if (creating.length > 0) {
+    const path = [...creating, ...(creating.includes('public') ? [] : ['public'])];
+    plans.push({ description: `set the search_path of ${name}`, statements: [`ALTER ROLE ${ident(name)} SET search_path TO ${path.map(ident).join(', ')}`] });
+  }
+  return plans;
+}
+
+/**
+ * `before`, every plan's statements, `after`, then every plan's check, in one round trip
+ * inside the caller's transaction. A check that fails is the grant the admin could not hand
+ * out: the caller's transaction rolls back.
+ */
+async function grantAll(session: PgSession, action: string, plans: GrantPlan[], before: string[], after: string[], secret?: string): Promise<void> {
+  const statements = [...before, ...plans.flatMap((p) => p.statements), ...after];
+  const checked = plans.filter((p) => p.check !== undefined);
+  // The savepoint lets a failure be retraced step by step from here (whichFailed).
+  const text = ['SAVEPOINT sy_create', ...statements, ...checked.map((p) => p.check!)].join('; ');
+  const description = plans.length > 0 ? plans[0].description : 'create the user';
+  let results;
+  try {
+    results = await session.multi(text, description, 'grant_failed', secret);
+  } catch (error) {
+    if (PgSession.concurrentUpdate(error)) throw error;
+    throw await whichFailed(session, action, plans, before, after, secret, error);
+  }
+  const checks = results.slice(1 + statements.length);
+  checked.forEach((plan, i) => {
+    if (checks[i]?.rows[0]?.ok !== true) {
+      throw failed(
+        'grant_failed',
+        `Could not ${plan.description} at ${session.address}: the admin user ${session.conn.username} does not hold it WITH GRANT OPTION.`,
+      );
+    }
+  });
+}
+
+/**
+ * The batch failed (not by a concurrent update): back at the savepoint, its statements are
+ * run again one part at a time, to name the one that fails as a step-by-step create would
+ * (the user, or the grant on a schema or table). Nothing of it is kept: the caller rolls back.
+ */
+async function whichFailed(session: PgSession, action: string, plans: GrantPlan[], before: string[], after: string[], secret: string | undefined, error: unknown): Promise<unknown> {
+  try {
+    await session.client.query('ROLLBACK TO SAVEPOINT sy_create');
+    const parts = [
+      { statements: before, action, code: 'create_user_failed' },
+      ...plans.map((p) => ({ statements: p.statements, action: p.description, code: 'grant_failed' })),
+      { statements: after, action, code: 'create_user_failed' },
+    ];
+    for (const part of parts) {
+      if (part.statements.length > 0) await session.multi(part.statements.join('; '), part.action, part.code, secret);
+    }
+  } catch (precise) {
+    return precise;
+  }
+  return error;
+}
+
+async function planGrant(session: PgSession, name: string, grant: GrantPermission): Promise<GrantPlan> {
   // CREATE is a schema privilege, named only; `ALL` never means more than the data
   // privileges of tables: not TRIGGER, not MAINTAIN (PostgreSQL 17), not CREATE.
   const onSchema = grant.privileges.filter((p) => POSTGRES_SCHEMA_PRIVILEGES.includes(p));
@@ -132,36 +194,20 @@ async function grantOne(session: PgSession, name: string, grant: GrantPermission
         : `GRANT ${what} ON TABLE ${ident(schema)}.${ident(grant.table)} TO ${user}`,
     );
   }
-  if (statements.length > 0) await session.query(statements.join('; '), [], description, 'grant_failed');
-  if (grant.schema !== '*') await checkGranted(session, name, grant.schema, grant.table, privileges, onSchema, description);
+  return { description, statements, check: grant.schema !== '*' ? checkSql(name, grant.schema, grant.table, privileges, onSchema) : undefined };
 }
 
 /**
- * GRANT only warns when the admin lacks the grant option; check that the new role really
- * holds what an explicitly named schema or table promises.
+ * GRANT only warns when the admin lacks the grant option: a SELECT of whether the new role
+ * really holds what an explicitly named schema or table promises. Every value is a literal
+ * with an explicit catalog type (it goes in a multi-statement round trip, which takes no
+ * parameters).
  */
-async function checkGranted(
-  session: PgSession,
-  name: string,
-  schema: string,
-  table: string,
-  privileges: string[],
-  onSchema: string[],
-  description: string,
-): Promise<void> {
-  const onSchemaHeld =
-    '(SELECT pg_catalog.bool_and(pg_catalog.has_schema_privilege($1::pg_catalog.name, $2::pg_catalog.text, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS p)';
-  const { rows } = await session.query<{ ok: boolean }>(
-    table === '*'
-      ? `SELECT ${onSchemaHeld} AS ok`
-      : `SELECT ${onSchemaHeld} AND (SELECT pg_catalog.bool_and(pg_catalog.has_table_privilege($1::pg_catalog.name, $4::pg_catalog.text, p)) FROM pg_catalog.unnest($5::pg_catalog.text[]) AS p) AS ok`,
-    table === '*' ? [name, schema, ['USAGE', ...onSchema]] : [name, schema, ['USAGE', ...onSchema], `${ident(schema)}.${ident(table)}`, privileges],
-    description,
-  );
-  if (rows[0]?.ok !== true) {
-    throw failed(
-      'grant_failed',
-      `Could not ${description} at ${session.address}: the admin user ${session.conn.username} does not hold it WITH GRANT OPTION.`,
-    );
-  }
+function checkSql(name: string, schema: string, table: string, privileges: string[], onSchema: string[]): string {
+  const texts = (values: string[]) => `ARRAY[${values.map(literal).join(', ')}]::pg_catalog.text[]`;
+  const role = `${literal(name)}::pg_catalog.name`;
+  const onSchemaHeld = `(SELECT pg_catalog.bool_and(pg_catalog.has_schema_privilege(${role}, ${literal(schema)}::pg_catalog.text, p)) FROM pg_catalog.unnest(${texts(['USAGE', ...onSchema])}) AS p)`;
+  if (table === '*') return `SELECT ${onSchemaHeld} AS ok`;
+  const onTable = `(SELECT pg_catalog.bool_and(pg_catalog.has_table_privilege(${role}, ${literal(`${ident(schema)}.${ident(table)}`)}::pg_catalog.text, p)) FROM pg_catalog.unnest(${texts(privileges)}) AS p)`;
+  return `SELECT ${onSchemaHeld} AND ${onTable} AS ok`;
 }

@@ -190,8 +190,7 @@ export class PgSession implements StatementFailures {
         return;
       } catch (error) {
         await this.client.query('ROLLBACK').catch(() => undefined);
-        const cause = error instanceof SyError ? driverErrors.get(error) : error;
-        if (attempt < MAX_TRIES && isConcurrentUpdate(cause)) {
+        if (attempt < MAX_TRIES && PgSession.concurrentUpdate(error)) {
           await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * attempt));
           continue;
         }
@@ -200,13 +199,18 @@ export class PgSession implements StatementFailures {
     }
   }
 
+  /** Did `error` (a driver error, or sy's error for one) come of another session changing the same catalog row? */
+  static concurrentUpdate(error: unknown): boolean {
+    return isConcurrentUpdate(error instanceof SyError ? driverErrors.get(error) : error);
+  }
+
   /** Several statements in one round trip; pg returns one result per statement. */
-  async multi(text: string, action: string): Promise<pg.QueryResult[]> {
+  async multi(text: string, action: string, code = 'revoke_failed', secret?: string): Promise<pg.QueryResult[]> {
     try {
       const result = (await this.client.query(text)) as unknown as pg.QueryResult | pg.QueryResult[];
       return Array.isArray(result) ? result : [result];
     } catch (error) {
-      throw this.queryFailure('revoke_failed', action, error);
+      throw this.queryFailure(code, action, error, secret);
     }
   }
 
