@@ -95,7 +95,7 @@ export async function verifyToken(
   if (pem === undefined) throw refuse(`no client is named ${JSON.stringify(issuer.slice(0, 64))}`);
   let payload;
   try {
-    const key = await importSPKI(pem, 'EdDSA');
+    const key = await publicKey(pem, importSPKI);
     ({ payload } = await jwtVerify(token, key, {
       algorithms: ['EdDSA'],
       audience,
@@ -120,6 +120,25 @@ export async function verifyToken(
 }
 
 type Jose = typeof import('jose');
+
+/**
+ * Imported public keys by their PEM text. The PEM is still read from the store on every
+ * request (a deleted or re-keyed client is refused at once); only parsing it again is saved.
+ */
+const imported = new Map<string, Promise<Awaited<ReturnType<Jose['importSPKI']>>>>();
+const MAX_IMPORTED = 1_000;
+
+function publicKey(pem: string, importSPKI: Jose['importSPKI']): ReturnType<Jose['importSPKI']> {
+  let key = imported.get(pem);
+  if (key === undefined) {
+    if (imported.size >= MAX_IMPORTED) imported.clear();
+    key = importSPKI(pem, 'EdDSA');
+    // A PEM that does not import is refused every time, not remembered.
+    key.catch(() => imported.delete(pem));
+    imported.set(pem, key);
+  }
+  return key;
+}
 
 /**
  * jose, lazily. The bundle carries a CommonJS copy of it (dist/vendor/jose.cjs, see
