@@ -8,6 +8,7 @@ import { runDaemon } from './loop.js';
 import { StoreHealth, openPatiently } from './membership.js';
 import { type Observer, ReadyFile, Readiness, fanOut, logObserver } from './observers.js';
 import { type Listen, parseListen } from './listen.js';
+import { type WarmTargets, warmTargets } from './warm-targets.js';
 
 export interface DaemonFlags {
   interval?: string;
@@ -53,6 +54,7 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
   const observe = fanOut(observers);
   let api: { close(): Promise<void> } | undefined;
   let opened: LeaseDeps | undefined;
+  let warm: WarmTargets | undefined;
   try {
     if (listen) {
       // The API listens before the store is open, so that /livez answers while a store that
@@ -79,8 +81,13 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
     const deps = flags.once ? await ctx.leaseDeps() : await openPatiently(() => ctx.leaseDeps(), controller.signal, new StoreHealth(Date.now, observe));
     if (!deps) return;
     deps.progress = undefined;
-    // Requests warn nobody: a warning for the client would go to the daemon's terminal.
-    opened = { ...deps, warn: undefined };
+    // Requests warn nobody: a warning for the client would go to the daemon's terminal. They
+    // issue leases over warm admin connections (the revocation loop opens its own).
+    if (listen) {
+      warm = warmTargets(deps.connect);
+      deps.connect = warm.plain;
+    }
+    opened = { ...deps, warn: undefined, connect: warm?.connect ?? deps.connect };
     await runDaemon(
       deps,
       {
@@ -96,6 +103,7 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
     );
   } finally {
     await api?.close();
+    await warm?.close();
     ready?.remove();
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);

@@ -13,10 +13,10 @@ import net from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT, UnsecuredJWT, importPKCS8 } from 'jose';
 import { type SyHome, makeHome } from '../helpers/cli.js';
-import { myAdminQuery, tag } from '../helpers/db.js';
+import { myAdminQuery, pgQueryOn, tag } from '../helpers/db.js';
 import { createStoreDatabase, type StoreDatabase } from '../helpers/pg-store.js';
 import { type ApiDaemon, type RegisteredClient, asClient, call, clientEnv, deleteClient, registerClient, startApiDaemon, tokenFor } from '../helpers/api.js';
-import { type Setup, createSecrets, dropMyPrefix, dropPgPrefix, mustJson, myUsers, pgExists, pgUsers, waitFor } from '../helpers/revocation.js';
+import { PG5432, type Setup, createSecrets, dropMyPrefix, dropPgPrefix, mustJson, myUsers, pgExists, pgUsers, waitFor } from '../helpers/revocation.js';
 
 const T = tag(4);
 const MY_DB = `sy_api_${T}`;
@@ -280,6 +280,51 @@ describe.each(['sqlite', 'postgresql'] as const)('the lease API on a %s store', 
     expect(deletes.map((a) => a.status)).toEqual(Array(20).fill(204));
     for (const a of creates) expect(await pgExists(a.body.username)).toBe(false);
   }, 120_000);
+
+  test('creates reuse a warm admin connection; one the server ended while it was idle is replaced, and the create still succeeds', async () => {
+    const token = await tokenFor(appEnv);
+    const create = async () => {
+      const made = await call(daemon.url, 'POST', `${API}/dynamic/lease`, { token, body: JSON.stringify({ path: setup.pgDyn, ttl_seconds: 120 }) });
+      expect(made.status).toBe(201);
+      passwords.push(made.body.password);
+      return made.body as { lease_id: string; username: string };
+    };
+    /** The target's backends (database postgres) behind this daemon's own TCP connections. */
+    const daemonBackends = async () => {
+      const ports = [...execFileSync('ss', ['-tnpH'], { encoding: 'utf8' }).matchAll(/127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:5432\s+users:\(\("[^"]*",pid=(\d+)/g)]
+        .filter((m) => Number(m[2]) === daemon.child.pid)
+        .map((m) => Number(m[1]));
+      if (ports.length === 0) return [];
+      const rows = await pgQueryOn<{ pid: number }>(
+        PG5432,
+        "SELECT pid FROM pg_stat_activity WHERE datname = 'postgres' AND client_port = ANY($1::int[])",
+        [ports],
+      );
+      return rows.map((r) => r.pid).sort();
+    };
+    const made: { lease_id: string; username: string }[] = [];
+    try {
+      made.push(await create());
+      // Earlier tests' bursts may have left several warm connections: none is opened anew.
+      const warm = await daemonBackends();
+      expect(warm.length).toBeGreaterThanOrEqual(1);
+      made.push(await create());
+      const reused = await daemonBackends();
+      expect(reused.length).toBeGreaterThanOrEqual(1);
+      expect(reused.filter((pid) => !warm.includes(pid))).toEqual([]);
+
+      await pgQueryOn(PG5432, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY($1::int[])', [reused]);
+      made.push(await create());
+      const replaced = await daemonBackends();
+      expect(replaced).toHaveLength(1);
+      expect(reused).not.toContain(replaced[0]);
+    } finally {
+      for (const lease of made) {
+        expect((await call(daemon.url, 'DELETE', `${API}/dynamic/leases/${lease.lease_id}`, { token })).status).toBe(204);
+        expect(await pgExists(lease.username)).toBe(false);
+      }
+    }
+  }, 60_000);
 
   test('health and metrics need no token and say nothing of secrets; no password in any log, metric or error', async () => {
     expect((await call(daemon.url, 'GET', '/livez')).status).toBe(200);
