@@ -179,6 +179,13 @@ export class SqliteLeaseLedger implements LeaseLedger {
     });
   }
 
+  async countLive(client: string): Promise<number> {
+    return runSnapshot(this.db, () => {
+      if (this.censusStale()) this.recount(this.meta.readCensus(LEASE_CENSUS));
+      return (this.sql(`SELECT count(*) AS n FROM leases WHERE client = ? AND state IN (${LIVE_SQL})`).get(client) as { n: number }).n;
+    });
+  }
+
   async nextDue(pool?: string): Promise<number | undefined> {
     const poolSql = pool === undefined ? '' : ' AND pool = ?';
     const params = pool === undefined ? [] : [pool];

@@ -148,6 +148,11 @@ export interface LeaseLedger {
    */
   settleAll(claimant: string, items: { id: string; to: LeaseState; changes?: LeaseChanges }[]): Promise<(LeaseRecord | undefined)[]>;
   countByState(pool?: string): Promise<Record<string, number>>;
+  /**
+   * The live leases issued for API client `client` (a client's cap on active leases), counted
+   * from the index as countByState is: each live row is checked when the census is recounted.
+   */
+  countLive(client: string): Promise<number>;
   /** The earliest instant something will be due (for the daemon's sleep). */
   nextDue(pool?: string): Promise<number | undefined>;
   /** Users the ledger holds as in use or in flight (intent, active, revoking): the reaper leaves them. */

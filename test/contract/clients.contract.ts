@@ -126,6 +126,11 @@ export function describeClients(fx: Fixture): void {
       expect(await ids({ client: 'other-runner' })).toEqual([theirs.id]);
       expect(await ids({ client: 'nobody' })).toEqual([]);
       expect(await ids({})).toEqual([mine.id, theirs.id, local.id]);
+      expect(await fx.store.leases.countLive('ci-runner')).toBe(1);
+      expect(await fx.store.leases.countLive('nobody')).toBe(0);
+      await fx.leaseIn(pair, 'intent', { client: 'other-runner' });
+      await fx.leaseIn(pair, 'revoked', { client: 'other-runner' });
+      expect(await fx.store.leases.countLive('other-runner')).toBe(2);
 
       await fx.store.leases.transition(mine.id, ['active'], 'active', { expiresAt: T0 + 120_000 });
       const claimed = await (await fx.other()).leases.claim(mine.id, 'revoker', T0, 60_000);
@@ -133,6 +138,7 @@ export function describeClients(fx: Fixture): void {
       const [settled] = await fx.store.leases.settleAll('revoker', [{ id: mine.id, to: 'revoked', changes: { endedAt: T0 + 1 } }]);
       expect(settled).toMatchObject({ client: 'ci-runner', state: 'revoked' });
       expect(await ids({ client: 'ci-runner' })).toEqual([]);
+      expect(await fx.store.leases.countLive('ci-runner')).toBe(0);
       expect(await ids({ client: 'ci-runner', all: true })).toEqual([mine.id]);
     });
 

@@ -44,8 +44,9 @@ export class LeaseCaps {
       else this.inFlight.set(client.name, left);
     };
     try {
-      const live = await store.leases.list({ client: client.name, limit: client.maxLeases + 1 });
-      if (live.length + mine >= client.maxLeases) {
+      // Counted, not listed: a client near a cap of thousands must not pay for reading them all on each create.
+      const live = await store.leases.countLive(client.name);
+      if (live + mine >= client.maxLeases) {
         throw forbidden('too_many_leases', `Client ${client.name} already holds ${client.maxLeases} active lease${client.maxLeases === 1 ? '' : 's'}, its cap.`);
       }
     } catch (error) {

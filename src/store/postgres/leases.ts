@@ -225,6 +225,18 @@ export class PostgresLeaseLedger implements LeaseLedger {
     }, 'snapshot');
   }
 
+  async countLive(client: string): Promise<number> {
+    const text = 'SELECT count(*)::integer AS n FROM sy.leases WHERE client = $1 AND state = ANY($2)';
+    if (this.censusStale()) {
+      return this.db.tx(async (sql) => {
+        await this.recount(sql, await this.meta.readCensus(sql, LEASE_CENSUS));
+        return (await sql<{ n: number }>(text, [client, LIVE]))[0].n;
+      }, 'snapshot');
+    }
+    const [row] = await this.db.use((sql) => sql<{ n: number }>(text, [client, LIVE]));
+    return row.n;
+  }
+
   async nextDue(pool?: string): Promise<number | undefined> {
     const text = `SELECT min(${DUE_AT}) AS t FROM sy.leases WHERE state = ANY($1)${pool === undefined ? '' : ' AND pool = $2'}`;
     const params = [LIVE, ...(pool === undefined ? [] : [pool])];
