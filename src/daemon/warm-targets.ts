@@ -46,6 +46,8 @@ export interface WarmTargets {
 interface Idle {
   target: Target;
   since: number;
+  /** serverKey of its connection. */
+  server: string;
 }
 
 export function warmTargets(connect: LeaseDeps['connect'], options: WarmTargetOptions = {}): WarmTargets {
@@ -67,13 +69,13 @@ export function warmTargets(connect: LeaseDeps['connect'], options: WarmTargetOp
   }, Math.max(250, Math.floor(idleMs / 4)));
   expire.unref();
 
-  const release = (key: string, target: Target): void => {
+  const release = (key: string, server: string, target: Target): void => {
     const list = idle.get(key) ?? [];
     if (closed || list.length >= maxIdle) {
       void target.close().catch(() => undefined);
       return;
     }
-    list.push({ target, since: Date.now() });
+    list.push({ target, since: Date.now(), server });
     idle.set(key, list);
   };
 
@@ -82,7 +84,7 @@ export function warmTargets(connect: LeaseDeps['connect'], options: WarmTargetOp
     const server = serverKey(connection);
     const closing: Idle[] = [];
     for (const [key, list] of idle) {
-      if (!key.startsWith(`${server} `)) continue;
+      if (list[0]?.server !== server) continue;
       closing.push(...list);
       idle.delete(key);
     }
@@ -107,7 +109,12 @@ export function warmTargets(connect: LeaseDeps['connect'], options: WarmTargetOp
       const taken = idle.get(key)?.pop();
       const fresh = () => plain(connection, connectOptions);
       const target = taken ? taken.target : await fresh();
-      return new WarmTarget(target, taken !== undefined, fresh, (t) => release(key, t), turns, targetLabel(connection), turnWaitMs);
+      const database = targetLabel(connection);
+      return new WarmTarget(target, taken !== undefined, {
+        fresh,
+        release: (t) => release(key, serverKey(connection), t),
+        turn: () => turns.take(database, turnWaitMs),
+      });
     },
     idle: () => [...idle.values()].reduce((n, list) => n + list.length, 0),
     async close() {
@@ -125,11 +132,20 @@ function serverKey(connection: BaseConnection): string {
   return JSON.stringify([connection.engine, connection.host.toLowerCase(), connection.port]);
 }
 
-/** The server, then everything that makes two connections interchangeable, hashed: the key holds no password. */
+/** Everything that makes two connections interchangeable, hashed: the key holds no password. */
 function poolKey(connection: BaseConnection, options: ConnectOptions): string {
   const { connectTimeoutMs, lockTimeoutMs, statementTimeoutMs } = options;
-  const rest = createHash('sha256').update(JSON.stringify([connection, connectTimeoutMs, lockTimeoutMs, statementTimeoutMs])).digest('base64url');
-  return `${serverKey(connection)} ${rest}`;
+  return createHash('sha256').update(JSON.stringify([connection, connectTimeoutMs, lockTimeoutMs, statementTimeoutMs])).digest('base64url');
+}
+
+/** What a lent connection needs from its pool. */
+interface Lender {
+  /** A new connection to the same place. */
+  fresh(): Promise<Target>;
+  /** Takes back a connection that only issued leases. */
+  release(target: Target): void;
+  /** Waits for this database's turn to create; call what it returns when done. */
+  turn(): Promise<() => void>;
 }
 
 /** One connection lent out: it goes back to the idle list only if it did nothing but issue a lease, without a failure. */
@@ -140,11 +156,7 @@ class WarmTarget implements Target {
   constructor(
     private inner: Target,
     private reused: boolean,
-    private readonly fresh: () => Promise<Target>,
-    private readonly release: (target: Target) => void,
-    private readonly turns: Turns,
-    private readonly database: string,
-    private readonly turnWaitMs: number,
+    private readonly lender: Lender,
   ) {}
 
   get address(): string {
@@ -165,7 +177,7 @@ class WarmTarget implements Target {
         await this.inner.close().catch(() => undefined);
         // Until the new one is in hand, what close() would give back is the dead one.
         this.clean = false;
-        this.inner = await this.fresh();
+        this.inner = await this.lender.fresh();
         this.clean = true;
       }
     }
@@ -175,7 +187,7 @@ class WarmTarget implements Target {
   async createUser(user: NewUser): Promise<void> {
     this.reused = false;
     if (user.creationStatements !== undefined && user.creationStatements.length > 0) this.clean = false;
-    const done = await this.turns.take(this.database, this.turnWaitMs);
+    const done = await this.lender.turn();
     try {
       await this.tracked(() => this.inner.createUser(user));
     } finally {
@@ -202,7 +214,7 @@ class WarmTarget implements Target {
   async close(): Promise<void> {
     if (this.done) return;
     this.done = true;
-    if (this.clean) this.release(this.inner);
+    if (this.clean) this.lender.release(this.inner);
     else await this.inner.close();
   }
 

@@ -118,10 +118,9 @@ async function grantAll(session: PgSession, action: string, plans: GrantPlan[], 
   const checked = plans.filter((p) => p.check !== undefined);
   // The savepoint lets a failure be retraced step by step from here (whichFailed).
   const text = ['SAVEPOINT sy_create', ...statements, ...checked.map((p) => p.check!)].join('; ');
-  const description = plans.length > 0 ? plans[0].description : 'create the user';
   let results;
   try {
-    results = await session.multi(text, description, 'grant_failed', secret);
+    results = await session.multi(text, action, 'create_user_failed', secret);
   } catch (error) {
     if (PgSession.concurrentUpdate(error)) throw error;
     throw await whichFailed(session, action, plans, before, after, secret, error);
