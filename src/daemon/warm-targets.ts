@@ -7,9 +7,10 @@
  * else (revoke, renew, listing, custom creationStatements, which may change the session, or
  * any failure) closes the connection as before, so no session state carries over.
  *
- * Creates on one server database also take turns, with a bounded wait. PostgreSQL fails
- * concurrent GRANTs on one catalog row ("tuple concurrently updated"), so ten creates of one
- * recipe at once mostly roll back and try again; in turn they each run once. A create that
+ * Creates on one server database also take turns (NewUser.turn), with a bounded wait.
+ * PostgreSQL fails concurrent GRANTs on one catalog row ("tuple concurrently updated"), so
+ * ten creates of one recipe at once mostly roll back and try again; in turn they each run
+ * once. The target holds the turn only from its first GRANT to its COMMIT. A create that
  * waited longer than `turnWaitMs` (a target that hangs) goes ahead and relies on the retry.
  */
 import { createHash } from 'node:crypto';
@@ -187,12 +188,7 @@ class WarmTarget implements Target {
   async createUser(user: NewUser): Promise<void> {
     this.reused = false;
     if (user.creationStatements !== undefined && user.creationStatements.length > 0) this.clean = false;
-    const done = await this.lender.turn();
-    try {
-      await this.tracked(() => this.inner.createUser(user));
-    } finally {
-      done();
-    }
+    await this.tracked(() => this.inner.createUser({ ...user, turn: this.lender.turn }));
   }
 
   renewUser(username: string, expiresAt: Date): Promise<void> {

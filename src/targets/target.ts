@@ -23,6 +23,14 @@ export interface NewUser {
    * `MAX_USER_CONNECTIONS`; set after custom creation statements too.
    */
   connectionLimit?: number;
+  /**
+   * Waits for this create's turn among the creates on the same database and resolves with
+   * what ends it. A target whose grants fail when another session grants on the same object
+   * at once (PostgreSQL's "tuple concurrently updated") holds it from its first grant to its
+   * COMMIT only; the rest of the create runs beside the others. Without it, creates only
+   * retry.
+   */
+  turn?: () => Promise<() => void>;
 }
 
 export interface ManagedUser {

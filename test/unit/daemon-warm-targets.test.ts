@@ -18,6 +18,8 @@ function fakeServer() {
   const opened: Conn[] = [];
   let creating = 0;
   let mostAtOnce = 0;
+  let preparing = 0;
+  let mostPreparing = 0;
   let createMs = 0;
   let failCreate = false;
   const connect = async (): Promise<Target> => {
@@ -30,12 +32,22 @@ function fakeServer() {
         if (conn.dead || conn.closed) throw new Error('Connection terminated unexpectedly');
         return new Date();
       },
-      async createUser() {
+      // As the PostgreSQL target: some work outside the turn (the role), then the grants in it.
+      async createUser(user: NewUser) {
         if (conn.dead || conn.closed) throw new Error('Connection terminated unexpectedly');
-        creating++;
-        mostAtOnce = Math.max(mostAtOnce, creating);
+        preparing++;
+        mostPreparing = Math.max(mostPreparing, preparing);
         await new Promise((resolve) => setTimeout(resolve, createMs));
-        creating--;
+        preparing--;
+        const done = await user.turn?.();
+        try {
+          creating++;
+          mostAtOnce = Math.max(mostAtOnce, creating);
+          await new Promise((resolve) => setTimeout(resolve, createMs));
+          creating--;
+        } finally {
+          done?.();
+        }
         if (failCreate) throw new Error('permission denied');
       },
       renewUser: async () => undefined,
@@ -53,6 +65,7 @@ function fakeServer() {
     connect,
     opened,
     mostAtOnce: () => mostAtOnce,
+    mostPreparing: () => mostPreparing,
     set createMs(ms: number) {
       createMs = ms;
     },
@@ -207,12 +220,13 @@ describe('warm admin connections', () => {
     await warm.close();
   });
 
-  test('creates on one database take turns; on another they do not wait', async () => {
+  test('creates on one database take turns for their grants only; on another they do not wait', async () => {
     const server = fakeServer();
     server.createMs = 30;
     const warm = warmTargets(server.connect);
     await Promise.all([1, 2, 3, 4, 5].map(() => issue(warm.connect)));
     expect(server.mostAtOnce()).toBe(1);
+    expect(server.mostPreparing()).toBe(5);
     const elsewhere = { ...BASE, database: 'other' } as BaseConnection;
     await Promise.all([issue(warm.connect, {}, BASE), issue(warm.connect, {}, elsewhere)]);
     expect(server.mostAtOnce()).toBe(2);

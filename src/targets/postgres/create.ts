@@ -3,7 +3,7 @@
  * verifier, the role and its grants are made in one transaction, and each grant on a named
  * schema or table is checked afterwards (PostgreSQL only warns when the grant option is missing).
  */
-import { failed } from '../../errors.js';
+import { failed, type SyError } from '../../errors.js';
 import { POSTGRES_DATA_PRIVILEGES, POSTGRES_SCHEMA_PRIVILEGES } from '../../model/engines.js';
 import { type GrantPermission, MAX_CONNECTION_LIMIT } from '../../model/secret.js';
 import { parseManagedName } from '../names.js';
@@ -16,13 +16,17 @@ import { revokeUsers } from './revoke.js';
 import { checkedName, escapePasswordLiteral, ident, literal, PgSession } from './session.js';
 
 /**
- * Creates the role with its grants in one transaction (see PostgresTarget). Custom creation
- * statements may commit on their own, so on failure whatever they left is revoked.
+ * Creates the role with its grants in one transaction (see PostgresTarget).
  *
- * The schemas a grant reaches are looked up before the transaction; inside it, the role, its
- * grants and the checks that it holds them go in one round trip, then COMMIT. Concurrent
- * GRANTs on one catalog row (the database's, a schema's, a table's) fail all but the first
- * to commit, so the time from the first GRANT to COMMIT is kept to those two round trips.
+ * The schemas a grant reaches are looked up before the transaction. Inside it, the role
+ * goes first, in one round trip with BEGIN (its SCRAM verifier costs the server a few
+ * milliseconds: it checks that the password is not empty); then the grants and the checks
+ * that the role holds them, with COMMIT, in one more. Concurrent GRANTs on one catalog row
+ * (the database's, a schema's, a table's) fail all but the first to commit, so the time from
+ * the first GRANT to COMMIT is kept to that one round trip, which is what holds the create's
+ * turn (NewUser.turn) when it has one. A check that fails has then been committed with the
+ * rest: the role, which holds less than the recipe grants and whose password nobody has
+ * received, is dropped again before the error is told.
  */
 export async function createUser(session: PgSession, user: NewUser): Promise<void> {
   const name = checkedName(user.username);
@@ -32,31 +36,58 @@ export async function createUser(session: PgSession, user: NewUser): Promise<voi
   const custom = user.creationStatements !== undefined && user.creationStatements.length > 0;
   const grants = await planGrants(session, name, user.grants);
   const action = `create user ${name}`;
+  if (custom) return createCustom(session, user, { name, verifier, expires, action, grants });
+  const role = [
+    'BEGIN',
+    `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT${user.connectionLimit !== undefined ? ` CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}` : ''} PASSWORD ${literal(verifier)} VALID UNTIL ${literal(expires)}`,
+    `COMMENT ON ROLE ${ident(name)} IS ${literal(`managed by sy; reap after ${parseManagedName(name)?.reapAfter.toISOString() ?? expires}`)}`,
+  ];
+  const grantConnect = `GRANT CONNECT ON DATABASE ${ident(session.database)} TO ${ident(name)}`;
+  let refused: GrantPlan | undefined;
+  await session.retrying(action, 'create_user_failed', user.password, async () => {
+    await session.multi(role.join('; '), action, 'create_user_failed', user.password);
+    refused = await inTurn(user, () => grantAll(session, action, grants, [grantConnect], [], user.password, ['COMMIT']));
+  });
+  if (refused !== undefined) {
+    await revokeUsers(session, [name], {}).catch(() => undefined);
+    throw grantRefused(session, refused);
+  }
+}
+
+/**
+ * The recipe's creationStatements, then grantPermissions on top, in one transaction that
+ * holds the turn throughout (the statements may grant anything). They may also commit on
+ * their own, so on failure whatever they left is revoked.
+ */
+async function createCustom(session: PgSession, user: NewUser, made: { name: string; verifier: string; expires: string; action: string; grants: GrantPlan[] }): Promise<void> {
+  const { name, action } = made;
   try {
-    await session.transaction(action, 'create_user_failed', user.password, async () => {
-      if (custom) {
-        for (const template of user.creationStatements!) {
-          // {{password}} becomes the SCRAM verifier: PostgreSQL stores it as given, and
-          // the statement (which the server may log) never holds the password.
-          const statement = renderTemplate(template, { name, password: verifier, expiration: expires }, escapePasswordLiteral);
-          await session.query(statement, [], action, 'create_user_failed', user.password);
-        }
-        // grantPermissions is granted on top of what the statements did: it is never ignored.
-        // The recipe's cap holds whatever the statements said: a lease must not keep the admin out.
-        const cap = user.connectionLimit !== undefined ? [`ALTER ROLE ${ident(name)} CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}`] : [];
-        await grantAll(session, action, grants, [], cap);
-        return;
+    await inTurn(user, () => session.transaction(action, 'create_user_failed', user.password, async () => {
+      for (const template of user.creationStatements!) {
+        // {{password}} becomes the SCRAM verifier: PostgreSQL stores it as given, and
+        // the statement (which the server may log) never holds the password.
+        const statement = renderTemplate(template, { name, password: made.verifier, expiration: made.expires }, escapePasswordLiteral);
+        await session.query(statement, [], action, 'create_user_failed', user.password);
       }
-      await grantAll(session, action, grants, [
-        `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT${user.connectionLimit !== undefined ? ` CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}` : ''} PASSWORD ${literal(verifier)} VALID UNTIL ${literal(expires)}`,
-        `COMMENT ON ROLE ${ident(name)} IS ${literal(`managed by sy; reap after ${parseManagedName(name)?.reapAfter.toISOString() ?? expires}`)}`,
-        `GRANT CONNECT ON DATABASE ${ident(session.database)} TO ${ident(name)}`,
-      ], [], user.password);
-    });
+      // grantPermissions is granted on top of what the statements did: it is never ignored.
+      // The recipe's cap holds whatever the statements said: a lease must not keep the admin out.
+      const cap = user.connectionLimit !== undefined ? [`ALTER ROLE ${ident(name)} CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}`] : [];
+      const refused = await grantAll(session, action, made.grants, [], cap);
+      if (refused !== undefined) throw grantRefused(session, refused);
+    }));
   } catch (error) {
-    // Custom statements may have committed on their own: drop whatever is left.
-    if (custom) await revokeUsers(session, [name], { reassignTo: user.reassignTo }).catch(() => undefined);
+    await revokeUsers(session, [name], { reassignTo: user.reassignTo }).catch(() => undefined);
     throw error;
+  }
+}
+
+/** Runs `work` in the create's turn (NewUser.turn), or at once when it has none. */
+async function inTurn<T>(user: NewUser, work: () => Promise<T>): Promise<T> {
+  const done = user.turn ? await user.turn() : undefined;
+  try {
+    return await work();
+  } finally {
+    done?.();
   }
 }
 
@@ -109,15 +140,16 @@ async function planGrants(session: PgSession, name: string, grants: GrantPermiss
 }
 
 /**
- * `before`, every plan's statements, `after`, then every plan's check, in one round trip
- * inside the caller's transaction. A check that fails is the grant the admin could not hand
- * out: the caller's transaction rolls back.
+ * `before`, every plan's statements, `after`, every plan's check, then `end` (COMMIT, or
+ * nothing), in one round trip inside the caller's transaction. A statement that fails stops
+ * the rest, `end` included. Resolves with the first plan whose check failed (the grant the
+ * admin could not hand out), if any.
  */
-async function grantAll(session: PgSession, action: string, plans: GrantPlan[], before: string[], after: string[], secret?: string): Promise<void> {
+async function grantAll(session: PgSession, action: string, plans: GrantPlan[], before: string[], after: string[], secret?: string, end: string[] = []): Promise<GrantPlan | undefined> {
   const statements = [...before, ...plans.flatMap((p) => p.statements), ...after];
   const checked = plans.filter((p) => p.check !== undefined);
   // The savepoint lets a failure be retraced step by step from here (whichFailed).
-  const text = ['SAVEPOINT sy_create', ...statements, ...checked.map((p) => p.check!)].join('; ');
+  const text = ['SAVEPOINT sy_create', ...statements, ...checked.map((p) => p.check!), ...end].join('; ');
   let results;
   try {
     results = await session.multi(text, action, 'create_user_failed', secret);
@@ -126,14 +158,11 @@ async function grantAll(session: PgSession, action: string, plans: GrantPlan[], 
     throw await whichFailed(session, action, plans, before, after, secret, error);
   }
   const checks = results.slice(1 + statements.length);
-  checked.forEach((plan, i) => {
-    if (checks[i]?.rows[0]?.ok !== true) {
-      throw failed(
-        'grant_failed',
-        `Could not ${plan.description} at ${session.address}: the admin user ${session.conn.username} does not hold it WITH GRANT OPTION.`,
-      );
-    }
-  });
+  return checked.find((_, i) => checks[i]?.rows[0]?.ok !== true);
+}
+
+function grantRefused(session: PgSession, plan: GrantPlan): SyError {
+  return failed('grant_failed', `Could not ${plan.description} at ${session.address}: the admin user ${session.conn.username} does not hold it WITH GRANT OPTION.`);
 }
 
 /**
