@@ -28,6 +28,8 @@ export interface Context {
   readonly env: NodeJS.ProcessEnv;
   /** Run the revocation sweep when the store is first opened (off with --no-sweep or SY_NO_SWEEP=1). */
   autoSweep: boolean;
+  /** Set by `sy daemon` before the store opens: StoreOptions.groupCommit. */
+  groupCommit: boolean;
   home(): string;
   store(): Promise<Store>;
   /** The store, target connector and spinner that lease operations use. */
@@ -114,6 +116,7 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
     io,
     env,
     autoSweep: env.SY_NO_SWEEP !== '1',
+    groupCommit: false,
     home: () => {
       if (env.SY_SERVER) throw needsStore();
       return checkedHome(resolveHome(env), env.SY_HOME ? 'SY_HOME' : 'The store directory');
@@ -123,7 +126,7 @@ export function createContext(io: IOStreams, env: NodeJS.ProcessEnv): Context {
       if (store) return store;
       const opening = Promise.all([import('../store/open.js'), import('../audit/actor.js')])
         .then(([{ openStore }, { defaultActor }]) =>
-          withPassphraseTries(io, (ask) => openStore(() => ctx.home(), env, { ask, actor: defaultActor(env), warn: (text) => io.warn(`sy: ${text}`) })))
+          withPassphraseTries(io, (ask) => openStore(() => ctx.home(), env, { ask, actor: defaultActor(env), warn: (text) => io.warn(`sy: ${text}`), groupCommit: ctx.groupCommit })))
         .then(async (s) => {
           opened = s;
           if (ctx.autoSweep) await preSweep(s);

@@ -55,6 +55,8 @@ export async function daemonCommand(ctx: Context, flags: DaemonFlags): Promise<v
   let api: { close(): Promise<void> } | undefined;
   let opened: LeaseDeps | undefined;
   let warm: WarmTargets | undefined;
+  // Many requests and revocations at once: the store's commits share their syncs to disk.
+  ctx.groupCommit = true;
   try {
     if (listen) {
       // The API listens before the store is open, so that /livez answers while a store that

@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { isAheadOfHead } from '../audit/file-log.js';
@@ -90,10 +91,95 @@ const SNAPSHOT_TRIES = 20;
 /** Runs `fn` in a write transaction taken at once (BEGIN IMMEDIATE), so writers queue. */
 export function runWrite<T>(db: Database, fn: () => T): T {
   try {
-    return db.transaction(fn).immediate();
+    const result = db.transaction(fn).immediate();
+    walSyncs.get(db)?.committed();
+    return result;
   } catch (error) {
     throw translateSqliteError(error);
   }
+}
+
+const walSyncs = new WeakMap<Database, WalSync>();
+
+/**
+ * Group commit, for a process that serves many requests at once (`sy daemon`). With
+ * `synchronous = FULL` every commit waits for the disk (an fsync of the WAL) on the event loop,
+ * and nothing else in the process moves meanwhile. Here the connection commits with
+ * `synchronous = NORMAL`, which writes the WAL without syncing it, and `durable()` waits for
+ * an fdatasync of the WAL on libuv's thread pool instead. One sync makes every commit before it
+ * durable, so concurrent writers share it. A store write resolves only after it (see
+ * durableMethods): what a caller is told is written is on disk, as with FULL.
+ */
+export class WalSync {
+  private commits = 0;
+  private synced = 0;
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly sync: () => Promise<void>) {}
+
+  /** Switches `db` (a file in WAL mode) to group commit. */
+  static enable(db: Database): WalSync {
+    const walSync = new WalSync(() => datasync(`${db.name}-wal`));
+    db.pragma('synchronous = NORMAL');
+    walSyncs.set(db, walSync);
+    return walSync;
+  }
+
+  /** A transaction committed (runWrite). */
+  committed(): void {
+    this.commits++;
+  }
+
+  /** Resolves once every commit made so far is on disk. */
+  async durable(): Promise<void> {
+    const wanted = this.commits;
+    while (this.synced < wanted) {
+      this.running ??= this.syncNow().finally(() => (this.running = undefined));
+      await this.running;
+    }
+  }
+
+  private async syncNow(): Promise<void> {
+    // Commits made before this line are in the WAL file already (each one wrote it before returning).
+    const upTo = this.commits;
+    try {
+      await this.sync();
+    } catch (error) {
+      throw failed('store_io', 'The store could not be written: the disk is full or failing.', undefined, error);
+    }
+    this.synced = Math.max(this.synced, upTo);
+  }
+}
+
+async function datasync(file: string): Promise<void> {
+  const handle = await open(file, 'r');
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * `repository` with each of its asynchronous methods resolving only once what the process
+ * has committed is durable (WalSync). A method that wrote nothing waits only for the
+ * commits of others that are not synced yet: it never acts on what a crash could undo.
+ */
+export function durableMethods<T extends object>(repository: T, walSync: WalSync): T {
+  return new Proxy(repository, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target) as unknown;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (!(result instanceof Promise)) return result;
+        return result.then(async (resolved: unknown) => {
+          await walSync.durable();
+          return resolved;
+        });
+      };
+    },
+  });
 }
 
 export function translateSqliteError(error: unknown): unknown {

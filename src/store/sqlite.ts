@@ -1,7 +1,7 @@
 import { auditMac } from '../audit/chain.js';
 import { type AuditHead, FileAuditLog, decodeAuditPosition, encodeAuditPosition } from '../audit/file-log.js';
 import { RecordMac, recordKey, tampered } from './records.js';
-import { AuthenticatedMeta, type Database, readMeta, runSnapshot, runWrite } from './sqlite-db.js';
+import { AuthenticatedMeta, type Database, durableMethods, readMeta, runSnapshot, runWrite, WalSync } from './sqlite-db.js';
 import { SqliteClientRegistry } from './sqlite-clients.js';
 import { SqliteLeaseLedger } from './sqlite-leases.js';
 import { AUDIT_HEAD } from './sqlite-schema.js';
@@ -31,13 +31,15 @@ export class SqliteStore implements Store {
     options: StoreOptions,
   ) {
     this.location = home;
+    const walSync = options.groupCommit ? WalSync.enable(db) : undefined;
+    const durable = <T extends object>(repository: T): T => (walSync ? durableMethods(repository, walSync) : repository);
     const macs = new RecordMac(recordKey(dataKey), storeId);
     const meta = new AuthenticatedMeta(db, macs);
     this.meta = meta;
     const ledger = new SqliteLeaseLedger(db, dataKey, macs, meta, () => this.audit.checkEnd());
-    this.leases = ledger;
-    this.clients = new SqliteClientRegistry(db, macs, meta);
-    this.secrets = new SqliteSecretRepository(db, dataKey, macs, meta, (id) => ledger.liveLeasesOf(id));
+    this.leases = durable(ledger);
+    this.clients = durable(new SqliteClientRegistry(db, macs, meta));
+    this.secrets = durable(new SqliteSecretRepository(db, dataKey, macs, meta, (id) => ledger.liveLeasesOf(id)));
     /**
      * Where the audit log ends (line count, byte length, last hash), kept in the store and
      * authenticated: cutting lines off the log, or moving this record, needs the key.
@@ -51,7 +53,7 @@ export class SqliteStore implements Store {
       },
       write: (position) => meta.writeRoots({ [AUDIT_HEAD]: encodeAuditPosition(position) }),
     };
-    this.audit = new FileAuditLog({
+    this.audit = durable(new FileAuditLog({
       home,
       actor: options.actor,
       // The log chains its lines under the store's write lock, which every process shares.
@@ -59,8 +61,8 @@ export class SqliteStore implements Store {
       mac: auditMac(dataKey),
       head,
       warn: options.warn,
-    });
-    this.pools = new SqlitePoolRegistry(db);
+    }));
+    this.pools = durable(new SqlitePoolRegistry(db));
   }
 
   async info(): Promise<StoreInfo> {

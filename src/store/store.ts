@@ -67,6 +67,12 @@ export interface StoreOptions {
   actor: string;
   /** Warnings for the user (the audit log could not be written); the CLI prints them on stderr. */
   warn: (text: string) => void;
+  /**
+   * For a process serving many requests at once (`sy daemon`): commits of the SQLite store are
+   * made durable off the event loop, one sync for all that came before it (WalSync). A write
+   * still resolves only once it is on disk. The PostgreSQL store has its own group commit.
+   */
+  groupCommit?: boolean;
 }
 
 export interface StoreInfo {

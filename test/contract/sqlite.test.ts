@@ -15,12 +15,16 @@ import { ROOTS_BEFORE_CLIENTS, RecordMac, RootRecords, recordKey } from '../../s
 import type { Store } from '../../src/store/store.js';
 import { type StoreHarness, describeStoreContract } from './store.contract.js';
 
-/** A fresh store in a temp SY_HOME; the tamper hooks write sy.db and audit.log as an attacker would. */
-async function openSqlite(options: { actor: string; warn: (text: string) => void }) {
+/**
+ * A fresh store in a temp SY_HOME; the tamper hooks write sy.db and audit.log as an attacker
+ * would. `groupCommit`: opened as `sy daemon` opens it (StoreOptions.groupCommit), the other
+ * handles too.
+ */
+async function openSqlite(options: { actor: string; warn: (text: string) => void }, groupCommit = false) {
   const dir = mkdtempSync(join(tmpdir(), 'sy-contract-'));
   const home = join(dir, 'store');
   const env = { SY_MASTER_KEY: randomBytes(32).toString('base64') };
-  const { store } = await initStore(home, env, { source: 'master-key', ...options });
+  const { store } = await initStore(home, env, { source: 'master-key', ...options, groupCommit });
   const handles: Store[] = [store];
   const log = join(home, AUDIT_FILE);
   const sql = (statement: string, ...params: unknown[]): void => {
@@ -38,7 +42,7 @@ async function openSqlite(options: { actor: string; warn: (text: string) => void
     env,
     store,
     async another(more: { actor: string; warn: (text: string) => void }) {
-      const handle = await openStore(home, env, more);
+      const handle = await openStore(home, env, { ...more, groupCommit });
       handles.push(handle);
       return handle;
     },
@@ -183,6 +187,7 @@ function beforeClients(home: string, env: { SY_MASTER_KEY: string }): void {
 }
 
 describeStoreContract('SQLite', harness);
+describeStoreContract('SQLite, group commit (sy daemon)', { open: (options) => openSqlite(options, true) });
 
 describe('the SQLite store', () => {
   let opened: Awaited<ReturnType<typeof openSqlite>>;
