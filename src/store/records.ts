@@ -139,6 +139,13 @@ export interface Roots {
 }
 
 export class RootRecords {
+  /**
+   * Meta rows whose MAC this handle has computed or checked, by key and exact stored text:
+   * every store operation reads all the roots, and most of them have not changed since the
+   * last one. A row whose text differs by one byte is checked afresh.
+   */
+  private readonly authentic = new Map<string, string>();
+
   constructor(
     readonly macs: RecordMac,
     /** What to restore, named in the error (tampered). */
@@ -147,14 +154,26 @@ export class RootRecords {
 
   /** The stored text of a meta row: `<mac hex>:<value>`, the MAC bound to the store and the key. */
   encode(key: string, value: string): string {
-    return `${this.macs.of('meta', [key, value]).toString('hex')}:${value}`;
+    const stored = `${this.macs.of('meta', [key, value]).toString('hex')}:${value}`;
+    this.remember(key, stored, value);
+    return stored;
   }
 
   /** The value of a stored meta row, or undefined when its MAC fails. */
   decode(key: string, stored: string | undefined): string | undefined {
     if (stored === undefined || stored[64] !== ':') return undefined;
+    const known = this.authentic.get(`${key}\n${stored}`);
+    if (known !== undefined) return known;
     const value = stored.slice(65);
-    return this.macs.check(Buffer.from(stored.slice(0, 64), 'hex'), 'meta', [key, value]) ? value : undefined;
+    if (!this.macs.check(Buffer.from(stored.slice(0, 64), 'hex'), 'meta', [key, value])) return undefined;
+    this.remember(key, stored, value);
+    return value;
+  }
+
+  private remember(key: string, stored: string, value: string): void {
+    // A few generations of each root are plenty; the oldest go first.
+    if (this.authentic.size >= 64) this.authentic.delete(this.authentic.keys().next().value as string);
+    this.authentic.set(`${key}\n${stored}`, value);
   }
 
   /**

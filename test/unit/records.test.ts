@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { Census, GENERATION, ROOTS, RecordMac, RootRecords, recordKey, shown } from '../../src/store/records.js';
 
@@ -108,5 +109,24 @@ describe('RootRecords', () => {
     expect(refusal(() => roots.check(older))).toMatch(/its secrets/);
     const migrated = apply(older, roots.next(roots.check(older, ['secret_census']), { secret_census: 'new' }));
     expect(roots.check(migrated)).toMatchObject({ generation: 2, stamps: { secret_census: 2 } });
+  });
+
+  test('a row this handle has checked or written is not MACed again; one byte changed is', () => {
+    const macs = new RecordMac(key, 'store-a');
+    const handle = new RootRecords(macs);
+    const v1 = stored(handle.initial(first));
+    const checks = jest.spyOn(macs, 'check');
+    handle.check(v1);
+    handle.check(v1);
+    expect(checks).not.toHaveBeenCalled(); // written by this handle: known
+    const edited = v1.get('lease_census')!.replace('lease_census-v1', 'lease_census-v9');
+    expect(refusal(() => handle.check(apply(v1, [['lease_census', edited]])))).toMatch(/its live leases/);
+    expect(checks).toHaveBeenCalledTimes(1);
+    // Another handle (another process) checks what it has not seen, once.
+    const reader = new RootRecords(macs);
+    reader.check(v1);
+    reader.check(v1);
+    expect(checks).toHaveBeenCalledTimes(1 + v1.size);
+    checks.mockRestore();
   });
 });
