@@ -1,7 +1,8 @@
 // The rows of the lease API (rows 13a-13d of bench/run.mjs): a real `sy daemon --listen` on a
 // SQLite store, a PostgreSQL target, clients registered with `sy client create`, tokens signed
-// with each client's private key (jose, in this process), requests with Node's fetch over
-// keep-alive connections.
+// with each client's private key (jose, in this process), requests with node:http over
+// keep-alive connections (fetch costs this process about twice the CPU per request, on the
+// cores the daemon and PostgreSQL share).
 //
 // - 13a/13b: lease create latency (p50, p99) with 1 client, and with 10 clients at once;
 // - 13c: the throughput of those 10 clients against bench/floor-api.mjs, the same users with
@@ -14,6 +15,7 @@
 // API (DELETE) between rounds and at the end; the floor drops its users itself.
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request as httpRequest } from 'node:http';
 import { request } from 'node:https';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +27,7 @@ const CLIENTS = 10;
 /** Runs the scenario; `ctx` carries run.mjs's helpers and settings. Returns {13a..13d: cells}. */
 export async function apiRows(ctx) {
   const { CFG, PG, DB, PREFIX, ROOT, NODE, SY, QUICK, sy, run, interleave, measureOpts, ratioRow, median, quantile, fmtMs, sleep, log, n, pgQuery, daemons, newStore, homes } = ctx;
-  const S = QUICK ? { rounds: 2, single: 10, perClient: 5 } : { rounds: 5, single: 30, perClient: 20 };
+  const S = QUICK ? { rounds: 2, single: 10, perClient: 5, warmUp: 2 } : { rounds: 5, single: 30, perClient: 20, warmUp: 20 };
   const { SignJWT, importPKCS8 } = await import('jose');
 
   await pgQuery('CREATE SCHEMA IF NOT EXISTS api; CREATE TABLE IF NOT EXISTS api.items (id int PRIMARY KEY, name text)', [], DB);
@@ -112,22 +114,33 @@ export async function apiRows(ctx) {
     bearer.set(client.name, { value, until: Date.now() + 5 * 60_000 });
     return value;
   };
+  const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS + 2 });
+  /** One request to the daemon over a kept-alive connection; resolves with its status and body. */
+  const call = (method, path, headers, body) => new Promise((resolve, reject) => {
+    const req = httpRequest(`${daemon.url}${path}`, { method, headers, agent }, (res) => {
+      const chunks = [];
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
   /** One POST /dynamic/lease; its latency in ms, or undefined when it failed. */
   const create = async (client) => {
     const headers = { authorization: await auth(client), 'content-type': 'application/json' };
     const started = process.hrtime.bigint();
-    let res;
+    let status;
     let text;
     try {
-      res = await fetch(`${daemon.url}/api/sm/v1/dynamic/lease`, { method: 'POST', headers, body: JSON.stringify({ path: PATH }) });
-      text = await res.text();
+      ({ status, text } = await call('POST', '/api/sm/v1/dynamic/lease', headers, JSON.stringify({ path: PATH })));
     } catch (error) {
-      errors.push(`fetch: ${error.cause?.message ?? error.message}`);
+      errors.push(`request: ${error.message}`);
       return undefined;
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    if (res.status !== 201) {
-      errors.push(`${res.status}: ${text.slice(0, 200)}`);
+    if (status !== 201) {
+      errors.push(`${status}: ${text.slice(0, 200)}`);
       return undefined;
     }
     const lease = JSON.parse(text);
@@ -140,9 +153,8 @@ export async function apiRows(ctx) {
     const ids = [...live.keys()];
     for (let i = 0; i < ids.length; i += CLIENTS) {
       await Promise.all(ids.slice(i, i + CLIENTS).map(async (id) => {
-        const res = await fetch(`${daemon.url}/api/sm/v1/dynamic/leases/${id}`, { method: 'DELETE', headers: { authorization: await auth(live.get(id)) } });
-        await res.arrayBuffer();
-        if (res.status !== 204) errors.push(`revoke ${res.status}`);
+        const { status } = await call('DELETE', `/api/sm/v1/dynamic/leases/${id}`, { authorization: await auth(live.get(id)) });
+        if (status !== 204) errors.push(`revoke ${status}`);
         else live.delete(id);
       }));
     }
@@ -170,8 +182,10 @@ export async function apiRows(ctx) {
   /** The floor's statements with a new connection per user, as sy does: reported in the note. */
   const freshRates = [];
   try {
-    // Warm-up: every client's connection and token, the daemon's and the floor's first statements.
-    await burst(CLIENTS, 2);
+    // Warm-up: every client's connection and token, the daemon's and the floor's first
+    // statements, and V8's compiling of the daemon's request path, which takes a few hundred
+    // requests (the first rounds ran ~20% slower after 20): a daemon serves for days.
+    await burst(CLIENTS, S.warmUp);
     await revokeAll();
     await floor.run(2);
     await floor.drop();
@@ -203,6 +217,7 @@ export async function apiRows(ctx) {
     await floor.close();
   }
   const rss = daemon.rssKiB();
+  agent.destroy();
   await daemon.stop();
 
   const latencyRow = (samples, many) => ({
