@@ -3,6 +3,7 @@
  * verifier, the role and its grants are made in one transaction, and each grant on a named
  * schema or table is checked afterwards (PostgreSQL only warns when the grant option is missing).
  */
+import type pg from 'pg';
 import { failed, type SyError } from '../../errors.js';
 import { POSTGRES_DATA_PRIVILEGES, POSTGRES_SCHEMA_PRIVILEGES } from '../../model/engines.js';
 import { type GrantPermission, MAX_CONNECTION_LIMIT } from '../../model/secret.js';
@@ -18,8 +19,8 @@ import { checkedName, escapePasswordLiteral, ident, literal, PgSession } from '.
 /**
  * Creates the role with its grants in one transaction (see PostgresTarget).
  *
- * The schemas a grant reaches are looked up before the transaction. Inside it, the role
- * goes first, in one round trip with BEGIN (its SCRAM verifier costs the server a few
+ * Inside the transaction, the role goes first, in one round trip with BEGIN and the catalog
+ * reads that plan the grants (the role's SCRAM verifier costs the server a few
  * milliseconds: it checks that the password is not empty); then the grants and the checks
  * that the role holds them, with COMMIT, in one more. Concurrent GRANTs on one catalog row
  * (the database's, a schema's, a table's) fail all but the first to commit, so the time from
@@ -34,9 +35,9 @@ export async function createUser(session: PgSession, user: NewUser): Promise<voi
   const verifier = await scramSha256VerifierAsync(user.password);
   if (user.reassignTo !== undefined) await checkReassignTarget(session, user.reassignTo, `create user ${name}`);
   const custom = user.creationStatements !== undefined && user.creationStatements.length > 0;
-  const grants = await planGrants(session, name, user.grants);
+  const lookups = user.grants.map((grant) => grantLookup(session, name, grant));
   const action = `create user ${name}`;
-  if (custom) return createCustom(session, user, { name, verifier, expires, action, grants });
+  if (custom) return createCustom(session, user, { name, verifier, expires, action, grants: await planGrants(session, name, lookups) });
   const role = [
     'BEGIN',
     `CREATE ROLE ${ident(name)} WITH LOGIN NOINHERIT${user.connectionLimit !== undefined ? ` CONNECTION LIMIT ${connectionLimit(user.connectionLimit)}` : ''} PASSWORD ${literal(verifier)} VALID UNTIL ${literal(expires)}`,
@@ -45,7 +46,8 @@ export async function createUser(session: PgSession, user: NewUser): Promise<voi
   const grantConnect = `GRANT CONNECT ON DATABASE ${ident(session.database)} TO ${ident(name)}`;
   let refused: GrantPlan | undefined;
   await session.retrying(action, 'create_user_failed', user.password, async () => {
-    await session.multi(role.join('; '), action, 'create_user_failed', user.password);
+    const results = await session.multi([...role, ...lookups.map((l) => l.lookup)].join('; '), action, 'create_user_failed', user.password);
+    const grants = plansFrom(name, lookups, results.slice(role.length));
     refused = await inTurn(user, () => grantAll(session, action, grants, [grantConnect], [], user.password, ['COMMIT']));
   });
   if (refused !== undefined) {
@@ -119,19 +121,30 @@ interface GrantPlan {
 }
 
 /**
- * The grants of the recipe as statements, reading the catalog first (the schemas `*`
- * reaches; a named schema that is a sy store is refused). When the recipe gives CREATE on
- * named schemas, the role's search_path starts with them, so that a migration tool or
- * `pgbench -i` creates its unqualified tables there (PostgreSQL 15 and later give PUBLIC no
- * CREATE on `public`).
+ * The grants of the recipe as statements, their catalog reads (the schemas `*` reaches; a
+ * named schema that is a sy store is refused) in a round trip of their own: for
+ * creationStatements. The default create makes them in the role's round trip instead.
  */
-async function planGrants(session: PgSession, name: string, grants: GrantPermission[]): Promise<GrantPlan[]> {
+async function planGrants(session: PgSession, name: string, lookups: GrantLookup[]): Promise<GrantPlan[]> {
+  if (lookups.length === 0) return plansFrom(name, [], []);
+  const results = await session.multi(lookups.map((l) => l.lookup).join('; '), `create user ${name}`, 'grant_failed');
+  return plansFrom(name, lookups, results);
+}
+
+/**
+ * The plans of the grants from their catalog reads (`results`, one per lookup, in order).
+ * When the recipe gives CREATE on named schemas, the role's search_path starts with them, so
+ * that a migration tool or `pgbench -i` creates its unqualified tables there (PostgreSQL 15
+ * and later give PUBLIC no CREATE on `public`).
+ */
+function plansFrom(name: string, lookups: GrantLookup[], results: pg.QueryResult[]): GrantPlan[] {
   const plans: GrantPlan[] = [];
   const creating: string[] = [];
-  for (const grant of grants) {
-    plans.push(await planGrant(session, name, grant));
+  lookups.forEach((lookup, i) => {
+    plans.push(lookup.plan(results[i]?.rows ?? []));
+    const { grant } = lookup;
     if (grant.schema !== '*' && grant.privileges.includes('CREATE') && !creating.includes(grant.schema)) creating.push(grant.schema);
-  }
+  });
   if (creating.length > 0) {
     const path = [...creating, ...(creating.includes('public') ? [] : ['public'])];
     plans.push({ description: `set the search_path of ${name}`, statements: [`ALTER ROLE ${ident(name)} SET search_path TO ${path.map(ident).join(', ')}`] });
@@ -187,7 +200,15 @@ async function whichFailed(session: PgSession, action: string, plans: GrantPlan[
   return error;
 }
 
-async function planGrant(session: PgSession, name: string, grant: GrantPermission): Promise<GrantPlan> {
+/** One grant of a recipe, checked: the SELECT that reads what it reaches, and its plan from the rows read. */
+interface GrantLookup {
+  grant: GrantPermission;
+  /** Literals only: it goes in a multi-statement round trip. */
+  lookup: string;
+  plan(rows: Record<string, unknown>[]): GrantPlan;
+}
+
+function grantLookup(session: PgSession, name: string, grant: GrantPermission): GrantLookup {
   // CREATE is a schema privilege, named only; `ALL` never means more than the data
   // privileges of tables: not TRIGGER, not MAINTAIN (PostgreSQL 17), not CREATE.
   const onSchema = grant.privileges.filter((p) => POSTGRES_SCHEMA_PRIVILEGES.includes(p));
@@ -199,30 +220,27 @@ async function planGrant(session: PgSession, name: string, grant: GrantPermissio
   const description = `grant ${grant.privileges.join(', ')} on ${where}`;
   if (onSchema.length > 0 && grant.table !== '*') throw failed('grant_failed', `Could not ${description}: CREATE is granted on a whole schema, not on a table.`);
   const user = ident(name);
-  let schemas: string[];
-  if (grant.schema === '*') {
-    const { rows } = await session.query<{ nspname: string }>(
-      `SELECT nspname FROM pg_catalog.pg_namespace WHERE ${ORDINARY_SCHEMA} ORDER BY nspname`,
-      [],
-      description,
-    );
-    schemas = rows.map((r) => r.nspname);
-  } else {
-    const { rows } = await session.query<{ store: boolean }>(`SELECT ${SY_STORE_SCHEMA} AS store FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1::pg_catalog.text`, [grant.schema], description);
-    if (rows[0]?.store) throw failed('grant_failed', `Could not ${description}: ${storeSchemaRefused(grant.schema, `${session.address}/${session.database}`)}.`);
-    schemas = [grant.schema];
-  }
-  const statements: string[] = [];
-  for (const schema of schemas) {
-    statements.push(`GRANT ${['USAGE', ...onSchema].join(', ')} ON SCHEMA ${ident(schema)} TO ${user}`);
-    if (privileges.length === 0) continue;
-    statements.push(
-      grant.table === '*'
-        ? `GRANT ${what} ON ALL TABLES IN SCHEMA ${ident(schema)} TO ${user}`
-        : `GRANT ${what} ON TABLE ${ident(schema)}.${ident(grant.table)} TO ${user}`,
-    );
-  }
-  return { description, statements, check: grant.schema !== '*' ? checkSql(name, grant.schema, grant.table, privileges, onSchema) : undefined };
+  const every = grant.schema === '*';
+  // `*`: the schemas it reaches. A named schema: whether it is a sy store (refused).
+  const lookup = every
+    ? `SELECT nspname FROM pg_catalog.pg_namespace WHERE ${ORDINARY_SCHEMA} ORDER BY nspname`
+    : `SELECT ${SY_STORE_SCHEMA} AS store FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) ${literal(grant.schema)}::pg_catalog.text`;
+  const plan = (rows: Record<string, unknown>[]): GrantPlan => {
+    if (!every && rows[0]?.store === true) throw failed('grant_failed', `Could not ${description}: ${storeSchemaRefused(grant.schema, `${session.address}/${session.database}`)}.`);
+    const schemas = every ? rows.map((r) => String(r.nspname)) : [grant.schema];
+    const statements: string[] = [];
+    for (const schema of schemas) {
+      statements.push(`GRANT ${['USAGE', ...onSchema].join(', ')} ON SCHEMA ${ident(schema)} TO ${user}`);
+      if (privileges.length === 0) continue;
+      statements.push(
+        grant.table === '*'
+          ? `GRANT ${what} ON ALL TABLES IN SCHEMA ${ident(schema)} TO ${user}`
+          : `GRANT ${what} ON TABLE ${ident(schema)}.${ident(grant.table)} TO ${user}`,
+      );
+    }
+    return { description, statements, check: every ? undefined : checkSql(name, grant.schema, grant.table, privileges, onSchema) };
+  };
+  return { grant, lookup, plan };
 }
 
 /**
