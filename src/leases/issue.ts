@@ -71,13 +71,14 @@ export interface IssuedCredentials {
  * the lease's times follow (refused when this machine's is more than a minute off), records
  * an intent, creates the user, then marks the lease active. A crash between recording and
  * creating leaves an intent that the sweep resolves by dropping the user if it exists; the
- * user's name carries its reap-after bound for the reaper.
+ * user's name carries its reap-after bound for the reaper. `ref` may also carry the secret
+ * itself, as its caller read it (the API does, to check the client's patterns first).
  */
-export async function issueLease(deps: LeaseDeps, ref: SecretRef, request: IssueRequest = {}): Promise<IssuedCredentials> {
+export async function issueLease(deps: LeaseDeps, ref: SecretRef | { secret: Secret }, request: IssueRequest = {}): Promise<IssuedCredentials> {
   const { store } = deps;
   const { signal } = request;
   stopIfInterrupted(signal);
-  const secret = await getSecret(store, ref, request.version);
+  const secret = 'secret' in ref ? ref.secret : await getSecret(store, ref, request.version);
   if (kindOf(secret.attributes) !== 'dynamic') {
     throw usageError('not_dynamic', `${secret.path} is not a dynamic secret.`);
   }

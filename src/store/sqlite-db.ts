@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { closeSync, fdatasync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { isAheadOfHead } from '../audit/file-log.js';
@@ -115,14 +115,25 @@ export class WalSync {
   private synced = 0;
   private running: Promise<void> | undefined;
 
-  constructor(private readonly sync: () => Promise<void>) {}
+  constructor(
+    private readonly sync: () => Promise<void>,
+    /** Called by close(). */
+    private readonly release: () => void = () => undefined,
+  ) {}
 
-  /** Switches `db` (a file in WAL mode) to group commit. */
+  /** Switches `db` (a file in WAL mode) to group commit; close() before the database. */
   static enable(db: Database): WalSync {
-    const walSync = new WalSync(() => datasync(`${db.name}-wal`));
+    const wal = walFile(`${db.name}-wal`);
+    const walSync = new WalSync(wal.datasync, wal.close);
     db.pragma('synchronous = NORMAL');
     walSyncs.set(db, walSync);
     return walSync;
+  }
+
+  /** Waits for a sync in flight (its descriptor must not be closed under it), then closes. */
+  async close(): Promise<void> {
+    await this.running?.catch(() => undefined);
+    this.release();
   }
 
   /** A transaction committed (runWrite). */
@@ -151,13 +162,29 @@ export class WalSync {
   }
 }
 
-async function datasync(file: string): Promise<void> {
-  const handle = await open(file, 'r');
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
+/**
+ * fdatasync of the WAL file on the thread pool, through a descriptor opened at the first sync
+ * and kept: SQLite removes the WAL only when the last connection to the database closes, and
+ * this process holds one for as long as it syncs.
+ */
+function walFile(file: string): { datasync: () => Promise<void>; close: () => void } {
+  let fd: number | undefined;
+  return {
+    datasync: () =>
+      new Promise<void>((resolve, reject) => {
+        try {
+          fd ??= openSync(file, 'r');
+        } catch (error) {
+          reject(error);
+          return;
+        }
+        fdatasync(fd, (error) => (error ? reject(error) : resolve()));
+      }),
+    close() {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+    },
+  };
 }
 
 /**

@@ -22,6 +22,7 @@ export class SqliteStore implements Store {
   readonly audit: FileAuditLog;
   readonly pools: PoolRegistry;
   private readonly meta: AuthenticatedMeta;
+  private readonly walSync: WalSync | undefined;
 
   constructor(
     readonly home: string,
@@ -32,6 +33,7 @@ export class SqliteStore implements Store {
   ) {
     this.location = home;
     const walSync = options.groupCommit ? WalSync.enable(db) : undefined;
+    this.walSync = walSync;
     const durable = <T extends object>(repository: T): T => (walSync ? durableMethods(repository, walSync) : repository);
     const macs = new RecordMac(recordKey(dataKey), storeId);
     const meta = new AuthenticatedMeta(db, macs);
@@ -82,6 +84,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.walSync?.close();
     this.db.close();
   }
 }

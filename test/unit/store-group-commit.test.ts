@@ -71,9 +71,10 @@ describe('WalSync', () => {
   test('on a real store file: the connection commits without syncing, and a write through durableMethods waits for the WAL sync', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sy-group-commit-'));
     const db = await openDatabase(join(dir, 'sy.db'), { create: true });
+    let enabled: WalSync | undefined;
     try {
       expect(db.pragma('synchronous', { simple: true })).toBe(2); // FULL, the default of every sy process
-      const enabled = WalSync.enable(db);
+      enabled = WalSync.enable(db);
       expect(db.pragma('synchronous', { simple: true })).toBe(1); // NORMAL: the sync is WalSync's
       db.exec('CREATE TABLE t (v TEXT)');
       // runWrite counts its commits for the WalSync of its database, which syncs sy.db-wal.
@@ -104,6 +105,7 @@ describe('WalSync', () => {
       disk.finishAll();
       await expect(put).resolves.toBe('a');
     } finally {
+      await enabled?.close();
       db.close();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -84,7 +84,7 @@ export function registerRoutes(app: FastifyInstance, r: RouteDeps): void {
     }
     const release = await caps.reserve(store, client);
     try {
-      const issued = await issueLease(forClient(client), { id: secret.id }, { ttlSeconds, version: secret.version, client: client.name });
+      const issued = await issueLease(forClient(client), { secret }, { ttlSeconds, client: client.name });
       r.issued?.({ engine: issued.engine, pool: typeof secret.attributes.pool === 'string' ? secret.attributes.pool : undefined });
       return reply.code(201).send(issuedLease(issued));
     } finally {
