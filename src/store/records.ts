@@ -111,7 +111,7 @@ export function tampered(record: string, restore = 'SY_HOME'): SyError {
  * (every command appends to the audit log, so its end always moves), no longer agrees.
  *
  * A new kind of record that needs a census gets a line here and reads and writes its census
- * through the store's roots (readCensus/writeCensus in SQLite's AuthenticatedMeta,
+ * through the store's roots (readCensus/withCensus in SQLite's AuthenticatedMeta,
  * readCensus/updateCensus in PostgreSQL's PgMeta), in the transaction that writes its rows.
  * Its migration writes the first value with `writeRoots(changes, readRoots([key]))`: the new
  * root may be missing only there. What stays out of reach is the whole store put back

@@ -3,7 +3,7 @@ import { notFound, usageError } from '../errors.js';
 import type { ClientRecord } from '../model/client.js';
 import { Census, type RecordMac, shown, tampered } from './records.js';
 import { CLIENT_CENSUS, CLIENT_CENSUS_WHAT, CLIENT_COLUMNS, type ClientColumns, clientMac, clientRecord, clientRow } from './rows.js';
-import { type AuthenticatedMeta, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
+import { type AuthenticatedMeta, runSnapshot, statementCache } from './sqlite-db.js';
 import type { ClientRegistry } from './store.js';
 
 type Database = BetterSqlite3.Database;
@@ -112,11 +112,6 @@ export class SqliteClientRegistry implements ClientRegistry {
 
   /** A write transaction with the census of clients loaded, updated by `fn` and saved. */
   private withCensus<T>(fn: (census: Census) => T): T {
-    return runWrite(this.db, () => {
-      const census = this.meta.readCensus(CLIENT_CENSUS);
-      const result = fn(census);
-      this.meta.writeCensus(CLIENT_CENSUS, census);
-      return result;
-    });
+    return this.meta.withCensus(CLIENT_CENSUS, fn);
   }
 }

@@ -268,16 +268,31 @@ export class AuthenticatedMeta {
   writeRoots(changes: Record<string, string>, roots = this.readRoots()): void {
     const upsert = this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     for (const [key, stored] of this.roots.next(roots, changes)) upsert.run(key, stored);
+    this.rootWrites++;
+  }
+
+  private rootWrites = 0;
+
+  /**
+   * A write transaction with the census `key` loaded, changed by `fn` and saved at the next
+   * generation. The roots are read once for both, unless `fn` wrote roots itself.
+   */
+  withCensus<T>(key: string, fn: (census: Census) => T): T {
+    return runWrite(this.db, () => {
+      const roots = this.readRoots();
+      const census = Census.decode(roots.values.get(key) ?? '');
+      if (!census) throw tampered(ROOTS[key]);
+      const writes = this.rootWrites;
+      const result = fn(census);
+      this.writeRoots({ [key]: census.encode() }, this.rootWrites === writes ? roots : this.readRoots());
+      return result;
+    });
   }
 
   readCensus(key: string): Census {
     const census = Census.decode(this.readRoots().values.get(key) ?? '');
     if (!census) throw tampered(ROOTS[key]);
     return census;
-  }
-
-  writeCensus(key: string, census: Census): void {
-    this.writeRoots({ [key]: census.encode() });
   }
 
   /** Every root of a store as it begins (a new store, a copy, a migration), in the caller's transaction. */

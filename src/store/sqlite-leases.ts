@@ -2,7 +2,7 @@ import { type LeaseColumns, intentRow, leaseMac, leaseMacHolds, leaseRecord, nex
 import type BetterSqlite3 from 'better-sqlite3';
 import { hostname } from 'node:os';
 import { Census, type RecordMac, shown, tampered } from './records.js';
-import { type AuthenticatedMeta, runRead, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
+import { type AuthenticatedMeta, runRead, runSnapshot, statementCache } from './sqlite-db.js';
 import {
   ENDED_LEASE_STATES,
   IN_USE_LEASE_STATES,
@@ -237,12 +237,7 @@ export class SqliteLeaseLedger implements LeaseLedger {
 
   /** A write transaction with the census of live leases loaded, updated by `fn` and saved. */
   private withCensus<T>(fn: (census: Census) => T): T {
-    return runWrite(this.db, () => {
-      const census = this.meta.readCensus(LEASE_CENSUS);
-      const result = fn(census);
-      this.meta.writeCensus(LEASE_CENSUS, census);
-      return result;
-    });
+    return this.meta.withCensus(LEASE_CENSUS, fn);
   }
 
   /** Reads every live lease and compares them with the census. */

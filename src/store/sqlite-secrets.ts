@@ -6,7 +6,7 @@ import { open, seal } from '../keys/crypto.js';
 import type { NewSecret, Secret, SecretContent, SecretKind, SecretMetadata, SecretRef } from '../model/secret.js';
 import { nowIso } from '../util/time.js';
 import { Census, type RecordMac, shown, tampered } from './records.js';
-import { type AuthenticatedMeta, runSnapshot, runWrite, statementCache } from './sqlite-db.js';
+import { type AuthenticatedMeta, runSnapshot, statementCache } from './sqlite-db.js';
 import type { DeleteOptions, SecretRepository, SecretSearch } from './store.js';
 
 type Database = BetterSqlite3.Database;
@@ -211,12 +211,7 @@ export class SqliteSecretRepository implements SecretRepository {
 
   /** A write transaction with the census of secrets loaded, updated by `fn` and saved. */
   private withCensus<T>(fn: (census: Census) => T): T {
-    return runWrite(this.db, () => {
-      const census = this.meta.readCensus(SECRET_CENSUS);
-      const result = fn(census);
-      this.meta.writeCensus(SECRET_CENSUS, census);
-      return result;
-    });
+    return this.meta.withCensus(SECRET_CENSUS, fn);
   }
 
   private toSecret(row: SecretRow, version: number, payload: SealedPayload): Secret {
