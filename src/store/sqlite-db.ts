@@ -141,6 +141,16 @@ export class WalSync {
     this.commits++;
   }
 
+  /** Commits so far: what committedSince compares with. */
+  get count(): number {
+    return this.commits;
+  }
+
+  /** Whether a transaction committed since count was `mark`. */
+  committedSince(mark: number): boolean {
+    return this.commits !== mark;
+  }
+
   /** Resolves once every commit made so far is on disk. */
   async durable(): Promise<void> {
     const wanted = this.commits;
@@ -188,9 +198,9 @@ function walFile(file: string): { datasync: () => Promise<void>; close: () => vo
 }
 
 /**
- * `repository` with each of its asynchronous methods resolving only once what the process
- * has committed is durable (WalSync). A method that wrote nothing waits only for the
- * commits of others that are not synced yet: it never acts on what a crash could undo.
+ * `repository` with each of its asynchronous methods that committed resolving only once the
+ * commit is durable (WalSync). A method that only read does not wait for the syncs of
+ * others' commits: what it read is the same either way.
  */
 export function durableMethods<T extends object>(repository: T, walSync: WalSync): T {
   return new Proxy(repository, {
@@ -198,10 +208,12 @@ export function durableMethods<T extends object>(repository: T, walSync: WalSync
       const value = Reflect.get(target, key, target) as unknown;
       if (typeof value !== 'function') return value;
       return (...args: unknown[]) => {
+        const mark = walSync.count;
         const result = (value as (...a: unknown[]) => unknown).apply(target, args);
         if (!(result instanceof Promise)) return result;
         return result.then(async (resolved: unknown) => {
-          await walSync.durable();
+          // Someone else's commit in between makes a read wait too: it is never told done early.
+          if (walSync.committedSince(mark)) await walSync.durable();
           return resolved;
         });
       };

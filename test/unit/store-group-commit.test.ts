@@ -1,7 +1,8 @@
 /**
  * Group commit of the SQLite store (WalSync in src/store/sqlite-db.ts), as `sy daemon` opens
  * it: a write resolves only once a sync of the WAL that began after its commit has finished;
- * writers waiting at once share one sync; a failing sync is the store's I/O error.
+ * writers waiting at once share one sync; a read does not wait; a failing sync is the
+ * store's I/O error.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,6 +92,9 @@ describe('WalSync', () => {
             return v;
           },
           count: () => (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n,
+          async read() {
+            return (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
+          },
         },
         wal,
       );
@@ -102,6 +106,9 @@ describe('WalSync', () => {
       await tick();
       expect(repository.count()).toBe(2); // committed
       expect(resolved).toBe(false); // but not told so before the sync
+      // A read meanwhile does not wait for that sync: it committed nothing.
+      await expect(repository.read()).resolves.toBe(2);
+      expect(resolved).toBe(false);
       disk.finishAll();
       await expect(put).resolves.toBe('a');
     } finally {
