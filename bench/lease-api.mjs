@@ -27,7 +27,7 @@ const CLIENTS = 10;
 /** Runs the scenario; `ctx` carries run.mjs's helpers and settings. Returns {13a..13d: cells}. */
 export async function apiRows(ctx) {
   const { CFG, PG, DB, PREFIX, ROOT, NODE, SY, QUICK, sy, run, interleave, measureOpts, ratioRow, median, quantile, fmtMs, sleep, log, n, pgQuery, daemons, newStore, homes } = ctx;
-  const S = QUICK ? { rounds: 2, single: 10, perClient: 5, warmUp: 2 } : { rounds: 5, single: 30, perClient: 20, warmUp: 20 };
+  const S = QUICK ? { rounds: 2, single: 10, perClient: 5, warmUp: 2 } : { rounds: 9, single: 30, perClient: 20, warmUp: 20 };
   const { SignJWT, importPKCS8 } = await import('jose');
 
   await pgQuery('CREATE SCHEMA IF NOT EXISTS api; CREATE TABLE IF NOT EXISTS api.items (id int PRIMARY KEY, name text)', [], DB);
