@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { ROOT, makeHome, runSy, type SyHome } from '../helpers/cli.js';
 import { tag } from '../helpers/db.js';
-import { type Daemon, PG5432, dropPgPrefix, mustJson, pgExists, startDaemon } from '../helpers/revocation.js';
+import { type Daemon, PG5432, dropPgPrefix, mustJson, pgExists, startDaemon, waitFor } from '../helpers/revocation.js';
 
 const DIR = join(ROOT, 'examples/kubernetes');
 const text = (name: string) => readFileSync(join(DIR, name), 'utf8');
@@ -86,10 +86,14 @@ describe('examples/kubernetes on one machine', () => {
     const port = new URL(listening.url).port;
     const server = `https://localhost:${port}`;
     const ca = readFileSync(join(dir, 'ca.crt'));
-    // The probes and the scrape, as the kubelet and Prometheus ask (the CA aside).
-    for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
+    // The probes and the scrape, as the kubelet and Prometheus ask (the CA aside). The daemon
+    // listens before its store is open and its first pass is done, and is not ready until
+    // then: the kubelet asks again every periodSeconds, as this does (more often).
+    for (const probe of ['livenessProbe', 'startupProbe']) {
       expect({ probe, status: (await get(server, container[probe].httpGet.path, ca)).status }).toEqual({ probe, status: 200 });
     }
+    const ready = await waitFor('the readiness probe to answer 200', async () => (await get(server, container.readinessProbe.httpGet.path, ca)).status === 200, 30_000, 250);
+    expect(ready).toBe(true);
     const metrics = await get(server, deployment.spec.template.metadata.annotations['prometheus.io/path'], ca);
     expect(metrics.body).toMatch(/^sy_/m);
 
