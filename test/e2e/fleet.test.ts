@@ -140,9 +140,12 @@ test('three daemons and two CLIs over 300 leases: a daemon SIGKILLed and the sto
   console.log(`${LEASES} creates in ${createdIn} ms; all ended ${Date.now() - runStarted} ms after the start; `
     + `${killedClaims.length} claims of the killed daemon, ${stranded.length} claims caught by the restart`);
 
-  // The survivors never exited on their own, and said the outage once each.
+  // The survivors never exited on their own, and said the outage once each. A revocation
+  // settled just before the store stopped may find it gone for its audit line: that line is
+  // lost with a warning (README, Audit log), and nothing else is said on stderr.
   expect(stops.map((s) => s.code)).toEqual([0, 0]);
-  expect(survivors.map((d) => d.stderr())).toEqual(['', '']);
+  const auditLost = /^sy: warning: could not write the audit log \(the store database did not answer\)\.$/;
+  expect(survivors.map((d) => d.stderr().split('\n').filter((line) => line !== '' && !auditLost.test(line)))).toEqual([[], []]);
   for (const d of survivors) {
     const kinds = d.events.map((e) => e.event);
     expect(kinds.filter((k) => k === 'store_unreachable').length).toBeLessThanOrEqual(1);
