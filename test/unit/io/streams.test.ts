@@ -115,6 +115,19 @@ describe('the spinner', () => {
   });
 });
 
+/**
+ * Types `keys` once `question` is drawn on `out`, as a person would: inquirer is loaded on the
+ * first question, which under load takes longer than any fixed delay.
+ */
+async function typeWhenAsked(keyboard: FakeKeyboard, out: CapturedStream, question: string, keys: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!out.text().includes(question)) {
+    if (Date.now() > deadline) throw new Error(`"${question}" was never asked`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  keyboard.type(keys);
+}
+
 describe('prompts through inquirer, on the streams given', () => {
   test('a question is drawn on its stdout and answered from its stdin', async () => {
     const keyboard = new FakeKeyboard();
@@ -122,10 +135,10 @@ describe('prompts through inquirer, on the streams given', () => {
     const io = createStreams({ stdin: keyboard, stdout: out, stderr: new CapturedStream(true), stdinIsTTY: true, stdoutIsTTY: true, stderrIsTTY: true, colorEnabled: false });
     await withoutProcessOutput(['Your name', 'Sure?'], async () => {
       const name = askText(io, 'Your name:');
-      setTimeout(() => keyboard.type('alice\r'), 20);
+      await typeWhenAsked(keyboard, out, 'Your name:', 'alice\r');
       expect(await name).toBe('alice');
       const sure = askConfirm(io, 'Sure?', false);
-      setTimeout(() => keyboard.type('y\r'), 20);
+      await typeWhenAsked(keyboard, out, 'Sure?', 'y\r');
       expect(await sure).toBe(true);
     });
     expect(out.text()).toContain('Your name: alice');
@@ -134,9 +147,10 @@ describe('prompts through inquirer, on the streams given', () => {
 
   test('Ctrl-C at a prompt is the interrupted error (exit 130)', async () => {
     const keyboard = new FakeKeyboard();
-    const io = createStreams({ stdin: keyboard, stdout: new CapturedStream(true), stderr: new CapturedStream(true), stdinIsTTY: true, stdoutIsTTY: true, stderrIsTTY: true, colorEnabled: false });
+    const out = new CapturedStream(true);
+    const io = createStreams({ stdin: keyboard, stdout: out, stderr: new CapturedStream(true), stdinIsTTY: true, stdoutIsTTY: true, stderrIsTTY: true, colorEnabled: false });
     const answer = askPassword(io, 'Passphrase:');
-    setTimeout(() => keyboard.type('\x03'), 20);
+    await typeWhenAsked(keyboard, out, 'Passphrase:', '\x03');
     await expect(answer).rejects.toMatchObject({ code: 'interrupted', exitCode: 130 });
   });
 });
