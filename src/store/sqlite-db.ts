@@ -141,14 +141,9 @@ export class WalSync {
     this.commits++;
   }
 
-  /** Commits so far: what committedSince compares with. */
+  /** Commits so far. */
   get count(): number {
     return this.commits;
-  }
-
-  /** Whether a transaction committed since count was `mark`. */
-  committedSince(mark: number): boolean {
-    return this.commits !== mark;
   }
 
   /** Resolves once every commit made so far is on disk. */
@@ -213,7 +208,7 @@ export function durableMethods<T extends object>(repository: T, walSync: WalSync
         if (!(result instanceof Promise)) return result;
         return result.then(async (resolved: unknown) => {
           // Someone else's commit in between makes a read wait too: it is never told done early.
-          if (walSync.committedSince(mark)) await walSync.durable();
+          if (walSync.count !== mark) await walSync.durable();
           return resolved;
         });
       };
@@ -261,6 +256,8 @@ export function statementCache(db: Database): (sql: string) => BetterSqlite3.Sta
 export class AuthenticatedMeta {
   readonly roots: RootRecords;
   private readonly sql: (text: string) => BetterSqlite3.Statement;
+  /** writeRoots calls so far: withCensus reads the roots again only when its change wrote some. */
+  private rootWrites = 0;
 
   constructor(
     private readonly db: Database,
@@ -282,8 +279,6 @@ export class AuthenticatedMeta {
     for (const [key, stored] of this.roots.next(roots, changes)) upsert.run(key, stored);
     this.rootWrites++;
   }
-
-  private rootWrites = 0;
 
   /**
    * A write transaction with the census `key` loaded, changed by `fn` and saved at the next
